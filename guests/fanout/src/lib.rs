@@ -1,0 +1,89 @@
+//! `fanout`: a fan-out / fan-in computing `0² + 1² + ... + (n-1)²` with subtasks.
+//!
+//! In ArmoniK, subtasks run the same worker, so this one component plays every role, chosen
+//! by the payload (UTF-8 text, words separated by whitespace):
+//!
+//! - `fanout <n>` (the root task): creates the payloads `part <i>` (results named
+//!   `part-payload-<i>`) and `sum` (named `sum-payload`) with `create_results`, the part
+//!   outputs (`part-output-<i>`) with `create_results_metadata`, then submits, in one call,
+//!   the n part tasks (payload `part-payload-<i>`, expected output `part-output-<i>`) and
+//!   one aggregation task (payload `sum-payload`, dependencies the part outputs in order,
+//!   expected output the root's own first expected output). That delegates the root's
+//!   output: the root writes nothing itself.
+//! - `part <i>`: writes the decimal text of `i*i` to its first expected output.
+//! - `sum`: parses every data dependency as a decimal integer (surrounding whitespace
+//!   allowed) and writes the decimal text of their sum to its first expected output.
+//!
+//! With `fanout 4`, the root's output ends up holding `14`.
+
+use armonik_wasm_sdk::{ResultMetadata, Task, TaskDefinition, TaskError, TaskHandler, export_task};
+
+/// The fan-out / part / sum task.
+struct Fanout;
+
+impl Task for Fanout {
+    fn process(handler: &mut TaskHandler) -> Result<(), TaskError> {
+        let payload = String::from_utf8(handler.payload()?)?;
+        let value: u128 = match payload.split_whitespace().collect::<Vec<_>>()[..] {
+            ["fanout", n] => return fan_out(handler, n.parse()?),
+            ["part", i] => u128::from(i.parse::<u64>()?).pow(2),
+            ["sum"] => (handler.data_dependencies().iter())
+                .map(|id| {
+                    Ok(String::from_utf8(handler.data_dependency(id)?)?
+                        .trim()
+                        .parse::<u128>()?)
+                })
+                .sum::<Result<u128, TaskError>>()?,
+            _ => {
+                return Err(TaskError::failed(format!(
+                    "fanout: unknown payload {payload:?}"
+                )));
+            }
+        };
+        let output = handler.first_expected_result()?;
+        handler.send_result(output, value.to_string().as_bytes())
+    }
+}
+
+/// The root: creates the parts' payloads and outputs, then submits parts and aggregation.
+fn fan_out(handler: &TaskHandler, n: usize) -> Result<(), TaskError> {
+    let output = handler.first_expected_result()?;
+    let mut payloads: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("part-payload-{i}"), format!("part {i}")))
+        .collect();
+    payloads.push(("sum-payload".into(), "sum".into()));
+    let payloads = handler.create_results(&payloads)?;
+    let names: Vec<String> = (0..n).map(|i| format!("part-output-{i}")).collect();
+    let outputs = handler.create_results_metadata(&names)?;
+
+    let mut tasks = Vec::with_capacity(n + 1);
+    let mut part_outputs = Vec::with_capacity(n);
+    for i in 0..n {
+        let part_output = id_of(&outputs, &format!("part-output-{i}"))?;
+        let part_payload = id_of(&payloads, &format!("part-payload-{i}"))?;
+        tasks.push(TaskDefinition::new(
+            part_payload,
+            Vec::<String>::new(),
+            [part_output.clone()],
+        ));
+        part_outputs.push(part_output);
+    }
+    tasks.push(TaskDefinition::new(
+        id_of(&payloads, "sum-payload")?,
+        part_outputs,
+        [output],
+    ));
+    handler.submit_tasks(tasks, None)?;
+    Ok(())
+}
+
+/// The id of the result named `name`.
+fn id_of(results: &[ResultMetadata], name: &str) -> Result<String, TaskError> {
+    results
+        .iter()
+        .find(|r| r.name == name)
+        .map(|r| r.result_id.clone())
+        .ok_or_else(|| TaskError::failed(format!("the agent returned no result named {name}")))
+}
+
+export_task!(Fanout);

@@ -1,0 +1,294 @@
+//! The WIT `agent` interface, implemented by forwarding each call to an [`Agent`] with the
+//! task's communication token and session id, and keeping the ledger of what the task
+//! produced (for the output check of the task runner).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+use tonic::{Code, Status};
+
+use crate::agent::Agent;
+use crate::bindings::armonik::worker::agent::Host;
+use crate::bindings::types::{
+    AgentError, ResultMetadata, SubmittedTask, TaskDefinition, TaskOptions, TaskRequest,
+};
+use crate::convert;
+use crate::proto::v1::agent as pb;
+
+/// A trap raised when the task's deadline passes during (or before) an agent call: the task
+/// ends with DEADLINE_EXCEEDED, as it does when the epoch deadline stops guest code.
+#[derive(Debug, thiserror::Error)]
+#[error("the task's max duration elapsed during an agent call")]
+pub struct DeadlineReached;
+
+/// What the task did through the agent, checked when it returns.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Result ids the agent acknowledged in `NotifyResultData`.
+    pub notified: HashSet<String>,
+    /// Result ids created with data.
+    pub created: HashSet<String>,
+    /// Expected outputs of submitted tasks: their production was delegated.
+    pub delegated: HashSet<String>,
+    /// Set when the agent could not be reached: the task's outcome is then unknown to ArmoniK
+    /// and it must be retried whatever the guest returns.
+    pub agent_unavailable: Option<String>,
+}
+
+/// The per-task half of the agent bridge: who the task is and what it did.
+pub struct AgentBridge {
+    agent: Arc<dyn Agent>,
+    token: String,
+    session_id: String,
+    chunk_size: usize,
+    deadline: Instant,
+    ledger: Ledger,
+}
+
+impl AgentBridge {
+    /// A bridge for one task. `chunk_size` is the agent's preferred message size (for the
+    /// legacy stream); `deadline` is when the task's time budget ends.
+    pub fn new(
+        agent: Arc<dyn Agent>,
+        token: String,
+        session_id: String,
+        chunk_size: usize,
+        deadline: Instant,
+    ) -> Self {
+        Self {
+            agent,
+            token,
+            session_id,
+            chunk_size,
+            deadline,
+            ledger: Ledger::default(),
+        }
+    }
+
+    /// What the task did, once it has returned.
+    pub fn into_ledger(self) -> Ledger {
+        self.ledger
+    }
+
+    /// Runs one agent call within the task's deadline and maps its error for the guest. A call
+    /// that cannot finish before the deadline traps, so the guest is stopped instead of
+    /// waiting on an agent that has already given up on the task.
+    async fn call<R>(
+        &mut self,
+        call: impl Future<Output = Result<R, Status>>,
+    ) -> wasmtime::Result<Result<R, AgentError>> {
+        match tokio::time::timeout_at(self.deadline, call).await {
+            Err(_elapsed) => Err(wasmtime::Error::new(DeadlineReached)),
+            Ok(Ok(reply)) => Ok(Ok(reply)),
+            Ok(Err(status)) => {
+                if status.code() == Code::Unavailable {
+                    self.ledger.agent_unavailable = Some(status.message().to_owned());
+                }
+                Ok(Err(agent_error(&status)))
+            }
+        }
+    }
+
+    fn data_request(&self, result_id: String) -> pb::DataRequest {
+        pb::DataRequest {
+            communication_token: self.token.clone(),
+            result_id,
+        }
+    }
+}
+
+/// A gRPC status as the WIT error the guest can branch on.
+fn agent_error(status: &Status) -> AgentError {
+    let message = if status.message().is_empty() {
+        status.code().description().to_owned()
+    } else {
+        status.message().to_owned()
+    };
+    match status.code() {
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            AgentError::InvalidArgument(message)
+        }
+        Code::NotFound => AgentError::NotFound(message),
+        Code::Unavailable => AgentError::Unavailable(message),
+        Code::DeadlineExceeded => AgentError::DeadlineExceeded(message),
+        _ => AgentError::Internal(message),
+    }
+}
+
+impl Host for AgentBridge {
+    async fn create_results_metadata(
+        &mut self,
+        names: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<ResultMetadata>, AgentError>> {
+        let request = pb::CreateResultsMetaDataRequest {
+            results: names
+                .into_iter()
+                .map(|name| pb::create_results_meta_data_request::ResultCreate { name })
+                .collect(),
+            session_id: self.session_id.clone(),
+            communication_token: self.token.clone(),
+        };
+        let agent = self.agent.clone();
+        let reply = self.call(agent.create_results_metadata(request)).await?;
+        Ok(reply.map(|r| {
+            r.results
+                .into_iter()
+                .map(convert::result_metadata_to_wit)
+                .collect()
+        }))
+    }
+
+    async fn create_results(
+        &mut self,
+        results: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<Vec<ResultMetadata>, AgentError>> {
+        let request = pb::CreateResultsRequest {
+            results: results
+                .into_iter()
+                .map(|(name, data)| pb::create_results_request::ResultCreate { name, data })
+                .collect(),
+            session_id: self.session_id.clone(),
+            communication_token: self.token.clone(),
+        };
+        let agent = self.agent.clone();
+        let reply = self.call(agent.create_results(request)).await?;
+        Ok(reply.map(|r| {
+            self.ledger
+                .created
+                .extend(r.results.iter().map(|m| m.result_id.clone()));
+            r.results
+                .into_iter()
+                .map(convert::result_metadata_to_wit)
+                .collect()
+        }))
+    }
+
+    async fn notify_result_data(
+        &mut self,
+        result_ids: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<String>, AgentError>> {
+        let request = pb::NotifyResultDataRequest {
+            ids: result_ids
+                .into_iter()
+                .map(
+                    |result_id| pb::notify_result_data_request::ResultIdentifier {
+                        session_id: self.session_id.clone(),
+                        result_id,
+                    },
+                )
+                .collect(),
+            communication_token: self.token.clone(),
+        };
+        let agent = self.agent.clone();
+        let reply = self.call(agent.notify_result_data(request)).await?;
+        Ok(reply.map(|r| {
+            self.ledger.notified.extend(r.result_ids.iter().cloned());
+            r.result_ids
+        }))
+    }
+
+    async fn submit_tasks(
+        &mut self,
+        tasks: Vec<TaskDefinition>,
+        defaults: Option<TaskOptions>,
+    ) -> wasmtime::Result<Result<Vec<SubmittedTask>, AgentError>> {
+        let request = pb::SubmitTasksRequest {
+            session_id: self.session_id.clone(),
+            task_options: defaults.map(convert::task_options_from_wit),
+            task_creations: tasks
+                .into_iter()
+                .map(convert::task_creation_from_wit)
+                .collect(),
+            communication_token: self.token.clone(),
+        };
+        let agent = self.agent.clone();
+        let reply = self.call(agent.submit_tasks(request)).await?;
+        Ok(reply.map(|r| {
+            let tasks: Vec<SubmittedTask> = r
+                .task_infos
+                .into_iter()
+                .map(convert::submitted_task_to_wit)
+                .collect();
+            for task in &tasks {
+                self.ledger
+                    .delegated
+                    .extend(task.expected_output_ids.iter().cloned());
+            }
+            tasks
+        }))
+    }
+
+    async fn create_tasks(
+        &mut self,
+        tasks: Vec<TaskRequest>,
+        defaults: Option<TaskOptions>,
+    ) -> wasmtime::Result<Result<Vec<SubmittedTask>, AgentError>> {
+        let stream = convert::create_task_stream(tasks, defaults, &self.token, self.chunk_size);
+        let agent = self.agent.clone();
+        let reply = match self.call(agent.create_task(stream)).await? {
+            Ok(reply) => reply,
+            Err(error) => return Ok(Err(error)),
+        };
+        // The legacy RPC reports failures in the reply, not as a status.
+        use pb::create_task_reply::{Response, creation_status::Status as Creation};
+        let statuses = match reply.response {
+            Some(Response::CreationStatusList(list)) => list.creation_statuses,
+            Some(Response::Error(error)) => return Ok(Err(AgentError::InvalidArgument(error))),
+            None => {
+                return Ok(Err(AgentError::Internal(
+                    "the agent answered CreateTask with neither tasks nor an error".into(),
+                )));
+            }
+        };
+        let mut created = Vec::with_capacity(statuses.len());
+        let mut errors = Vec::new();
+        for status in statuses {
+            match status.status {
+                Some(Creation::TaskInfo(info)) => created.push(convert::created_task_to_wit(info)),
+                Some(Creation::Error(error)) => errors.push(error),
+                None => errors.push("empty creation status".into()),
+            }
+        }
+        for task in &created {
+            self.ledger
+                .delegated
+                .extend(task.expected_output_ids.iter().cloned());
+        }
+        if errors.is_empty() {
+            Ok(Ok(created))
+        } else {
+            Ok(Err(AgentError::InvalidArgument(errors.join("; "))))
+        }
+    }
+
+    async fn get_resource_data(
+        &mut self,
+        result_id: String,
+    ) -> wasmtime::Result<Result<(), AgentError>> {
+        let request = self.data_request(result_id);
+        let agent = self.agent.clone();
+        Ok(self.call(agent.get_resource_data(request)).await?.map(drop))
+    }
+
+    async fn get_common_data(
+        &mut self,
+        result_id: String,
+    ) -> wasmtime::Result<Result<(), AgentError>> {
+        let request = self.data_request(result_id);
+        let agent = self.agent.clone();
+        Ok(self.call(agent.get_common_data(request)).await?.map(drop))
+    }
+
+    async fn get_direct_data(
+        &mut self,
+        result_id: String,
+    ) -> wasmtime::Result<Result<(), AgentError>> {
+        let request = self.data_request(result_id);
+        let agent = self.agent.clone();
+        Ok(self.call(agent.get_direct_data(request)).await?.map(drop))
+    }
+}
+
+impl crate::bindings::armonik::worker::types::Host for AgentBridge {}

@@ -1,0 +1,271 @@
+//! Which component runs a task, and the cache of components ready to instantiate.
+//!
+//! A task runs the component that ArmoniK's dynamic-worker convention names (task options
+//! `ConventionVersion=v1` and `LibraryBlobId=<result id>`, the `.wasm` shipped as one of the
+//! task's data dependencies), else the default component the host was started with. Each
+//! component is compiled and linked once and kept by content hash; library blobs are also
+//! kept by result id, since an ArmoniK result never changes once written.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use crate::bindings::WorkerPre;
+use crate::sandbox::{Sandbox, TaskState};
+
+/// Task option naming the dynamic-worker convention in use.
+pub const CONVENTION_VERSION: &str = "ConventionVersion";
+/// Task option naming the result that holds the component (convention v1).
+pub const LIBRARY_BLOB_ID: &str = "LibraryBlobId";
+
+/// Components kept compiled: enough for a worker that alternates between a few applications,
+/// few enough that a stream of distinct libraries cannot exhaust host memory.
+const CACHE_CAPACITY: usize = 32;
+
+/// Why no component could be made ready for a task.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read the component {}: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// Not WebAssembly at all.
+    #[error("{origin} is not a WebAssembly component (it does not start with the `\\0asm` header)")]
+    NotWasm {
+        /// Where the bytes came from.
+        origin: String,
+    },
+    /// A core module where a component is expected.
+    #[error(
+        "{origin} is a core WebAssembly module, not a component: build it for wasm32-wasip2, or wrap it with `wasm-tools component new`"
+    )]
+    CoreModule {
+        /// Where the bytes came from.
+        origin: String,
+    },
+    /// A component wasmtime rejects.
+    #[error("{origin} is not a valid component: {reason}")]
+    Invalid {
+        /// Where the bytes came from.
+        origin: String,
+        /// wasmtime's reason.
+        reason: String,
+    },
+    /// A valid component of another world.
+    #[error("{origin} does not fit the armonik:worker/worker world: {reason}")]
+    WrongWorld {
+        /// Where the bytes came from.
+        origin: String,
+        /// What is missing or mismatched.
+        reason: String,
+    },
+    /// The task options select no usable component.
+    #[error("{0}")]
+    Selection(String),
+}
+
+/// A component ready to instantiate.
+pub struct Prepared {
+    /// Hex SHA-256 of the component's bytes.
+    pub digest: String,
+    /// Linked once; each task instantiates it.
+    pub pre: WorkerPre<TaskState>,
+}
+
+#[derive(Default)]
+struct Cache {
+    by_digest: HashMap<String, Arc<Prepared>>,
+    by_blob: HashMap<String, Arc<Prepared>>,
+    /// Digests in insertion order, to evict the oldest.
+    order: VecDeque<String>,
+}
+
+/// The components of this host: the default one, and those loaded from task data.
+pub struct Components {
+    sandbox: Arc<Sandbox>,
+    default: Option<Arc<Prepared>>,
+    cache: Mutex<Cache>,
+}
+
+impl Components {
+    /// Loads the default component, if any, now, so a broken one stops the host at start.
+    pub async fn new(sandbox: Arc<Sandbox>, default: Option<&Path>) -> Result<Self, LoadError> {
+        let components = Self {
+            sandbox,
+            default: None,
+            cache: Mutex::default(),
+        };
+        let default = match default {
+            Some(path) => {
+                let bytes = tokio::fs::read(path)
+                    .await
+                    .map_err(|error| LoadError::Read {
+                        path: path.to_owned(),
+                        error,
+                    })?;
+                Some(
+                    components
+                        .load(bytes, format!("the component {}", path.display()))
+                        .await?,
+                )
+            }
+            None => None,
+        };
+        Ok(Self {
+            default,
+            ..components
+        })
+    }
+
+    /// The component for a task with these options and dependencies; `data_folder` holds the
+    /// task's input files.
+    pub async fn for_task(
+        &self,
+        options: &HashMap<String, String>,
+        data_dependencies: &[String],
+        data_folder: &Path,
+    ) -> Result<Arc<Prepared>, LoadError> {
+        let Some(version) = options.get(CONVENTION_VERSION) else {
+            return self.default.clone().ok_or_else(|| {
+                LoadError::Selection(format!(
+                    "no component for this task: the host has no default component and the task options do not set {CONVENTION_VERSION}=v1 with a {LIBRARY_BLOB_ID}"
+                ))
+            });
+        };
+        if version != "v1" {
+            return Err(LoadError::Selection(format!(
+                "unsupported {CONVENTION_VERSION} `{version}` (this host knows v1)"
+            )));
+        }
+        let blob = options.get(LIBRARY_BLOB_ID).ok_or_else(|| {
+            LoadError::Selection(format!(
+                "{CONVENTION_VERSION}=v1 needs the task option {LIBRARY_BLOB_ID}"
+            ))
+        })?;
+        if !data_dependencies.contains(blob) {
+            return Err(LoadError::Selection(format!(
+                "{LIBRARY_BLOB_ID} `{blob}` is not a data dependency of the task, so its data is not in the task's folder"
+            )));
+        }
+        if let Some(prepared) = self.lock().by_blob.get(blob) {
+            return Ok(prepared.clone());
+        }
+        let path = data_folder.join(blob);
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|error| LoadError::Read { path, error })?;
+        let prepared = self.load(bytes, format!("library blob {blob}")).await?;
+        self.lock().by_blob.insert(blob.clone(), prepared.clone());
+        Ok(prepared)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        // The cache holds no invariant a panic could break halfway.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Compiles and links `bytes` unless a component with the same content is cached.
+    async fn load(&self, bytes: Vec<u8>, origin: String) -> Result<Arc<Prepared>, LoadError> {
+        check_header(&bytes, &origin)?;
+        let sandbox = self.sandbox.clone();
+        let digest = hex(&Sha256::digest(&bytes));
+        if let Some(prepared) = self.lock().by_digest.get(&digest) {
+            return Ok(prepared.clone());
+        }
+        // Compiling takes from milliseconds (Rust) to seconds (Python): keep it off the async
+        // threads that serve HealthCheck.
+        let span = tracing::info_span!("compile", %origin, %digest);
+        let task_digest = digest.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let _span = span.enter();
+            let started = std::time::Instant::now();
+            let component =
+                Component::new(sandbox.engine(), &bytes).map_err(|e| LoadError::Invalid {
+                    origin: origin.clone(),
+                    reason: format!("{e:#}"),
+                })?;
+            let pre = sandbox
+                .prepare(&component)
+                .map_err(|e| LoadError::WrongWorld {
+                    origin: origin.clone(),
+                    reason: format!("{e:#}"),
+                })?;
+            tracing::info!(elapsed = ?started.elapsed(), "component compiled");
+            Ok::<_, LoadError>(Prepared {
+                digest: task_digest,
+                pre,
+            })
+        })
+        .await
+        .map_err(|e| LoadError::Selection(format!("component compilation failed: {e}")))??;
+
+        let prepared = Arc::new(prepared);
+        let mut cache = self.lock();
+        if cache.order.len() >= CACHE_CAPACITY
+            && let Some(oldest) = cache.order.pop_front()
+        {
+            cache.by_digest.remove(&oldest);
+            cache.by_blob.retain(|_, p| p.digest != oldest);
+        }
+        cache.order.push_back(digest.clone());
+        cache.by_digest.insert(digest, prepared.clone());
+        Ok(prepared)
+    }
+}
+
+/// Tells a core module or random bytes from a component before wasmtime gives a less direct
+/// message.
+fn check_header(bytes: &[u8], origin: &str) -> Result<(), LoadError> {
+    const MAGIC: &[u8] = b"\0asm";
+    // The layer field (bytes 6..8) is 0 for core modules and 1 for components.
+    match bytes.get(..8) {
+        Some(header) if header.starts_with(MAGIC) && header[6..8] == [1, 0] => Ok(()),
+        Some(header) if header.starts_with(MAGIC) && header[6..8] == [0, 0] => {
+            Err(LoadError::CoreModule {
+                origin: origin.to_owned(),
+            })
+        }
+        _ => Err(LoadError::NotWasm {
+            origin: origin.to_owned(),
+        }),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_told_apart() {
+        let component = b"\0asm\x0d\x00\x01\x00rest";
+        let core = b"\0asm\x01\x00\x00\x00rest";
+        assert!(check_header(component, "c").is_ok());
+        assert!(matches!(
+            check_header(core, "m"),
+            Err(LoadError::CoreModule { .. })
+        ));
+        assert!(matches!(
+            check_header(b"hello world", "t"),
+            Err(LoadError::NotWasm { .. })
+        ));
+        assert!(matches!(
+            check_header(b"", "e"),
+            Err(LoadError::NotWasm { .. })
+        ));
+    }
+}

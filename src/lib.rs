@@ -1,0 +1,22 @@
+//! armonik-wasm: an ArmoniK worker that runs each task as a sandboxed WebAssembly component.
+//!
+//! Data flows one way through the modules:
+//! [`transport`] (the Worker gRPC service) → [`task_runner`] (a request in, an outcome out) →
+//! [`sandbox`] (engine, store, limits; [`components`] picks and caches the component) →
+//! [`agent_bridge`] (the WIT `agent` interface) → [`agent`] (the Agent trait, implemented over
+//! gRPC by [`agent_grpc`]).
+
+pub mod agent;
+pub mod agent_bridge;
+pub mod agent_grpc;
+pub mod bindings;
+pub mod cli;
+pub mod components;
+pub mod config;
+pub mod convert;
+pub mod guest_log;
+pub mod limits;
+pub mod proto;
+pub mod sandbox;
+pub mod task_runner;
+pub mod transport;

@@ -1,0 +1,258 @@
+//! The sandbox: one wasmtime engine and linker per process, and a fresh store and instance
+//! per task.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::agent_bridge::{AgentBridge, DeadlineReached, Ledger};
+use crate::bindings::types::TaskContext;
+use crate::bindings::{WorkerPre, armonik};
+use crate::guest_log::{GuestLog, Stream, TaskIds};
+use crate::limits::{MemoryLimitExceeded, TaskLimiter};
+
+/// Where the task's data folder appears inside the guest.
+pub const GUEST_DATA_FOLDER: &str = "/data";
+
+/// How often the epoch advances. A guest is checked against its deadline, and yields to the
+/// async runtime (so HealthCheck and cancellation stay prompt), once per tick; 10 ms is
+/// Spin's choice too and costs nothing measurable.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Core instances, memories and tables one task's component may use in the instance pool.
+/// Rust and C components use a handful; componentize-py's use about twenty.
+const CORE_INSTANCES_PER_TASK: u32 = 64;
+const MEMORIES_PER_TASK: u32 = 16;
+const TABLES_PER_TASK: u32 = 64;
+
+/// Settings of the sandbox that hold for every task.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Tasks that may run at once; sizes the instance pool.
+    pub max_concurrent_tasks: u32,
+    /// Linear memory one task may use, all its memories together.
+    pub memory_limit: usize,
+}
+
+/// Why a task did not return normally.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The task ran past its max duration and was stopped.
+    #[error("the task exceeded its max duration of {0:?} and was stopped")]
+    Deadline(Duration),
+    /// The guest trapped (panic, out of bounds, stack overflow, memory limit...). The message
+    /// carries the trap and its wasm backtrace.
+    #[error("the task trapped: {0}")]
+    Trap(String),
+    /// The sandbox could not be set up (for example the data folder cannot be opened).
+    #[error("cannot set up the task's sandbox: {0}")]
+    Setup(String),
+}
+
+/// The plain per-task state held by the store.
+pub struct TaskState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: TaskLimiter,
+    bridge: AgentBridge,
+}
+
+impl WasiView for TaskState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// One task to run in the sandbox.
+pub struct TaskRun<'a> {
+    /// What the guest is told about the task.
+    pub context: TaskContext,
+    /// The task's data folder on the host, preopened as [`GUEST_DATA_FOLDER`].
+    pub data_folder: &'a Path,
+    /// The task's agent bridge.
+    pub bridge: AgentBridge,
+    /// Task and session ids, for the guest's logs.
+    pub ids: Arc<TaskIds>,
+    /// The task's time budget.
+    pub max_duration: Duration,
+    /// When the budget ends.
+    pub deadline: Instant,
+}
+
+/// The engine and linker shared by every task of the process.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<TaskState>,
+    config: SandboxConfig,
+}
+
+impl Sandbox {
+    /// Builds the engine (pooling allocator when the machine allows it, copy-on-write memory
+    /// images, epoch interruption) and the linker with WASI and the agent interface.
+    pub fn new(config: SandboxConfig) -> anyhow::Result<Self> {
+        let engine = match Engine::new(&engine_config(&config, true)) {
+            Ok(engine) => engine,
+            Err(error) => {
+                // The pool reserves its address space up front; where that fails (small
+                // virtual address space, strict overcommit), on-demand allocation still works,
+                // only slower to instantiate.
+                tracing::warn!(%error, "pooling allocator unavailable, falling back to on-demand allocation");
+                Engine::new(&engine_config(&config, false))?
+            }
+        };
+        spawn_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        // Every WASI 0.2 interface is linked (componentize-py imports sockets even when unused);
+        // what a task may reach is decided by its WasiCtx: one folder, no network, no env.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        armonik::worker::agent::add_to_linker::<TaskState, HasSelf<AgentBridge>>(
+            &mut linker,
+            |state| &mut state.bridge,
+        )?;
+        armonik::worker::types::add_to_linker::<TaskState, HasSelf<AgentBridge>>(
+            &mut linker,
+            |state| &mut state.bridge,
+        )?;
+        Ok(Self {
+            engine,
+            linker,
+            config,
+        })
+    }
+
+    /// The process's engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Resolves a component's imports once, so that a task only instantiates.
+    pub fn prepare(&self, component: &Component) -> anyhow::Result<WorkerPre<TaskState>> {
+        let pre = self.linker.instantiate_pre(component)?;
+        Ok(WorkerPre::new(pre)?)
+    }
+
+    /// Runs one task in a fresh store and instance. Returns the guest's own result (or why it
+    /// has none) and the ledger of what it did through the agent.
+    pub async fn run(
+        &self,
+        pre: &WorkerPre<TaskState>,
+        task: TaskRun<'_>,
+    ) -> (Result<Result<(), String>, RunError>, Ledger) {
+        let wasi = match wasi_context(task.data_folder, &task.ids) {
+            Ok(wasi) => wasi,
+            Err(error) => return (Err(error), task.bridge.into_ledger()),
+        };
+        let mut store = Store::new(
+            &self.engine,
+            TaskState {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: TaskLimiter::new(self.config.memory_limit),
+                bridge: task.bridge,
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        let deadline = task.deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+
+        let outcome = async {
+            let worker = pre.instantiate_async(&mut store).await?;
+            worker
+                .armonik_worker_task()
+                .call_process(&mut store, &task.context)
+                .await
+        }
+        .await
+        .map_err(|error| classify(error, task.max_duration));
+        (outcome, store.into_data().bridge.into_ledger())
+    }
+}
+
+/// The engine configuration; `pooling` picks the instance allocator.
+fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
+    let mut wasm = Config::new();
+    // Deadlines: cheaper than fuel (~10% vs 2-3x) and enough to stop any loop.
+    wasm.epoch_interruption(true);
+    if pooling {
+        let tasks = config.max_concurrent_tasks.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(tasks)
+            .total_core_instances(tasks * CORE_INSTANCES_PER_TASK)
+            .total_memories(tasks * MEMORIES_PER_TASK)
+            .total_tables(tasks * TABLES_PER_TASK)
+            .total_stacks(tasks)
+            // No single memory can outgrow the task's whole budget.
+            .max_memory_size(config.memory_limit);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    wasm
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] for as long as the engine lives.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("epoch-ticker".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .map(drop)
+        .unwrap_or_else(|error| tracing::error!(%error, "cannot start the epoch ticker"));
+}
+
+/// The task's WASI context: its data folder and nothing else of the host (no other files, no
+/// network, no environment, no arguments); stdout and stderr go to the host's logs.
+fn wasi_context(data_folder: &Path, ids: &Arc<TaskIds>) -> Result<WasiCtx, RunError> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdout(GuestLog::new(ids.clone(), Stream::Stdout))
+        .stderr(GuestLog::new(ids.clone(), Stream::Stderr))
+        // File calls run on the task's own thread instead of hopping to the blocking pool:
+        // reads and writes of the local data folder are short, and the hop costs more.
+        .allow_blocking_current_thread(true)
+        .preopened_dir(data_folder, GUEST_DATA_FOLDER, FsPerms::ReadWrite)
+        .map_err(|error| {
+            RunError::Setup(format!(
+                "cannot open the data folder {}: {error}",
+                data_folder.display()
+            ))
+        })?;
+    Ok(builder.build())
+}
+
+/// Sorts an error out of instantiation or the `process` call.
+fn classify(error: wasmtime::Error, max_duration: Duration) -> RunError {
+    if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+        || error.downcast_ref::<DeadlineReached>().is_some()
+    {
+        return RunError::Deadline(max_duration);
+    }
+    if let Some(limit) = error.downcast_ref::<MemoryLimitExceeded>() {
+        return RunError::Trap(format!("{limit}\n{error:?}"));
+    }
+    // `{:?}` gives the trap message followed by the wasm backtrace.
+    RunError::Trap(format!("{error:?}"))
+}

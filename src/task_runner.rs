@@ -1,0 +1,228 @@
+//! From a `ProcessRequest` to a `ProcessReply` or a gRPC status: picks the component, runs
+//! the task in the sandbox, and applies the outcome table (see the README).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tonic::Status;
+use tracing::Instrument;
+
+use crate::agent::Agent;
+use crate::agent_bridge::{AgentBridge, Ledger};
+use crate::bindings::types::TaskContext;
+use crate::components::Components;
+use crate::convert;
+use crate::guest_log::TaskIds;
+use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
+use crate::proto::v1::{Empty, Output, output};
+use crate::sandbox::{GUEST_DATA_FOLDER, RunError, Sandbox, TaskRun};
+
+/// The agent's preferred message size when the request does not say (ArmoniK's default
+/// `Submitter__PreferredMessageSize`).
+const DEFAULT_CHUNK_SIZE: usize = 2 * 1024 * 1024;
+
+/// Settings of the task runner.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Tasks allowed to run at once. ArmoniK sends one at a time, but after a timeout or a
+    /// cancellation the next one may arrive while the previous guest is still being stopped.
+    pub max_concurrent_tasks: usize,
+    /// Time budget of a task whose options set none.
+    pub default_max_duration: Duration,
+}
+
+/// Runs tasks: the host's logic between the Worker service and the sandbox.
+pub struct TaskRunner {
+    sandbox: Arc<Sandbox>,
+    components: Components,
+    agent: Arc<dyn Agent>,
+    slots: Semaphore,
+    config: RunnerConfig,
+}
+
+impl TaskRunner {
+    /// A runner over a sandbox, its components and the agent that tasks call.
+    pub fn new(
+        sandbox: Arc<Sandbox>,
+        components: Components,
+        agent: Arc<dyn Agent>,
+        config: RunnerConfig,
+    ) -> Self {
+        Self {
+            sandbox,
+            components,
+            agent,
+            slots: Semaphore::new(config.max_concurrent_tasks),
+            config,
+        }
+    }
+
+    /// Runs one task, as `Worker.Process` does. `Ok` carries the task's `Output`; `Err` is a
+    /// status ArmoniK retries (a trap, the agent out of reach) or records as a timeout
+    /// (DEADLINE_EXCEEDED).
+    pub async fn process(&self, request: ProcessRequest) -> Result<ProcessReply, Status> {
+        let _slot = self.slots.try_acquire().map_err(|_| {
+            Status::unavailable(format!(
+                "this worker already runs {} tasks, its limit",
+                self.config.max_concurrent_tasks
+            ))
+        })?;
+        let span = tracing::info_span!(
+            "task",
+            session_id = %request.session_id,
+            task_id = %request.task_id,
+        );
+        async {
+            let started = std::time::Instant::now();
+            let outcome = self.run(request).await;
+            match &outcome {
+                Ok(ProcessReply {
+                    output:
+                        Some(Output {
+                            r#type: Some(output::Type::Error(error)),
+                        }),
+                }) => tracing::warn!(elapsed = ?started.elapsed(), details = %error.details, "task failed"),
+                Ok(_) => tracing::info!(elapsed = ?started.elapsed(), "task completed"),
+                Err(status) => tracing::warn!(elapsed = ?started.elapsed(), code = ?status.code(), message = %status.message(), "task ended with an error status"),
+            }
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn run(&self, request: ProcessRequest) -> Result<ProcessReply, Status> {
+        let options = request.task_options.unwrap_or_default();
+        let data_folder = Path::new(&request.data_folder);
+        let component = match self
+            .components
+            .for_task(&options.options, &request.data_dependencies, data_folder)
+            .await
+        {
+            Ok(component) => component,
+            Err(error) => return Ok(failed(error.to_string())),
+        };
+
+        let max_duration = options
+            .max_duration
+            .as_ref()
+            .map(convert::duration_from_proto)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(self.config.default_max_duration);
+        let deadline = Instant::now() + max_duration;
+        let chunk_size = request
+            .configuration
+            .as_ref()
+            .and_then(|c| usize::try_from(c.data_chunk_max_size).ok())
+            .filter(|&size| size > 0)
+            .unwrap_or(DEFAULT_CHUNK_SIZE);
+        let ids = Arc::new(TaskIds {
+            session_id: request.session_id.clone(),
+            task_id: request.task_id.clone(),
+        });
+        let context = TaskContext {
+            session_id: request.session_id.clone(),
+            task_id: request.task_id,
+            options: convert::task_options_to_wit(&options),
+            payload_id: request.payload_id,
+            data_dependencies: request.data_dependencies,
+            expected_output_ids: request.expected_output_keys.clone(),
+            data_folder: GUEST_DATA_FOLDER.to_owned(),
+            data_chunk_max_size: i32::try_from(chunk_size).unwrap_or(i32::MAX),
+        };
+        let bridge = AgentBridge::new(
+            self.agent.clone(),
+            request.communication_token,
+            request.session_id,
+            chunk_size,
+            deadline,
+        );
+        let run = TaskRun {
+            context,
+            data_folder,
+            bridge,
+            ids,
+            max_duration,
+            deadline,
+        };
+        let (outcome, ledger) = self.sandbox.run(&component.pre, run).await;
+
+        if let Some(message) = &ledger.agent_unavailable {
+            // ArmoniK could not record part of what the task did: only a retry is safe.
+            return Err(Status::unavailable(format!(
+                "the agent could not be reached during the task: {message}"
+            )));
+        }
+        match outcome {
+            Err(error @ RunError::Deadline(_)) => Err(Status::deadline_exceeded(error.to_string())),
+            Err(error @ RunError::Trap(_)) => Err(Status::internal(error.to_string())),
+            Err(error @ RunError::Setup(_)) => Ok(failed(error.to_string())),
+            Ok(Err(details)) => Ok(failed(details)),
+            Ok(Ok(())) => Ok(
+                match check_outputs(&request.expected_output_keys, &ledger, data_folder) {
+                    Ok(()) => ProcessReply {
+                        output: Some(Output {
+                            r#type: Some(output::Type::Ok(Empty {})),
+                        }),
+                    },
+                    Err(details) => failed(details),
+                },
+            ),
+        }
+    }
+}
+
+/// An `Output.error` reply.
+fn failed(details: String) -> ProcessReply {
+    ProcessReply {
+        output: Some(Output {
+            r#type: Some(output::Type::Error(output::Error { details })),
+        }),
+    }
+}
+
+/// Checks what ArmoniK's agent only logs: every expected output is produced (notified or
+/// created) or delegated to a subtask, and every notified result is a regular file in the
+/// data folder (the agent would store a missing one as empty, and would follow a symlink out
+/// of the folder).
+fn check_outputs(expected: &[String], ledger: &Ledger, data_folder: &Path) -> Result<(), String> {
+    let missing: Vec<&str> = expected
+        .iter()
+        .filter(|id| {
+            !ledger.notified.contains(*id)
+                && !ledger.created.contains(*id)
+                && !ledger.delegated.contains(*id)
+        })
+        .map(String::as_str)
+        .collect();
+    let mut notified: Vec<&str> = ledger
+        .notified
+        .iter()
+        .filter(|id| {
+            !std::fs::symlink_metadata(data_folder.join(id)).is_ok_and(|m| m.file_type().is_file())
+        })
+        .map(String::as_str)
+        .collect();
+    notified.sort_unstable();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "the task returned ok without producing its expected outputs {}: write each to the data folder and notify it, create it, or submit a task that produces it",
+            missing.join(", ")
+        ));
+    }
+    if !notified.is_empty() {
+        problems.push(format!(
+            "the task notified results that are not files in its data folder: {}",
+            notified.join(", ")
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}

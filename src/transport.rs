@@ -1,0 +1,100 @@
+//! The Worker gRPC service that ArmoniK's polling agent calls, served on a unix socket or TCP.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+
+use crate::config::ChannelAddress;
+use crate::proto::v1::Empty;
+use crate::proto::v1::worker::health_check_reply::ServingStatus;
+use crate::proto::v1::worker::worker_server::{Worker, WorkerServer};
+use crate::proto::v1::worker::{HealthCheckReply, ProcessReply, ProcessRequest};
+use crate::task_runner::TaskRunner;
+
+/// The Worker service: Process runs a task, HealthCheck says whether new tasks are welcome.
+pub struct WorkerService {
+    runner: Arc<TaskRunner>,
+    serving: Arc<AtomicBool>,
+}
+
+impl WorkerService {
+    /// A service over `runner`; HealthCheck answers SERVING while `serving` is true.
+    pub fn new(runner: Arc<TaskRunner>, serving: Arc<AtomicBool>) -> Self {
+        Self { runner, serving }
+    }
+}
+
+#[tonic::async_trait]
+impl Worker for WorkerService {
+    async fn process(
+        &self,
+        request: Request<ProcessRequest>,
+    ) -> Result<Response<ProcessReply>, Status> {
+        // If ArmoniK cancels the call (deadline, task cancelled), tonic drops this future: the
+        // guest is dropped at its next epoch tick, within milliseconds.
+        self.runner
+            .process(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn health_check(&self, _: Request<Empty>) -> Result<Response<HealthCheckReply>, Status> {
+        // Answered on its own, never queued behind a running task: ArmoniK's agent takes an
+        // unhealthy answer (or a 5 s timeout) as a dead worker and stops for good.
+        let status = if self.serving.load(Ordering::Relaxed) {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        Ok(Response::new(HealthCheckReply {
+            status: status.into(),
+        }))
+    }
+}
+
+/// Serves `service` at `address` until `shutdown` resolves, then lets running calls finish.
+/// A stale unix socket file is replaced at start and the socket file is removed at the end.
+pub async fn serve(
+    address: &ChannelAddress,
+    service: WorkerService,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let router = Server::builder().add_service(WorkerServer::new(service));
+    match address {
+        ChannelAddress::Unix(path) => {
+            match std::fs::remove_file(path) {
+                Ok(()) => tracing::info!(path = %path.display(), "removed a stale socket file"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot remove the old socket file {}", path.display())
+                    });
+                }
+            }
+            let listener = tokio::net::UnixListener::bind(path)
+                .with_context(|| format!("cannot listen on {}", path.display()))?;
+            tracing::info!(%address, "worker listening");
+            let served = router
+                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+                .await;
+            let _ = std::fs::remove_file(path);
+            served?;
+        }
+        ChannelAddress::Tcp { port, .. } => {
+            // Like ArmoniK's SDK workers: any interface, at the configured port.
+            let listener = tokio::net::TcpListener::bind(("0.0.0.0", *port))
+                .await
+                .with_context(|| format!("cannot listen on TCP port {port}"))?;
+            tracing::info!(%address, "worker listening");
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await?;
+        }
+    }
+    Ok(())
+}
