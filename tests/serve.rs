@@ -507,3 +507,23 @@ async fn bad_start_up_settings_fail_with_a_clear_message() {
         assert!(worker.log().contains(message), "{args:?}: {}", worker.log());
     }
 }
+
+#[tokio::test]
+async fn agent_calls_after_the_deadline_never_reach_the_agent() {
+    let harness = Harness::start("hostile").await;
+    let folder = TaskFolder::new();
+    let request = folder
+        .process_request()
+        .payload("sleep-then-notify 3000")
+        .max_duration(Duration::from_secs(1))
+        .build();
+    let status = harness.run_task(request).await.expect_err("stopped");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    // Give a guest that escaped the deadline the time to make its late call.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        harness.agent.calls().is_empty(),
+        "late calls reached the agent: {:?}",
+        harness.agent.calls()
+    );
+}
