@@ -9,8 +9,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::agent_grpc::GrpcAgent;
-use crate::components::Components;
+use crate::compile_cache::DiskCache;
+use crate::components::{Components, Origin, check_header};
 use crate::config::ChannelAddress;
+use crate::local_agent::{LocalAgent, ResultState};
+use crate::local_run;
+use crate::proto::v1::TaskOptions;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::task_runner::{RunnerConfig, TaskRunner};
 use crate::transport::{self, WorkerService};
@@ -30,6 +34,70 @@ pub enum Command {
     /// Serve ArmoniK's Worker gRPC service: the polling agent sends tasks, each runs in a
     /// fresh instance of a component.
     Serve(ServeArgs),
+    /// Run a component locally: the root task, then every task it submits, with an agent
+    /// embedded in this process. No ArmoniK cluster needed.
+    Run(RunArgs),
+    /// Compile a component ahead of time, for fast starts of `run` and `serve`.
+    Compile(CompileArgs),
+    /// Say whether a file is a component of the armonik:worker world, and what it imports and
+    /// exports.
+    Inspect(InspectArgs),
+}
+
+/// Sandbox settings shared by the commands that run tasks.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Linear memory one task may use, in MiB: half of what wasm32 can address, so a task
+    /// still being stopped and the next one fit in a 4 GiB worker.
+    #[arg(long, env = "ArmonikWasm__MemoryLimitMiB", default_value_t = 2048)]
+    pub memory_limit_mib: usize,
+
+    /// Time budget, in seconds, of a task whose options set no max_duration.
+    #[arg(
+        long,
+        env = "ArmonikWasm__DefaultMaxDurationSeconds",
+        default_value_t = 3600.0
+    )]
+    pub default_max_duration: f64,
+
+    /// Where compiled components are cached [default: $ARMONIK_WASM_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/armonik-wasm, else ~/.cache/armonik-wasm].
+    #[arg(long, env = "ArmonikWasm__CacheDir")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile components in memory only, without the on-disk cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+impl SandboxArgs {
+    /// The sandbox, and the on-disk cache unless disabled.
+    fn build(
+        &self,
+        max_concurrent_tasks: u32,
+    ) -> anyhow::Result<(Arc<Sandbox>, Option<DiskCache>)> {
+        let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+            max_concurrent_tasks,
+            memory_limit: self.memory_limit_mib.saturating_mul(1024 * 1024),
+        })?);
+        let root = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(DiskCache::default_root)
+        };
+        let disk = root.and_then(|root| match DiskCache::open(&root, sandbox.engine()) {
+            Ok(cache) => Some(cache),
+            Err(error) => {
+                tracing::warn!(root = %root.display(), %error, "compilation cache disabled");
+                None
+            }
+        });
+        Ok((sandbox, disk))
+    }
+
+    fn default_max_duration(&self) -> anyhow::Result<Duration> {
+        seconds(self.default_max_duration, "--default-max-duration")
+    }
 }
 
 /// Settings of `serve`; each flag can also be set by the environment variable shown.
@@ -77,18 +145,9 @@ pub struct ServeArgs {
     #[arg(long, env = "ArmonikWasm__MaxConcurrentTasks", default_value_t = 4)]
     pub max_concurrent_tasks: u32,
 
-    /// Time budget, in seconds, of a task whose options set no max_duration.
-    #[arg(
-        long,
-        env = "ArmonikWasm__DefaultMaxDurationSeconds",
-        default_value_t = 3600.0
-    )]
-    pub default_max_duration: f64,
-
-    /// Linear memory one task may use, in MiB: half of what wasm32 can address, so a task
-    /// still being stopped and the next one fit in a 4 GiB worker.
-    #[arg(long, env = "ArmonikWasm__MemoryLimitMiB", default_value_t = 2048)]
-    pub memory_limit_mib: usize,
+    /// Sandbox settings.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
 
     /// Seconds running tasks get to finish after SIGTERM or SIGINT (ArmoniK.Infra gives the
     /// agent 15 s of grace).
@@ -106,14 +165,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("invalid worker channel")?;
     let agent_address = ChannelAddress::parse(&args.agent_address, &args.agent_socket_type)
         .context("invalid agent channel")?;
-    let default_max_duration = seconds(args.default_max_duration, "--default-max-duration")?;
+    let default_max_duration = args.sandbox.default_max_duration()?;
     let grace = seconds(args.shutdown_grace, "--shutdown-grace")?;
 
-    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
-        max_concurrent_tasks: args.max_concurrent_tasks,
-        memory_limit: args.memory_limit_mib.saturating_mul(1024 * 1024),
-    })?);
-    let components = Components::new(sandbox.clone(), args.component.as_deref()).await?;
+    let (sandbox, disk) = args.sandbox.build(args.max_concurrent_tasks)?;
+    let components = Components::new(sandbox.clone(), args.component.as_deref(), disk).await?;
     let agent = GrpcAgent::connect_lazy(&agent_address).context("invalid agent channel")?;
     let runner = Arc::new(TaskRunner::new(
         sandbox,
@@ -172,5 +228,292 @@ async fn shutdown_signal() {
             tracing::error!("cannot listen for signals; stop the worker with SIGKILL");
             std::future::pending::<()>().await;
         }
+    }
+}
+
+/// Settings of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The component (.wasm), or a file made by `armonik-wasm compile`.
+    pub component: PathBuf,
+
+    /// File holding the root task's payload.
+    #[arg(long, conflicts_with = "payload_text")]
+    pub payload: Option<PathBuf>,
+
+    /// The root task's payload, as text.
+    #[arg(long)]
+    pub payload_text: Option<String>,
+
+    /// A data dependency of the root task: a result named NAME holding the bytes of FILE.
+    /// Repeat it for more; the task sees them in this order.
+    #[arg(long = "dep", value_name = "NAME=FILE")]
+    pub deps: Vec<String>,
+
+    /// A task option (`TaskOptions.options`) of the session, inherited by every task.
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+
+    /// Name of an expected output of the root task; repeat it for more.
+    #[arg(long = "output-name", value_name = "NAME", default_value = "output")]
+    pub output_names: Vec<String>,
+
+    /// Folder where the root task's outputs are written, one file per output name.
+    #[arg(long, value_name = "DIR", default_value = "outputs")]
+    pub outputs: PathBuf,
+
+    /// Also write every completed result of the graph, as `<outputs>/results/<name>.<id>`.
+    #[arg(long)]
+    pub all_results: bool,
+
+    /// Retries of a task that traps (the session's `max_retries`).
+    #[arg(long, default_value_t = 2)]
+    pub max_retries: i32,
+
+    /// Tasks run at once [default: the number of CPUs].
+    #[arg(long)]
+    pub parallelism: Option<usize>,
+
+    /// Sandbox settings.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// `run`: the whole task graph of a component, on this machine. Returns whether every output
+/// of the root task was produced.
+pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
+    let payload = match (&args.payload, &args.payload_text) {
+        (Some(path), _) => std::fs::read(path)
+            .with_context(|| format!("cannot read the payload file {}", path.display()))?,
+        (None, Some(text)) => text.clone().into_bytes(),
+        (None, None) => Vec::new(),
+    };
+    let mut deps: Vec<(String, Vec<u8>)> = Vec::new();
+    for dep in &args.deps {
+        let (name, path) = split_pair(dep, "--dep", "NAME=FILE")?;
+        if deps.iter().any(|(n, _)| n == name) {
+            anyhow::bail!("--dep {name} is given twice");
+        }
+        let data = std::fs::read(path)
+            .with_context(|| format!("cannot read the file of --dep {name}: {path}"))?;
+        deps.push((name.to_owned(), data));
+    }
+    let mut options = std::collections::HashMap::new();
+    for option in &args.options {
+        let (key, value) = split_pair(option, "--option", "KEY=VALUE")?;
+        options.insert(key.to_owned(), value.to_owned());
+    }
+    let parallelism = args
+        .parallelism
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let default_max_duration = args.sandbox.default_max_duration()?;
+
+    let (sandbox, disk) = args.sandbox.build(u32::try_from(parallelism)?)?;
+    let components = Components::new(sandbox.clone(), Some(&args.component), disk).await?;
+    let work = tempfile::Builder::new()
+        .prefix("armonik-wasm-run")
+        .tempdir()?;
+    let session_options = TaskOptions {
+        options,
+        max_duration: Some(prost_types::Duration::try_from(default_max_duration)?),
+        max_retries: args.max_retries,
+        priority: 1,
+        ..TaskOptions::default()
+    };
+    let agent = Arc::new(LocalAgent::new(work.path(), session_options)?);
+    let payload_id = agent.create_result("payload", &payload)?;
+    let dep_ids = deps
+        .iter()
+        .map(|(name, data)| agent.create_result(name, data))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let outputs: Vec<(String, String)> = args
+        .output_names
+        .iter()
+        .map(|name| (name.clone(), agent.create_result_metadata(name)))
+        .collect();
+    agent.submit(
+        payload_id,
+        dep_ids,
+        outputs.iter().map(|(_, id)| id.clone()).collect(),
+    );
+
+    let runner = Arc::new(TaskRunner::new(
+        sandbox,
+        components,
+        agent.clone(),
+        RunnerConfig {
+            max_concurrent_tasks: parallelism,
+            default_max_duration,
+        },
+    ));
+    let report = local_run::run_graph(agent.clone(), runner, parallelism).await?;
+
+    for task in report.tasks.iter().filter(|t| t.message.is_some()) {
+        if let Some(message) = &task.message {
+            eprintln!("task {} {:?}: {message}", task.id, task.state);
+        }
+    }
+    std::fs::create_dir_all(&args.outputs)
+        .with_context(|| format!("cannot create {}", args.outputs.display()))?;
+    let mut complete = true;
+    for (name, id) in &outputs {
+        match agent.result(id) {
+            Some((_, ResultState::Completed)) => {
+                let target = args.outputs.join(name);
+                std::fs::copy(agent.data_path(id), &target)
+                    .with_context(|| format!("cannot write {}", target.display()))?;
+                let data = std::fs::read(&target)?;
+                match std::str::from_utf8(&data) {
+                    Ok(text) if data.len() <= 4096 => println!("{name}: {}", text.trim_end()),
+                    _ => println!("{name}: {} bytes", data.len()),
+                }
+                println!("  written to {}", target.display());
+            }
+            state => {
+                complete = false;
+                println!("{name}: not produced ({:?})", state.map(|(_, s)| s));
+            }
+        }
+    }
+    if args.all_results {
+        let dir = args.outputs.join("results");
+        std::fs::create_dir_all(&dir)?;
+        for (id, name) in agent.completed_results() {
+            std::fs::copy(agent.data_path(&id), dir.join(format!("{name}.{id}")))?;
+        }
+        println!("every completed result written to {}", dir.display());
+    }
+    println!("{}", report.summary());
+    Ok(complete)
+}
+
+fn split_pair<'a>(value: &'a str, flag: &str, form: &str) -> anyhow::Result<(&'a str, &'a str)> {
+    match value.split_once('=') {
+        Some((key, rest)) if !key.is_empty() => Ok((key, rest)),
+        _ => anyhow::bail!("{flag} expects {form}, got `{value}`"),
+    }
+}
+
+/// Settings of `compile`.
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    /// The component to compile.
+    pub component: PathBuf,
+
+    /// Where to write the compiled artifact [default: the input with a .cwasm extension].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+
+    /// Sandbox settings (the artifact only runs on a host with the same engine settings).
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// `compile`: ahead-of-time compilation to a `.cwasm` file for this host's engine.
+pub fn compile(args: CompileArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.component)
+        .with_context(|| format!("cannot read {}", args.component.display()))?;
+    check_header(&bytes, &Origin::File(args.component.clone()))?;
+    let (sandbox, _) = args.sandbox.build(1)?;
+    let started = std::time::Instant::now();
+    let compiled = sandbox.engine().precompile_component(&bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a valid component: {e:#}",
+            args.component.display()
+        )
+    })?;
+    let output = args
+        .output
+        .unwrap_or_else(|| args.component.with_extension("cwasm"));
+    std::fs::write(&output, &compiled)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    println!(
+        "compiled {} ({} bytes) to {} ({} bytes) in {:.3} s",
+        args.component.display(),
+        bytes.len(),
+        output.display(),
+        compiled.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Settings of `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A component (.wasm) or a compiled artifact (.cwasm).
+    pub file: PathBuf,
+}
+
+/// `inspect`: what a file is, what it imports and exports, and whether it can run here.
+/// Returns whether it fits the world.
+pub async fn inspect(args: InspectArgs) -> anyhow::Result<bool> {
+    let (sandbox, _) = SandboxArgs {
+        memory_limit_mib: 2048,
+        default_max_duration: 3600.0,
+        cache_dir: None,
+        no_cache: true,
+    }
+    .build(1)?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let origin = Origin::File(args.file.clone());
+    let component = match wasmtime::Engine::detect_precompiled(&bytes) {
+        Some(wasmtime::Precompiled::Component) => {
+            println!(
+                "{}: a precompiled component ({} bytes)",
+                args.file.display(),
+                bytes.len()
+            );
+            // SAFETY: the user named this file to inspect it, as they would run it.
+            unsafe { wasmtime::component::Component::deserialize(sandbox.engine(), &bytes) }
+                .map_err(|e| anyhow::anyhow!("{origin}: cannot be used by this host: {e:#}"))?
+        }
+        Some(wasmtime::Precompiled::Module) => {
+            anyhow::bail!("{origin} is a precompiled core module, not a component")
+        }
+        None => {
+            check_header(&bytes, &origin)?;
+            println!(
+                "{}: a WebAssembly component ({} bytes)",
+                args.file.display(),
+                bytes.len()
+            );
+            wasmtime::component::Component::new(sandbox.engine(), &bytes)
+                .map_err(|e| anyhow::anyhow!("{origin} is not a valid component: {e:#}"))?
+        }
+    };
+    let ty = component.component_type();
+    println!("imports:");
+    for (name, item) in ty.imports(sandbox.engine()) {
+        println!("  {name} ({})", item_kind(&item.ty));
+    }
+    println!("exports:");
+    for (name, item) in ty.exports(sandbox.engine()) {
+        println!("  {name} ({})", item_kind(&item.ty));
+    }
+    match sandbox.prepare(&component) {
+        Ok(_) => {
+            println!("fits the armonik:worker/worker world: yes");
+            Ok(true)
+        }
+        Err(error) => {
+            println!("fits the armonik:worker/worker world: no: {error:#}");
+            Ok(false)
+        }
+    }
+}
+
+fn item_kind(item: &wasmtime::component::types::ComponentItem) -> &'static str {
+    use wasmtime::component::types::ComponentItem;
+    match item {
+        ComponentItem::ComponentFunc(_) => "function",
+        ComponentItem::CoreFunc(_) => "core function",
+        ComponentItem::Module(_) => "core module",
+        ComponentItem::Component(_) => "component",
+        ComponentItem::ComponentInstance(_) => "instance",
+        ComponentItem::Type(_) => "type",
+        ComponentItem::Resource(_) => "resource",
     }
 }

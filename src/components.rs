@@ -12,8 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
+use wasmtime::{Engine, Precompiled};
 
 use crate::bindings::WorkerPre;
+use crate::compile_cache::DiskCache;
 use crate::sandbox::{Sandbox, TaskState};
 
 /// Task option naming the dynamic-worker convention in use.
@@ -24,6 +26,26 @@ pub const LIBRARY_BLOB_ID: &str = "LibraryBlobId";
 /// Components kept compiled: enough for a worker that alternates between a few applications,
 /// few enough that a stream of distinct libraries cannot exhaust host memory.
 const CACHE_CAPACITY: usize = 32;
+
+/// Where a component's bytes come from, which decides how far they are trusted.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A file named on the host's command line: trusted like the host binary itself, so it
+    /// may be a precompiled artifact (`armonik-wasm compile`).
+    File(PathBuf),
+    /// A task's library blob: task data, never trusted with native code, so only a
+    /// component is accepted.
+    Blob(String),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Blob(id) => write!(f, "library blob {id}"),
+        }
+    }
+}
 
 /// Why no component could be made ready for a task.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +62,7 @@ pub enum LoadError {
     #[error("{origin} is not a WebAssembly component (it does not start with the `\\0asm` header)")]
     NotWasm {
         /// Where the bytes came from.
-        origin: String,
+        origin: Origin,
     },
     /// A core module where a component is expected.
     #[error(
@@ -48,21 +70,29 @@ pub enum LoadError {
     )]
     CoreModule {
         /// Where the bytes came from.
-        origin: String,
+        origin: Origin,
     },
     /// A component wasmtime rejects.
     #[error("{origin} is not a valid component: {reason}")]
     Invalid {
         /// Where the bytes came from.
-        origin: String,
+        origin: Origin,
         /// wasmtime's reason.
+        reason: String,
+    },
+    /// A precompiled artifact this host cannot use.
+    #[error("{origin} is a precompiled artifact that this host cannot use: {reason}")]
+    Precompiled {
+        /// Where the bytes came from.
+        origin: Origin,
+        /// Why.
         reason: String,
     },
     /// A valid component of another world.
     #[error("{origin} does not fit the armonik:worker/worker world: {reason}")]
     WrongWorld {
         /// Where the bytes came from.
-        origin: String,
+        origin: Origin,
         /// What is missing or mismatched.
         reason: String,
     },
@@ -92,36 +122,42 @@ pub struct Components {
     sandbox: Arc<Sandbox>,
     default: Option<Arc<Prepared>>,
     cache: Mutex<Cache>,
+    disk: Option<DiskCache>,
 }
 
 impl Components {
     /// Loads the default component, if any, now, so a broken one stops the host at start.
-    pub async fn new(sandbox: Arc<Sandbox>, default: Option<&Path>) -> Result<Self, LoadError> {
+    /// `disk` caches compilations across processes.
+    pub async fn new(
+        sandbox: Arc<Sandbox>,
+        default: Option<&Path>,
+        disk: Option<DiskCache>,
+    ) -> Result<Self, LoadError> {
         let components = Self {
             sandbox,
             default: None,
             cache: Mutex::default(),
+            disk,
         };
         let default = match default {
-            Some(path) => {
-                let bytes = tokio::fs::read(path)
-                    .await
-                    .map_err(|error| LoadError::Read {
-                        path: path.to_owned(),
-                        error,
-                    })?;
-                Some(
-                    components
-                        .load(bytes, format!("the component {}", path.display()))
-                        .await?,
-                )
-            }
+            Some(path) => Some(components.load_file(path).await?),
             None => None,
         };
         Ok(Self {
             default,
             ..components
         })
+    }
+
+    /// Loads a component file named by the operator (a component or a precompiled artifact).
+    pub async fn load_file(&self, path: &Path) -> Result<Arc<Prepared>, LoadError> {
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|error| LoadError::Read {
+                path: path.to_owned(),
+                error,
+            })?;
+        self.load(bytes, Origin::File(path.to_owned())).await
     }
 
     /// The component for a task with these options and dependencies; `data_folder` holds the
@@ -161,7 +197,7 @@ impl Components {
         let bytes = tokio::fs::read(&path)
             .await
             .map_err(|error| LoadError::Read { path, error })?;
-        let prepared = self.load(bytes, format!("library blob {blob}")).await?;
+        let prepared = self.load(bytes, Origin::Blob(blob.clone())).await?;
         self.lock().by_blob.insert(blob.clone(), prepared.clone());
         Ok(prepared)
     }
@@ -171,10 +207,25 @@ impl Components {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Compiles and links `bytes` unless a component with the same content is cached.
-    async fn load(&self, bytes: Vec<u8>, origin: String) -> Result<Arc<Prepared>, LoadError> {
-        check_header(&bytes, &origin)?;
-        let sandbox = self.sandbox.clone();
+    /// Compiles (or deserializes) and links `bytes` unless a component with the same content
+    /// is cached.
+    async fn load(&self, bytes: Vec<u8>, origin: Origin) -> Result<Arc<Prepared>, LoadError> {
+        let precompiled = match Engine::detect_precompiled(&bytes) {
+            Some(Precompiled::Component) if matches!(origin, Origin::File(_)) => true,
+            Some(kind) => {
+                return Err(LoadError::Precompiled {
+                    origin,
+                    reason: match kind {
+                        Precompiled::Module => "it is a compiled core module, not a component".into(),
+                        Precompiled::Component => "precompiled artifacts run native code, so they are accepted only from the host's command line, never from task data".into(),
+                    },
+                });
+            }
+            None => {
+                check_header(&bytes, &origin)?;
+                false
+            }
+        };
         let digest = hex(&Sha256::digest(&bytes));
         if let Some(prepared) = self.lock().by_digest.get(&digest) {
             return Ok(prepared.clone());
@@ -182,22 +233,45 @@ impl Components {
         // Compiling takes from milliseconds (Rust) to seconds (Python): keep it off the async
         // threads that serve HealthCheck.
         let span = tracing::info_span!("compile", %origin, %digest);
+        let sandbox = self.sandbox.clone();
+        let disk = self.disk.clone();
         let task_digest = digest.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             let _span = span.enter();
-            let started = std::time::Instant::now();
-            let component =
-                Component::new(sandbox.engine(), &bytes).map_err(|e| LoadError::Invalid {
+            let engine = sandbox.engine();
+            let component = if precompiled {
+                // SAFETY: the operator named this file on the command line, trusting it as
+                // they trust this binary (see `Origin::File`); wasmtime checks that it was
+                // made by a compatible engine.
+                unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| {
+                    LoadError::Precompiled {
+                        origin: origin.clone(),
+                        reason: format!(
+                            "{e:#}; compile it again with this host's `armonik-wasm compile`"
+                        ),
+                    }
+                })?
+            } else if let Some(component) = disk.as_ref().and_then(|d| d.load(engine, &task_digest))
+            {
+                component
+            } else {
+                let started = std::time::Instant::now();
+                let component = Component::new(engine, &bytes).map_err(|e| LoadError::Invalid {
                     origin: origin.clone(),
                     reason: format!("{e:#}"),
                 })?;
+                tracing::info!(elapsed = ?started.elapsed(), "component compiled");
+                if let Some(disk) = &disk {
+                    disk.store(&task_digest, &component);
+                }
+                component
+            };
             let pre = sandbox
                 .prepare(&component)
                 .map_err(|e| LoadError::WrongWorld {
                     origin: origin.clone(),
                     reason: format!("{e:#}"),
                 })?;
-            tracing::info!(elapsed = ?started.elapsed(), "component compiled");
             Ok::<_, LoadError>(Prepared {
                 digest: task_digest,
                 pre,
@@ -222,18 +296,18 @@ impl Components {
 
 /// Tells a core module or random bytes from a component before wasmtime gives a less direct
 /// message.
-fn check_header(bytes: &[u8], origin: &str) -> Result<(), LoadError> {
+pub fn check_header(bytes: &[u8], origin: &Origin) -> Result<(), LoadError> {
     const MAGIC: &[u8] = b"\0asm";
     // The layer field (bytes 6..8) is 0 for core modules and 1 for components.
     match bytes.get(..8) {
         Some(header) if header.starts_with(MAGIC) && header[6..8] == [1, 0] => Ok(()),
         Some(header) if header.starts_with(MAGIC) && header[6..8] == [0, 0] => {
             Err(LoadError::CoreModule {
-                origin: origin.to_owned(),
+                origin: origin.clone(),
             })
         }
         _ => Err(LoadError::NotWasm {
-            origin: origin.to_owned(),
+            origin: origin.clone(),
         }),
     }
 }
@@ -252,19 +326,20 @@ mod tests {
 
     #[test]
     fn headers_are_told_apart() {
+        let origin = Origin::Blob("b".into());
         let component = b"\0asm\x0d\x00\x01\x00rest";
         let core = b"\0asm\x01\x00\x00\x00rest";
-        assert!(check_header(component, "c").is_ok());
+        assert!(check_header(component, &origin).is_ok());
         assert!(matches!(
-            check_header(core, "m"),
+            check_header(core, &origin),
             Err(LoadError::CoreModule { .. })
         ));
         assert!(matches!(
-            check_header(b"hello world", "t"),
+            check_header(b"hello world", &origin),
             Err(LoadError::NotWasm { .. })
         ));
         assert!(matches!(
-            check_header(b"", "e"),
+            check_header(b"", &origin),
             Err(LoadError::NotWasm { .. })
         ));
     }

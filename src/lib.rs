@@ -4,18 +4,22 @@
 //! [`transport`] (the Worker gRPC service) → [`task_runner`] (a request in, an outcome out) →
 //! [`sandbox`] (engine, store, limits; [`components`] picks and caches the component) →
 //! [`agent_bridge`] (the WIT `agent` interface) → [`agent`] (the Agent trait, implemented over
-//! gRPC by [`agent_grpc`]).
+//! gRPC by [`agent_grpc`], and in-process by [`local_agent`] for `run`, whose scheduler is
+//! [`local_run`]).
 
 pub mod agent;
 pub mod agent_bridge;
 pub mod agent_grpc;
 pub mod bindings;
 pub mod cli;
+pub mod compile_cache;
 pub mod components;
 pub mod config;
 pub mod convert;
 pub mod guest_log;
 pub mod limits;
+pub mod local_agent;
+pub mod local_run;
 pub mod proto;
 pub mod sandbox;
 pub mod task_runner;

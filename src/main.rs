@@ -7,18 +7,27 @@ use armonik_wasm::cli::{self, Cli, Command};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // A worker logs every task; the local commands show only warnings and what guests print.
+    let default_filter = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn,guest=info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => cli::serve(args).await,
+        Command::Serve(args) => cli::serve(args).await.map(|()| true),
+        Command::Run(args) => cli::run(args).await,
+        Command::Compile(args) => cli::compile(args).map(|()| true),
+        Command::Inspect(args) => cli::inspect(args).await,
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE

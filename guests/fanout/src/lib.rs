@@ -14,7 +14,9 @@
 //! - `sum`: parses every data dependency as a decimal integer (surrounding whitespace
 //!   allowed) and writes the decimal text of their sum to its first expected output.
 //!
-//! With `fanout 4`, the root's output ends up holding `14`.
+//! With `fanout 4`, the root's output ends up holding `14`. `fanout <n> fail <k>` makes part
+//! `k` fail (its payload is `part <k> fail`), for tests of what a failed subtask does to the
+//! tasks that depend on it.
 
 use armonik_wasm_sdk::{ResultMetadata, Task, TaskDefinition, TaskError, TaskHandler, export_task};
 
@@ -25,8 +27,12 @@ impl Task for Fanout {
     fn process(handler: &mut TaskHandler) -> Result<(), TaskError> {
         let payload = String::from_utf8(handler.payload()?)?;
         let value: u128 = match payload.split_whitespace().collect::<Vec<_>>()[..] {
-            ["fanout", n] => return fan_out(handler, n.parse()?),
+            ["fanout", n] => return fan_out(handler, n.parse()?, None),
+            ["fanout", n, "fail", k] => return fan_out(handler, n.parse()?, Some(k.parse()?)),
             ["part", i] => u128::from(i.parse::<u64>()?).pow(2),
+            ["part", i, "fail"] => {
+                return Err(TaskError::failed(format!("part {i} fails on purpose")));
+            }
             ["sum"] => (handler.data_dependencies().iter())
                 .map(|id| {
                     Ok(String::from_utf8(handler.data_dependency(id)?)?
@@ -46,10 +52,13 @@ impl Task for Fanout {
 }
 
 /// The root: creates the parts' payloads and outputs, then submits parts and aggregation.
-fn fan_out(handler: &TaskHandler, n: usize) -> Result<(), TaskError> {
+fn fan_out(handler: &TaskHandler, n: usize, failing: Option<usize>) -> Result<(), TaskError> {
     let output = handler.first_expected_result()?;
     let mut payloads: Vec<(String, String)> = (0..n)
-        .map(|i| (format!("part-payload-{i}"), format!("part {i}")))
+        .map(|i| {
+            let fail = if failing == Some(i) { " fail" } else { "" };
+            (format!("part-payload-{i}"), format!("part {i}{fail}"))
+        })
         .collect();
     payloads.push(("sum-payload".into(), "sum".into()));
     let payloads = handler.create_results(&payloads)?;

@@ -20,6 +20,7 @@
 //! | `common <id>` / `direct <id>`        | `ok`                                             |
 //! | `write-big <id> <bytes>`             | writes bytes `(i % 251) as u8` in 1 MiB pieces, then `ok <acked ids>` |
 //! | `skip-output`                        | `ok`; the report is then not written at all      |
+//! | `fail <text>`                        | ends the task at once with `err(<text>)`          |
 //!
 //! `<text>` is the rest of the line after one space (it may be empty or hold spaces). `<fnv>`
 //! is the 64-bit FNV-1a hash of the data in 16 lowercase hex digits. A failure is reported as
@@ -47,9 +48,14 @@ impl Task for Probe {
     fn process(handler: &mut TaskHandler) -> Result<(), TaskError> {
         let payload = String::from_utf8(handler.payload()?)?;
         let mut skip_output = false;
-        let lines: Vec<String> = (payload.lines().map(str::trim).filter(|l| !l.is_empty()))
-            .map(|line| run(handler, line, &mut skip_output).replace('\n', "\\n"))
-            .collect();
+        let mut lines = Vec::new();
+        for line in payload.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if let Some(message) = line.strip_prefix("fail ") {
+                // Ends the task with an error after the commands before it.
+                return Err(TaskError::failed(message));
+            }
+            lines.push(run(handler, line, &mut skip_output).replace('\n', "\\n"));
+        }
         let report = lines.join("\n");
         match handler.expected_results().first() {
             _ if skip_output => Ok(()),

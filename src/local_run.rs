@@ -1,0 +1,143 @@
+//! `armonik-wasm run`: a whole task graph on this machine, through the same task runner as
+//! `serve`, with the embedded agent in place of ArmoniK.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use crate::local_agent::{LocalAgent, TaskRecord, TaskState};
+use crate::task_runner::TaskRunner;
+
+/// How a local run ended.
+pub struct Report {
+    /// Every task, in submission order.
+    pub tasks: Vec<TaskRecord>,
+    /// Wall time of the whole graph.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// Tasks per final state.
+    pub fn counts(&self) -> BTreeMap<TaskState, usize> {
+        let mut counts = BTreeMap::new();
+        for task in &self.tasks {
+            *counts.entry(task.state).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// One line: tasks by state and the time taken.
+    pub fn summary(&self) -> String {
+        let counts = self.counts();
+        let states: Vec<String> = counts
+            .iter()
+            .map(|(state, n)| format!("{n} {}", format!("{state:?}").to_lowercase()))
+            .collect();
+        format!(
+            "{} tasks run ({}) in {:.3} s",
+            self.tasks.len(),
+            states.join(", "),
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Runs every task of the agent's graph, up to `parallelism` at once, until none is left
+/// runnable; tasks waiting on results that will never come are then cancelled.
+pub async fn run_graph(
+    agent: Arc<LocalAgent>,
+    runner: Arc<TaskRunner>,
+    parallelism: usize,
+) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let progress = Progress::new();
+    let mut running = JoinSet::new();
+    loop {
+        while running.len() < parallelism.max(1) {
+            let Some(dispatch) = agent.start_next()? else {
+                break;
+            };
+            let runner = runner.clone();
+            running.spawn(async move {
+                let token = dispatch.request.communication_token.clone();
+                let task_id = dispatch.request.task_id.clone();
+                (token, task_id, runner.process(dispatch.request).await)
+            });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (token, task_id, outcome) = joined?;
+        let state = agent.finish(&token, &outcome);
+        progress.task_done(&agent, &task_id, state, running.len());
+    }
+    agent.cancel_stuck();
+    progress.finish();
+    Ok(Report {
+        tasks: agent.tasks(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Progress of a run: a bar on a terminal, a line per finished task otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(1);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {pos}/{len} tasks {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Self { bar }
+    }
+
+    fn task_done(&self, agent: &LocalAgent, task_id: &str, state: TaskState, running: usize) {
+        let tasks = agent.tasks();
+        let total = tasks
+            .iter()
+            .filter(|t| t.state != TaskState::Retried)
+            .count();
+        let done = tasks
+            .iter()
+            .filter(|t| {
+                !matches!(
+                    t.state,
+                    TaskState::Pending | TaskState::Running | TaskState::Retried
+                )
+            })
+            .count();
+        let failed = tasks
+            .iter()
+            .filter(|t| matches!(t.state, TaskState::Error | TaskState::Timeout))
+            .count();
+        match &self.bar {
+            Some(bar) => {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+                bar.set_message(format!("({running} running, {failed} failed)"));
+            }
+            None => eprintln!(
+                "[{done}/{total}] task {task_id} {} ({running} running, {failed} failed)",
+                format!("{state:?}").to_lowercase()
+            ),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! `armonik-wasm run`, `compile` and `inspect`, driven from the command line as a user would,
+//! with the embedded agent playing ArmoniK.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::guest;
+
+/// What a command did.
+struct Ran {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `armonik-wasm <args>` with a compilation cache of its own.
+fn armonik_wasm(args: &[&str]) -> Ran {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-test-cache");
+    let output = Command::new(env!("CARGO_BIN_EXE_armonik-wasm"))
+        .args(args)
+        .env("ARMONIK_WASM_CACHE_DIR", cache)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("armonik-wasm starts");
+    Ran {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A fresh outputs folder.
+fn outputs() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    (dir, out)
+}
+
+#[test]
+fn fan_out_and_fan_in_run_in_dependency_order() {
+    let (_dir, out) = outputs();
+    let ran = armonik_wasm(&[
+        "run",
+        path(&guest("fanout")),
+        "--payload-text",
+        "fanout 5",
+        "--outputs",
+        path(&out),
+        "--all-results",
+    ]);
+    assert!(ran.success, "{}", ran.all());
+    // 0² + 1² + 2² + 3² + 4², computed by the aggregation task the root delegated its output to.
+    assert_eq!(
+        std::fs::read_to_string(out.join("output")).expect("output"),
+        "30"
+    );
+    assert!(ran.stdout.contains("output: 30"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("7 tasks run (7 completed)"),
+        "{}",
+        ran.stdout
+    );
+    let results: Vec<String> = std::fs::read_dir(out.join("results"))
+        .expect("results folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in [
+        "part-output-4.",
+        "part-payload-0.",
+        "sum-payload.",
+        "payload.",
+        "output.",
+    ] {
+        assert!(
+            results.iter().any(|r| r.starts_with(name)),
+            "{name} in {results:?}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_subtask_cancels_its_dependants_and_the_run_fails() {
+    let (_dir, out) = outputs();
+    let ran = armonik_wasm(&[
+        "run",
+        path(&guest("fanout")),
+        "--payload-text",
+        "fanout 4 fail 2",
+        "--outputs",
+        path(&out),
+    ]);
+    assert!(!ran.success, "the root's output is never produced");
+    assert!(
+        ran.stderr.contains("part 2 fails on purpose"),
+        "{}",
+        ran.all()
+    );
+    assert!(ran.stderr.contains("was aborted"), "{}", ran.all());
+    assert!(
+        ran.stdout.contains("output: not produced (Some(Aborted))"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains("6 tasks run (4 completed, 1 error, 1 cancelled)"),
+        "{}",
+        ran.stdout
+    );
+    assert!(!out.join("output").exists());
+}
+
+#[test]
+fn an_error_discards_what_the_task_submitted() {
+    let (_dir, out) = outputs();
+    // The probe creates a task through the legacy stream, then fails: the task never runs.
+    let ran = armonik_wasm(&[
+        "run",
+        path(&guest("probe")),
+        "--payload-text",
+        "create-tasks ctx - -\nfail given up",
+        "--outputs",
+        path(&out),
+    ]);
+    assert!(!ran.success);
+    assert!(ran.stderr.contains("given up"), "{}", ran.all());
+    assert!(
+        ran.stdout.contains("1 tasks run (1 error)"),
+        "{}",
+        ran.stdout
+    );
+}
+
+#[test]
+fn a_trapping_task_is_retried_under_new_ids_then_fails() {
+    let (_dir, out) = outputs();
+    let ran = armonik_wasm(&[
+        "run",
+        path(&guest("hostile")),
+        "--payload-text",
+        "panic",
+        "--max-retries",
+        "2",
+        "--outputs",
+        path(&out),
+    ]);
+    assert!(!ran.success);
+    assert!(
+        ran.stdout.contains("3 tasks run (1 error, 2 retried)"),
+        "{}",
+        ran.stdout
+    );
+    assert!(ran.stderr.contains("###1 Retried"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("###2 Error"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("wasm backtrace"), "{}", ran.stderr);
+}
+
+#[test]
+fn a_task_past_its_max_duration_times_out_without_retry() {
+    let (_dir, out) = outputs();
+    let ran = armonik_wasm(&[
+        "run",
+        path(&guest("hostile")),
+        "--payload-text",
+        "loop",
+        "--default-max-duration",
+        "1",
+        "--outputs",
+        path(&out),
+    ]);
+    assert!(!ran.success);
+    assert!(
+        ran.stdout.contains("1 tasks run (1 timeout)"),
+        "{}",
+        ran.all()
+    );
+}
+
+#[test]
+fn session_options_payload_and_dependencies_reach_the_task() {
+    let (dir, out) = outputs();
+    let dep = dir.path().join("dep.bin");
+    std::fs::write(&dep, b"dependency").expect("dep file");
+    let ran = armonik_wasm(&[
+        "run",
+        path(&guest("probe")),
+        "--payload-text",
+        "ctx",
+        "--option",
+        "ConventionVersion=none",
+        "--option",
+        "color=blue",
+        "--dep",
+        &format!("table={}", path(&dep)),
+        "--outputs",
+        path(&out),
+    ]);
+    // ConventionVersion=none is not a convention this host knows: a clear Output.error.
+    assert!(!ran.success);
+    assert!(
+        ran.stderr.contains("unsupported ConventionVersion"),
+        "{}",
+        ran.all()
+    );
+
+    let ran = armonik_wasm(&[
+        "run",
+        path(&guest("probe")),
+        "--payload-text",
+        "ctx",
+        "--option",
+        "color=blue",
+        "--dep",
+        &format!("table={}", path(&dep)),
+        "--outputs",
+        path(&out),
+    ]);
+    assert!(ran.success, "{}", ran.all());
+    let report = std::fs::read_to_string(out.join("output")).expect("report");
+    assert!(report.contains("options=color=blue"), "{report}");
+    assert!(report.contains("max_retries=2"), "{report}");
+    assert!(report.contains("data_folder=/data"), "{report}");
+}
+
+#[test]
+fn guest_output_shows_in_the_terminal() {
+    let (_dir, out) = outputs();
+    let ran = armonik_wasm(&[
+        "run",
+        path(&guest("hostile")),
+        "--payload-text",
+        "panic",
+        "--max-retries",
+        "0",
+        "--outputs",
+        path(&out),
+    ]);
+    assert!(ran.stderr.contains("panicked"), "{}", ran.stderr);
+}
+
+#[test]
+fn bad_arguments_get_clear_messages_and_a_failure_code() {
+    let (dir, out) = outputs();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "not wasm").expect("file");
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\x00\x00\x00").expect("file");
+    let echo = guest("echo");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "/nonexistent/task.wasm"],
+            "cannot read the component",
+        ),
+        (vec!["run", path(&text)], "is not a WebAssembly component"),
+        (vec!["run", path(&core)], "core WebAssembly module"),
+        (
+            vec!["run", path(&echo), "--dep", "table"],
+            "--dep expects NAME=FILE",
+        ),
+        (
+            vec!["run", path(&echo), "--dep", "table=/nonexistent.bin"],
+            "cannot read the file of --dep table",
+        ),
+        (
+            vec!["run", path(&echo), "--payload", "/nonexistent.bin"],
+            "cannot read the payload file",
+        ),
+        (
+            vec!["run", path(&echo), "--option", "=x"],
+            "--option expects KEY=VALUE",
+        ),
+    ];
+    for (args, message) in cases {
+        let mut args = args;
+        args.extend(["--outputs", path(&out)]);
+        let ran = armonik_wasm(&args);
+        assert!(!ran.success, "{args:?} should fail");
+        assert!(ran.stderr.contains(message), "{args:?}: {}", ran.stderr);
+    }
+}
+
+#[test]
+fn compiled_components_run_and_foreign_ones_are_refused() {
+    let (dir, out) = outputs();
+    let compiled = dir.path().join("echo.cwasm");
+    let ran = armonik_wasm(&["compile", path(&guest("echo")), "-o", path(&compiled)]);
+    assert!(ran.success, "{}", ran.all());
+    let ran = armonik_wasm(&[
+        "run",
+        path(&compiled),
+        "--payload-text",
+        "precompiled",
+        "--outputs",
+        path(&out),
+    ]);
+    assert!(ran.success, "{}", ran.all());
+    assert_eq!(
+        std::fs::read(out.join("output")).expect("output"),
+        b"precompiled"
+    );
+
+    // An artifact of another engine (here: another wasmtime major version, which the
+    // artifact's engine section records as a length-prefixed string) is refused, not run.
+    let mut bytes = std::fs::read(&compiled).expect("cwasm");
+    let version = b"\x0248";
+    let places: Vec<usize> = (0..bytes.len() - 2)
+        .filter(|&i| &bytes[i..i + 3] == version)
+        .collect();
+    assert_eq!(places.len(), 1, "one engine version record");
+    bytes[places[0] + 1..places[0] + 3].copy_from_slice(b"47");
+    let foreign = dir.path().join("foreign.cwasm");
+    std::fs::write(&foreign, bytes).expect("write");
+    let ran = armonik_wasm(&["run", path(&foreign), "--outputs", path(&out)]);
+    assert!(!ran.success);
+    assert!(ran.stderr.contains("cannot use"), "{}", ran.stderr);
+    assert!(ran.stderr.contains("compile it again"), "{}", ran.stderr);
+}
+
+#[test]
+fn inspect_tells_what_a_file_is() {
+    let ran = armonik_wasm(&["inspect", path(&guest("echo"))]);
+    assert!(ran.success, "{}", ran.all());
+    assert!(
+        ran.stdout.contains("armonik:worker/agent@0.1.0 (instance)"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("armonik:worker/task@0.1.0 (instance)"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains("fits the armonik:worker/worker world: yes")
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let core = dir.path().join("core.wasm");
+    std::fs::write(&core, b"\0asm\x01\x00\x00\x00").expect("file");
+    let ran = armonik_wasm(&["inspect", path(&core)]);
+    assert!(!ran.success);
+    assert!(
+        ran.stderr.contains("core WebAssembly module"),
+        "{}",
+        ran.stderr
+    );
+}
