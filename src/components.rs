@@ -16,7 +16,7 @@ use wasmtime::{Engine, Precompiled};
 
 use crate::bindings::WorkerPre;
 use crate::compile_cache::DiskCache;
-use crate::sandbox::{Sandbox, TaskState};
+use crate::sandbox::{Sandbox, TaskState, data_file};
 
 /// Task option naming the dynamic-worker convention in use.
 pub const CONVENTION_VERSION: &str = "ConventionVersion";
@@ -193,7 +193,9 @@ impl Components {
         if let Some(prepared) = self.lock().by_blob.get(blob) {
             return Ok(prepared.clone());
         }
-        let path = data_folder.join(blob);
+        let path = data_file(data_folder, blob).ok_or_else(|| {
+            LoadError::Selection(format!("{LIBRARY_BLOB_ID} `{blob}` is not a result id"))
+        })?;
         let bytes = tokio::fs::read(&path)
             .await
             .map_err(|error| LoadError::Read { path, error })?;

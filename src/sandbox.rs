@@ -33,6 +33,17 @@ const CORE_INSTANCES_PER_TASK: u32 = 64;
 const MEMORIES_PER_TASK: u32 = 16;
 const TABLES_PER_TASK: u32 = 64;
 
+/// The path of result `id` in a task's data folder, if `id` is a plain file name. Result ids
+/// come from the agent (GUIDs in ArmoniK) or, when a task names them, from the guest: an id
+/// such as `../x` or `/etc/passwd` must never become a host path.
+pub fn data_file(data_folder: &Path, id: &str) -> Option<std::path::PathBuf> {
+    let mut components = Path::new(id).components();
+    match (components.next(), components.next()) {
+        (Some(std::path::Component::Normal(_)), None) => Some(data_folder.join(id)),
+        _ => None,
+    }
+}
+
 /// Settings of the sandbox that hold for every task.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -255,4 +266,18 @@ fn classify(error: wasmtime::Error, max_duration: Duration) -> RunError {
     }
     // `{:?}` gives the trap message followed by the wasm backtrace.
     RunError::Trap(format!("{error:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_are_data_files() {
+        let folder = Path::new("/cache/shared/t");
+        assert_eq!(data_file(folder, "abc"), Some(folder.join("abc")));
+        for id in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a/../b"] {
+            assert_eq!(data_file(folder, id), None, "{id:?}");
+        }
+    }
 }

@@ -18,7 +18,7 @@ use crate::convert;
 use crate::guest_log::TaskIds;
 use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Empty, Output, output};
-use crate::sandbox::{GUEST_DATA_FOLDER, RunError, Sandbox, TaskRun};
+use crate::sandbox::{GUEST_DATA_FOLDER, RunError, Sandbox, TaskRun, data_file};
 
 /// The agent's preferred message size when the request does not say (ArmoniK's default
 /// `Submitter__PreferredMessageSize`).
@@ -202,7 +202,9 @@ fn check_outputs(expected: &[String], ledger: &Ledger, data_folder: &Path) -> Re
         .notified
         .iter()
         .filter(|id| {
-            !std::fs::symlink_metadata(data_folder.join(id)).is_ok_and(|m| m.file_type().is_file())
+            !data_file(data_folder, id).is_some_and(|path| {
+                std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+            })
         })
         .map(String::as_str)
         .collect();

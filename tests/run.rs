@@ -358,3 +358,79 @@ fn inspect_tells_what_a_file_is() {
         ran.stderr
     );
 }
+
+/// The README's main job: the Monte Carlo pricer fans out over subtasks, and its price agrees
+/// with Black–Scholes within the statistical error it reports.
+#[test]
+fn the_pricer_demo_matches_black_scholes() {
+    for params in [
+        "assets=1 kind=call paths=400000 slices=8 seed=7",
+        "assets=1 kind=put strike=110 vol=0.3 paths=400000 slices=5 seed=11",
+    ] {
+        let (_dir, out) = outputs();
+        let ran = armonik_wasm(&[
+            "run",
+            path(&guest("pricer")),
+            "--payload-text",
+            &format!("price {params}"),
+            "--outputs",
+            path(&out),
+        ]);
+        assert!(ran.success, "{}", ran.all());
+        let slices: usize = params
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("slices="))
+            .and_then(|n| n.parse().ok())
+            .expect("slices in params");
+        // The root, one task per slice, the aggregation.
+        let tasks = slices + 2;
+        assert!(
+            ran.stdout
+                .contains(&format!("{tasks} tasks run ({tasks} completed)")),
+            "{}",
+            ran.stdout
+        );
+        let line = std::fs::read_to_string(out.join("output")).expect("price line");
+        let field = |key: &str| -> f64 {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{key} in {line}"))
+        };
+        let (price, std_error) = (field("price="), field("std_error="));
+        let exact = montecarlo::black_scholes(&params.parse().expect("params"));
+        assert!(std_error > 0.0 && std_error < 0.1, "{line}");
+        assert!(
+            (price - exact).abs() < 4.0 * std_error,
+            "{params}: Monte Carlo {price} ± {std_error}, Black–Scholes {exact}"
+        );
+    }
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk_and_a_damaged_entry_is_recompiled() {
+    let (dir, out) = outputs();
+    let cache = dir.path().join("cache");
+    let run = || {
+        let output = Command::new(env!("CARGO_BIN_EXE_armonik-wasm"))
+            .args(["run", path(&guest("echo")), "--payload-text", "cached"])
+            .args(["--outputs", path(&out), "--cache-dir", path(&cache)])
+            .output()
+            .expect("armonik-wasm starts");
+        assert!(output.status.success(), "{output:?}");
+    };
+    run();
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .expect("cache root")
+        .flat_map(|engine| std::fs::read_dir(engine.expect("entry").path()).expect("engine dir"))
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(entries[0].extension().is_some_and(|e| e == "cwasm"));
+    std::fs::write(&entries[0], b"damaged").expect("damage the entry");
+    run();
+    assert!(
+        std::fs::metadata(&entries[0]).expect("entry").len() > 1000,
+        "rewritten"
+    );
+}
