@@ -181,25 +181,32 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     ));
     let serving = Arc::new(AtomicBool::new(true));
-    let service = WorkerService::new(runner, serving.clone());
+    let service = WorkerService::new(runner.clone(), serving.clone());
     tracing::info!(%agent_address, "agent channel (connected on first use)");
 
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let server = transport::serve(&worker_address, service, {
-        let stop = stop.clone();
-        async move { stop.notified().await }
-    });
-    let signals = async {
-        shutdown_signal().await;
-        // New tasks are refused from now on; running ones get the grace period.
-        serving.store(false, Ordering::Relaxed);
-        stop.notify_one();
-        tracing::info!(?grace, "shutting down, waiting for running tasks");
-        tokio::time::sleep(grace).await;
+    // On SIGTERM/SIGINT: HealthCheck turns NOT_SERVING (so ArmoniK sends no new task), running
+    // tasks get the grace period to finish, then the server stops.
+    let drained = Arc::new(tokio::sync::Notify::new());
+    let drain = {
+        let drained = drained.clone();
+        async move {
+            shutdown_signal().await;
+            serving.store(false, Ordering::Relaxed);
+            tracing::info!(?grace, "shutting down, waiting for running tasks");
+            if tokio::time::timeout(grace, runner.idle()).await.is_err() {
+                tracing::warn!("grace period over, stopping with tasks still running");
+            }
+            drained.notify_one();
+        }
     };
+    let server = transport::serve(&worker_address, service, drain);
     tokio::select! {
         served = server => served?,
-        () = signals => tracing::warn!("grace period over, stopping with tasks still running"),
+        // A task still running past the grace period must not hold the exit.
+        () = async {
+            drained.notified().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        } => {}
     }
     tracing::info!("stopped");
     Ok(())

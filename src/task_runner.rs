@@ -60,6 +60,13 @@ impl TaskRunner {
         }
     }
 
+    /// Resolves once no task is running.
+    pub async fn idle(&self) {
+        while self.slots.available_permits() < self.config.max_concurrent_tasks {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Runs one task, as `Worker.Process` does. `Ok` carries the task's `Output`; `Err` is a
     /// status ArmoniK retries (a trap, the agent out of reach) or records as a timeout
     /// (DEADLINE_EXCEEDED).

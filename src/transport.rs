@@ -78,12 +78,12 @@ pub async fn serve(
             }
             let listener = tokio::net::UnixListener::bind(path)
                 .with_context(|| format!("cannot listen on {}", path.display()))?;
+            // Removed however serving ends, also when the caller stops waiting for it.
+            let _socket = SocketFile(path);
             tracing::info!(%address, "worker listening");
-            let served = router
+            router
                 .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-                .await;
-            let _ = std::fs::remove_file(path);
-            served?;
+                .await?;
         }
         ChannelAddress::Tcp { port, .. } => {
             // Like ArmoniK's SDK workers: any interface, at the configured port.
@@ -97,4 +97,14 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Removes the socket file when dropped: the agent's preStop hook and the next start look for
+/// it.
+struct SocketFile<'a>(&'a std::path::Path);
+
+impl Drop for SocketFile<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
 }

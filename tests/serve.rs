@@ -320,7 +320,13 @@ async fn component_shipped_as_a_data_dependency_runs() {
         assert_eq!(folder.read(&output), b"shipped");
     }
 
-    let cases: [(&str, Vec<u8>, &str); 4] = [
+    let other_world = std::fs::read(guest("wrong_world")).expect("wrong_world.wasm");
+    let cases: [(&str, Vec<u8>, &str); 5] = [
+        (
+            "other-world",
+            other_world,
+            "does not fit the armonik:worker/worker world",
+        ),
         (
             "junk",
             b"not wasm at all".to_vec(),

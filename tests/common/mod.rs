@@ -43,7 +43,16 @@ use tonic::{Code, Status};
 // ---------------------------------------------------------------------------------------------
 
 /// The guest components of `<repo>/guests`, by crate/component name.
-pub const GUESTS: [&str; 6] = ["echo", "concat", "fanout", "fail", "probe", "hostile"];
+pub const GUESTS: [&str; 8] = [
+    "echo",
+    "concat",
+    "fanout",
+    "fail",
+    "probe",
+    "hostile",
+    "pricer",
+    "wrong_world",
+];
 
 /// First 8 bytes of every WebAssembly *component* binary: `\0asm`, version 0x0d, layer 1.
 pub const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];

@@ -1,0 +1,259 @@
+//! Nothing a task does can hurt the host or lose data: hostile guests from `guests/hostile`
+//! against the real `armonik-wasm serve`, with the official `armonik` crate playing ArmoniK.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use armonik::Output;
+use armonik::worker::health_check::Response as ServingStatus;
+use common::*;
+use tonic::Code;
+
+/// The worker process's resident memory, in MiB.
+fn rss_mib(worker: &Worker) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", worker.pid())).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS")
+        / 1024
+}
+
+async fn hostile(harness: &Harness, mode: &str) -> Result<Output, tonic::Status> {
+    let folder = TaskFolder::new();
+    harness
+        .run_task(folder.process_request().payload(mode).build())
+        .await
+}
+
+async fn next_task_runs(harness: &Harness) {
+    let folder = TaskFolder::new();
+    let request = folder.process_request().payload("env").build();
+    let output = request.expected_output_keys[0].clone();
+    let result = harness.run_task(request).await;
+    assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
+    assert!(folder.contains(&output));
+}
+
+#[tokio::test]
+async fn endless_allocation_stops_at_the_memory_limit() {
+    let harness = Harness::start_custom(
+        &guest("hostile"),
+        Transport::Unix,
+        &["--memory-limit-mib", "256"],
+        &[],
+    )
+    .await;
+    let status = hostile(&harness, "alloc").await.expect_err("stopped");
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        status.message().contains("memory limit exceeded"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("268435456"),
+        "{}",
+        status.message()
+    );
+    let rss = rss_mib(&harness.worker);
+    assert!(rss < 512, "host RSS {rss} MiB after a 256 MiB task");
+    next_task_runs(&harness).await;
+}
+
+#[tokio::test]
+async fn deep_recursion_is_a_stack_overflow_trap() {
+    let harness = Harness::start("hostile").await;
+    let status = hostile(&harness, "recurse").await.expect_err("stopped");
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(
+        status.message().contains("call stack exhausted"),
+        "{}",
+        status.message()
+    );
+    next_task_runs(&harness).await;
+}
+
+#[tokio::test]
+async fn nothing_outside_the_data_folder_is_read_or_written() {
+    let harness = Harness::start("hostile").await;
+    let outside = tempfile::tempdir().expect("temp dir");
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, "host secret").expect("secret");
+    let escape_target = std::path::Path::new("/tmp/armonik-wasm-escape");
+    let existed = escape_target.exists();
+
+    let folder = TaskFolder::new();
+    std::os::unix::fs::symlink(&secret, folder.path().join("link")).expect("plant a symlink");
+    let request = folder.process_request().payload("escape").build();
+    let output = request.expected_output_keys[0].clone();
+    let result = harness.run_task(request).await;
+    assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
+    let report = String::from_utf8(folder.read(&output)).expect("report");
+    for line in report.lines() {
+        assert!(line.contains(": err "), "escaped: {line}\n{report}");
+    }
+    assert!(report.contains("link: err"), "{report}");
+    assert!(!report.contains("host secret"));
+    assert_eq!(
+        escape_target.exists(),
+        existed,
+        "a file appeared outside the folder"
+    );
+}
+
+#[tokio::test]
+async fn no_environment_no_arguments_no_network() {
+    let harness = Harness::start_custom(
+        &guest("hostile"),
+        Transport::Unix,
+        &[],
+        &[("HOME", "/root"), ("SECRET_TOKEN", "s3cr3t")],
+    )
+    .await;
+    let folder = TaskFolder::new();
+    let request = folder.process_request().payload("env").build();
+    let output = request.expected_output_keys[0].clone();
+    let result = harness.run_task(request).await;
+    assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
+    let report = String::from_utf8(folder.read(&output)).expect("report");
+    assert!(report.contains("vars=0"), "{report}");
+    assert!(report.contains("args=0"), "{report}");
+    assert!(report.contains("home=unset"), "{report}");
+    assert!(report.contains("tcp=err"), "{report}");
+}
+
+#[tokio::test]
+async fn a_notified_symlink_out_of_the_folder_is_refused() {
+    let harness = Harness::start("probe").await;
+    let outside = tempfile::tempdir().expect("temp dir");
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, "host secret").expect("secret");
+    let folder = TaskFolder::new();
+    std::os::unix::fs::symlink(&secret, folder.path().join("planted")).expect("symlink");
+    let request = folder
+        .process_request()
+        .payload("notify-missing planted")
+        .build();
+    match harness.run_task(request).await {
+        Ok(Output::Error { details }) => assert!(details.contains("planted"), "{details}"),
+        other => panic!("expected Output.error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_gigabyte_of_output_streams_to_disk_without_host_memory() {
+    let harness = Harness::start("hostile").await;
+    let folder = TaskFolder::new();
+    let request = folder.process_request().payload("huge-output 1024").build();
+    let output = request.expected_output_keys[0].clone();
+    let result = harness.run_task(request).await;
+    assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
+    let size = std::fs::metadata(folder.path().join(&output))
+        .expect("output")
+        .len();
+    assert_eq!(size, 1 << 30);
+    let rss = rss_mib(&harness.worker);
+    assert!(rss < 256, "host RSS {rss} MiB after writing 1 GiB");
+}
+
+#[tokio::test]
+async fn the_agent_going_down_mid_task_is_unavailable() {
+    let mut harness = Harness::start("hostile").await;
+    let folder = TaskFolder::new();
+    let request = folder
+        .process_request()
+        .payload("sleep-then-notify 1000")
+        .build();
+    harness.agent.bind_request(&request);
+    let client = harness.client.clone();
+    let task = tokio::spawn(async move { client.process(request).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    harness.agent.stop();
+    let started = Instant::now();
+    let status = task.await.expect("joined").expect_err("no agent");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded wait");
+}
+
+#[tokio::test]
+async fn a_cancelled_process_call_stops_the_guest() {
+    let harness = Harness::start_custom(
+        &guest("hostile"),
+        Transport::Unix,
+        &["--max-concurrent-tasks", "1"],
+        &[],
+    )
+    .await;
+    let folder = TaskFolder::new();
+    let request = folder
+        .process_request()
+        .payload("loop")
+        .max_duration(Duration::from_secs(600))
+        .build();
+    // The agent gives up after 500 ms (its deadline, or the task was cancelled).
+    let result = harness
+        .client
+        .process_with_deadline(request, Some(Duration::from_millis(500)))
+        .await;
+    assert!(result.is_err(), "{result:?}");
+    // The only slot is free again within moments: the loop was dropped, not left running.
+    let started = Instant::now();
+    loop {
+        let folder = TaskFolder::new();
+        let request = folder.process_request().payload("env").build();
+        match harness.run_task(request).await {
+            Ok(Output::Ok) => break,
+            Err(status) if status.code() == Code::Unavailable => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(2),
+                    "the cancelled guest still holds its slot"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_running_task_finish_then_exits_cleanly() {
+    let harness = Harness::start("hostile").await;
+    let folder = TaskFolder::new();
+    let request = folder
+        .process_request()
+        .payload("sleep-then-notify 1500")
+        .build();
+    let output = request.expected_output_keys[0].clone();
+    harness.agent.bind_request(&request);
+    let client = harness.client.clone();
+    let task = tokio::spawn(async move { client.process(request).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    harness.worker.terminate();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let health = harness.client.health_check().await;
+    assert!(
+        matches!(health, Ok(ServingStatus::NotServing)),
+        "{health:?}"
+    );
+    let result = task.await.expect("joined");
+    assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
+    assert_eq!(folder.read(&output), b"late");
+
+    let Harness {
+        mut worker, agent, ..
+    } = harness;
+    let status = worker.wait_exit(Duration::from_secs(10)).await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        worker.log()
+    );
+    let socket = worker.dir().join("armonik_worker.sock");
+    assert!(!socket.exists(), "socket file left behind");
+    drop(agent);
+}
