@@ -68,6 +68,11 @@ pub struct SandboxArgs {
     /// Compile components in memory only, without the on-disk cache.
     #[arg(long)]
     pub no_cache: bool,
+
+    /// Allocate instances on demand instead of from the pooling allocator (which reserves
+    /// address space up front, and is faster to instantiate from).
+    #[arg(long, env = "ArmonikWasm__NoPooling")]
+    pub no_pooling: bool,
 }
 
 impl SandboxArgs {
@@ -79,6 +84,7 @@ impl SandboxArgs {
         let sandbox = Arc::new(Sandbox::new(SandboxConfig {
             max_concurrent_tasks,
             memory_limit: self.memory_limit_mib.saturating_mul(1024 * 1024),
+            pooling: !self.no_pooling,
         })?);
         let root = if self.no_cache {
             None
@@ -461,6 +467,7 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<bool> {
         default_max_duration: 3600.0,
         cache_dir: None,
         no_cache: true,
+        no_pooling: false,
     }
     .build(1)?;
     let bytes = std::fs::read(&args.file)

@@ -51,6 +51,9 @@ pub struct SandboxConfig {
     pub max_concurrent_tasks: u32,
     /// Linear memory one task may use, all its memories together.
     pub memory_limit: usize,
+    /// Whether to try the pooling instance allocator (falling back to on-demand allocation
+    /// where it cannot reserve its address space).
+    pub pooling: bool,
 }
 
 /// Why a task did not return normally.
@@ -112,7 +115,7 @@ impl Sandbox {
     /// Builds the engine (pooling allocator when the machine allows it, copy-on-write memory
     /// images, epoch interruption) and the linker with WASI and the agent interface.
     pub fn new(config: SandboxConfig) -> anyhow::Result<Self> {
-        let engine = match Engine::new(&engine_config(&config, true)) {
+        let engine = match Engine::new(&engine_config(&config, config.pooling)) {
             Ok(engine) => engine,
             Err(error) => {
                 // The pool reserves its address space up front; where that fails (small
@@ -154,6 +157,35 @@ impl Sandbox {
         Ok(WorkerPre::new(pre)?)
     }
 
+    /// A fresh store for one task: its WASI context and agent bridge, the memory limit, and
+    /// the deadline (checked at each epoch tick, where the guest also yields).
+    pub fn new_store(
+        &self,
+        wasi: WasiCtx,
+        bridge: AgentBridge,
+        deadline: Instant,
+    ) -> Store<TaskState> {
+        let mut store = Store::new(
+            &self.engine,
+            TaskState {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: TaskLimiter::new(self.config.memory_limit),
+                bridge,
+            },
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store
+    }
+
     /// Runs one task in a fresh store and instance. Returns the guest's own result (or why it
     /// has none) and the ledger of what it did through the agent.
     pub async fn run(
@@ -165,26 +197,7 @@ impl Sandbox {
             Ok(wasi) => wasi,
             Err(error) => return (Err(error), task.bridge.into_ledger()),
         };
-        let mut store = Store::new(
-            &self.engine,
-            TaskState {
-                wasi,
-                table: ResourceTable::new(),
-                limiter: TaskLimiter::new(self.config.memory_limit),
-                bridge: task.bridge,
-            },
-        );
-        store.limiter(|state| &mut state.limiter);
-        let deadline = task.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
-
+        let mut store = self.new_store(wasi, task.bridge, task.deadline);
         let outcome = async {
             let worker = pre.instantiate_async(&mut store).await?;
             worker
@@ -236,7 +249,7 @@ fn spawn_epoch_ticker(engine: &Engine) {
 
 /// The task's WASI context: its data folder and nothing else of the host (no other files, no
 /// network, no environment, no arguments); stdout and stderr go to the host's logs.
-fn wasi_context(data_folder: &Path, ids: &Arc<TaskIds>) -> Result<WasiCtx, RunError> {
+pub fn wasi_context(data_folder: &Path, ids: &Arc<TaskIds>) -> Result<WasiCtx, RunError> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .stdout(GuestLog::new(ids.clone(), Stream::Stdout))

@@ -1,0 +1,579 @@
+//! The numbers of BENCHMARKS.md: each benchmark measures a baseline and armonik-wasm in the
+//! same run and prints the ratio (these machines are noisy; ratios hold, absolute times
+//! drift).
+//!
+//! ```sh
+//! cargo bench --bench bench             # full run (a few minutes)
+//! cargo bench --bench bench -- --quick  # smoke run, as in CI
+//! ```
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use armonik::Output;
+use armonik::server::WorkerServiceExt as _;
+use armonik_wasm::agent_bridge::AgentBridge;
+use armonik_wasm::components::Components;
+use armonik_wasm::guest_log::TaskIds;
+use armonik_wasm::local_agent::LocalAgent;
+use armonik_wasm::local_run::run_graph;
+use armonik_wasm::proto::v1::TaskOptions;
+use armonik_wasm::sandbox::{Sandbox, SandboxConfig, wasi_context};
+use armonik_wasm::task_runner::{RunnerConfig, TaskRunner};
+use common::*;
+use hyper_util::rt::TokioIo;
+use tokio_stream::wrappers::UnixListenerStream;
+
+/// Sizes of a full run and of the CI smoke run.
+struct Sizes {
+    tasks: usize,
+    instantiations: usize,
+    cold_starts: usize,
+    paths: u64,
+    echo_bytes: usize,
+    instances: usize,
+}
+
+const FULL: Sizes = Sizes {
+    tasks: 5_000,
+    instantiations: 10_000,
+    cold_starts: 30,
+    paths: 4_000_000,
+    echo_bytes: 1 << 30,
+    instances: 200,
+};
+
+const QUICK: Sizes = Sizes {
+    tasks: 100,
+    instantiations: 200,
+    cold_starts: 3,
+    paths: 100_000,
+    echo_bytes: 8 << 20,
+    instances: 10,
+};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    // Re-executed as the baseline worker of benchmarks 1 and 5.
+    if let [_, mode, worker, agent] = &args[..]
+        && mode == "native-worker"
+    {
+        return native_worker(Path::new(worker), Path::new(agent));
+    }
+    let sizes = if args.iter().any(|a| a == "--quick") {
+        QUICK
+    } else {
+        FULL
+    };
+    println!("machine: {} CPUs; {}", cpus(), memory_line());
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        per_task_overhead(&sizes).await?;
+        instantiation(&sizes).await?;
+        cold_start(&sizes)?;
+        compute(&sizes).await?;
+        data(&sizes).await?;
+        memory(&sizes).await
+    })
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn memory_line() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// p50, p90, p99 of `samples`.
+fn percentiles(samples: &mut [Duration]) -> [Duration; 3] {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    [at(0.50), at(0.90), at(0.99)]
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn print_latencies(name: &str, samples: &mut [Duration], elapsed: Duration) -> Duration {
+    let n = samples.len();
+    let [p50, p90, p99] = percentiles(samples);
+    println!(
+        "  {name:<24} p50 {:>8.1} µs  p90 {:>8.1} µs  p99 {:>8.1} µs  {:>8.0} tasks/s",
+        micros(p50),
+        micros(p90),
+        micros(p99),
+        n as f64 / elapsed.as_secs_f64()
+    );
+    p50
+}
+
+/// Runs `tasks` echo tasks of `payload` bytes through Process over a unix socket, as the
+/// polling agent does; returns the latencies of the Process calls and the total time.
+async fn drive(
+    client: &WorkerClient,
+    agent: &FakeAgent,
+    tasks: usize,
+    payload: &[u8],
+) -> (Vec<Duration>, Duration) {
+    let mut latencies = Vec::with_capacity(tasks);
+    let mut total = Duration::ZERO;
+    for _ in 0..tasks {
+        let folder = TaskFolder::new();
+        let request = folder.process_request().payload(payload.to_vec()).build();
+        agent.bind_request(&request);
+        let started = Instant::now();
+        let result = client.process(request).await;
+        let elapsed = started.elapsed();
+        assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
+        latencies.push(elapsed);
+        total += elapsed;
+        agent.clear_records();
+    }
+    (latencies, total)
+}
+
+/// The two workers under the same driver: armonik-wasm serve with the echo guest, and a
+/// native worker on the official `armonik` crate doing the same work.
+struct Workers {
+    agent: FakeAgent,
+    wasm: Worker,
+    native: std::process::Child,
+    native_client: WorkerClient,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        let _ = self.native.kill();
+        let _ = self.native.wait();
+    }
+}
+
+async fn start_workers() -> anyhow::Result<Workers> {
+    let agent = FakeAgent::start();
+    let Address::Unix(agent_socket) = agent.address().clone() else {
+        anyhow::bail!("the fake agent listens on a unix socket");
+    };
+    // The worker logs at warn, not info: the baseline does not log per task either.
+    let wasm = Worker::spawn_custom(
+        &guest("echo"),
+        &agent,
+        Transport::Unix,
+        &[],
+        &[("RUST_LOG", "warn")],
+    )
+    .await;
+    let dir = tempfile::tempdir()?;
+    let socket = dir.path().join("native.sock");
+    let native = Command::new(std::env::current_exe()?)
+        .args(["native-worker", path_str(&socket), path_str(&agent_socket)])
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let native_client = loop {
+        if let Ok(client) = WorkerClient::connect(&Address::Unix(socket.clone())).await
+            && client.health_check().await.is_ok()
+        {
+            break client;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the native worker did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    Ok(Workers {
+        agent,
+        wasm,
+        native,
+        native_client,
+        _dir: dir,
+    })
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap_or_default()
+}
+
+/// 1. A no-op task (reads its empty payload, writes and notifies one empty output) through
+///    the real Worker gRPC path over unix sockets.
+async fn per_task_overhead(sizes: &Sizes) -> anyhow::Result<()> {
+    println!("\n1. per-task overhead: no-op task through Process over UDS, incl. NotifyResultData");
+    let workers = start_workers().await?;
+    let wasm_client = workers.wasm.client().await;
+    let warmup = sizes.tasks / 10 + 10;
+    drive(&workers.native_client, &workers.agent, warmup, b"").await;
+    drive(&wasm_client, &workers.agent, warmup, b"").await;
+    let (mut native, native_total) =
+        drive(&workers.native_client, &workers.agent, sizes.tasks, b"").await;
+    let (mut wasm, wasm_total) = drive(&wasm_client, &workers.agent, sizes.tasks, b"").await;
+    let native_p50 = print_latencies("native Rust worker", &mut native, native_total);
+    let wasm_p50 = print_latencies("armonik-wasm (Rust guest)", &mut wasm, wasm_total);
+    println!(
+        "  ratio armonik-wasm / native: p50 {:.2}x  throughput {:.2}x",
+        wasm_p50.as_secs_f64() / native_p50.as_secs_f64(),
+        native_total.as_secs_f64() / wasm_total.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn sandbox(pooling: bool) -> anyhow::Result<Arc<Sandbox>> {
+    Ok(Arc::new(Sandbox::new(SandboxConfig {
+        max_concurrent_tasks: 256,
+        memory_limit: 2 << 30,
+        pooling,
+    })?))
+}
+
+/// 2. Per-task instantiation: Store + WASI context with one preopen + instantiate.
+async fn instantiation(sizes: &Sizes) -> anyhow::Result<()> {
+    println!("\n2. instantiation: Store + WasiCtx (one preopen) + instantiate, Rust echo guest");
+    let folder = tempfile::tempdir()?;
+    let work = tempfile::tempdir()?;
+    let agent: Arc<LocalAgent> = Arc::new(LocalAgent::new(work.path(), TaskOptions::default())?);
+    let ids = Arc::new(TaskIds {
+        session_id: "session".into(),
+        task_id: "task".into(),
+    });
+    let mut p50s = Vec::new();
+    for pooling in [false, true] {
+        let sandbox = sandbox(pooling).await?;
+        let components = Components::new(sandbox.clone(), Some(&guest("echo")), None).await?;
+        let pre = components
+            .for_task(&Default::default(), &[], folder.path())
+            .await?;
+        let mut samples = Vec::with_capacity(sizes.instantiations);
+        let started = Instant::now();
+        for i in 0..sizes.instantiations + 100 {
+            let t = Instant::now();
+            let wasi = wasi_context(folder.path(), &ids)?;
+            let bridge = AgentBridge::new(
+                agent.clone(),
+                String::new(),
+                String::new(),
+                1 << 20,
+                tokio::time::Instant::now() + Duration::from_secs(60),
+            );
+            let mut store = sandbox.new_store(
+                wasi,
+                bridge,
+                tokio::time::Instant::now() + Duration::from_secs(60),
+            );
+            pre.pre.instantiate_async(&mut store).await?;
+            if i >= 100 {
+                samples.push(t.elapsed());
+            }
+        }
+        let name = if pooling { "pooling" } else { "on-demand" };
+        p50s.push(print_latencies(name, &mut samples, started.elapsed()));
+    }
+    println!(
+        "  ratio pooling / on-demand: p50 {:.2}x",
+        p50s[1].as_secs_f64() / p50s[0].as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Runs `armonik-wasm <args>` `n` times; median wall time from process start to exit.
+fn median_run(n: usize, args: &[&str], cache: &Path) -> anyhow::Result<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_armonik-wasm"))
+            .args(args)
+            .env("ARMONIK_WASM_CACHE_DIR", cache)
+            .output()?;
+        samples.push(started.elapsed());
+        anyhow::ensure!(output.status.success(), "{args:?}: {output:?}");
+    }
+    Ok(percentiles(&mut samples)[0])
+}
+
+/// 3. Cold start of `armonik-wasm run`, process start to exit.
+fn cold_start(sizes: &Sizes) -> anyhow::Result<()> {
+    println!(
+        "\n3. cold start: `armonik-wasm run` of the echo guest, process start to exit (median)"
+    );
+    let dir = tempfile::tempdir()?;
+    let cache = dir.path().join("cache");
+    let out = dir.path().join("out");
+    let echo = guest("echo");
+    let compiled = dir.path().join("echo.cwasm");
+    median_run(
+        1,
+        &["compile", path_str(&echo), "-o", path_str(&compiled)],
+        &cache,
+    )?;
+    let run = |component: &Path, extra: &[&str]| -> anyhow::Result<Duration> {
+        let mut args = vec!["run", path_str(component), "--outputs", path_str(&out)];
+        args.extend_from_slice(extra);
+        median_run(sizes.cold_starts, &args, &cache)
+    };
+    let aot = run(&compiled, &["--no-cache"])?;
+    run(&echo, &[])?; // fills the cache
+    let cached = run(&echo, &[])?;
+    let uncached = run(&echo, &["--no-cache"])?;
+    for (name, time) in [
+        ("AOT .cwasm", aot),
+        (".wasm, on-disk cache hit", cached),
+        (".wasm, no cache (compiles)", uncached),
+    ] {
+        println!(
+            "  {name:<28} {:>8.2} ms  ({:.2}x the AOT time)",
+            time.as_secs_f64() * 1e3,
+            time.as_secs_f64() / aot.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// A runner over the embedded agent, for in-process benchmarks.
+async fn local_runner(
+    component: &Path,
+) -> anyhow::Result<(Arc<LocalAgent>, Arc<TaskRunner>, tempfile::TempDir)> {
+    let sandbox = sandbox(true).await?;
+    let components = Components::new(sandbox.clone(), Some(component), None).await?;
+    let work = tempfile::tempdir()?;
+    let agent = Arc::new(LocalAgent::new(
+        work.path(),
+        TaskOptions {
+            max_retries: 0,
+            ..TaskOptions::default()
+        },
+    )?);
+    let runner = Arc::new(TaskRunner::new(
+        sandbox,
+        components,
+        agent.clone(),
+        RunnerConfig {
+            max_concurrent_tasks: 1,
+            default_max_duration: Duration::from_secs(600),
+        },
+    ));
+    Ok((agent, runner, work))
+}
+
+/// 4. The Monte Carlo kernel of the demo: one slice in a wasm task vs the same code natively.
+async fn compute(sizes: &Sizes) -> anyhow::Result<()> {
+    println!(
+        "\n4. compute: Monte Carlo slice of {} paths (assets=8), wasm task vs native",
+        sizes.paths
+    );
+    let params_text = format!("assets=8 corr=0.3 paths={} slices=1 seed=1", sizes.paths);
+    let params: montecarlo::Params = params_text.parse().map_err(anyhow::Error::msg)?;
+    let started = Instant::now();
+    let native = montecarlo::simulate_slice(&params, 0);
+    let native_time = started.elapsed();
+
+    let (agent, runner, _work) = local_runner(&guest("pricer")).await?;
+    let payload = agent.create_result("payload", format!("slice 0 {params_text}").as_bytes())?;
+    let output = agent.create_result_metadata("summary");
+    agent.submit(payload, Vec::new(), vec![output.clone()]);
+    let started = Instant::now();
+    let report = run_graph(agent.clone(), runner, 1).await?;
+    let wasm_time = started.elapsed();
+    anyhow::ensure!(
+        report.summary().contains("(1 completed)"),
+        "{}",
+        report.summary()
+    );
+    let wasm = std::fs::read_to_string(agent.data_path(&output))?;
+    anyhow::ensure!(
+        wasm == native.to_text(),
+        "wasm {wasm} != native {}",
+        native.to_text()
+    );
+    println!(
+        "  native                       {:>8.1} ms",
+        native_time.as_secs_f64() * 1e3
+    );
+    println!(
+        "  wasm task (whole task)       {:>8.1} ms",
+        wasm_time.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio wasm / native: {:.2}x (same bits: {})",
+        wasm_time.as_secs_f64() / native_time.as_secs_f64(),
+        wasm == native.to_text()
+    );
+    Ok(())
+}
+
+/// 5. An echo of a large payload through the data folder, as in benchmark 1.
+async fn data(sizes: &Sizes) -> anyhow::Result<()> {
+    let mib = sizes.echo_bytes as f64 / (1 << 20) as f64;
+    println!(
+        "\n5. data: echo of {mib:.0} MiB through the data folder (read payload, write output)"
+    );
+    let workers = start_workers().await?;
+    let wasm_client = workers.wasm.client().await;
+    let payload: Vec<u8> = (0..sizes.echo_bytes).map(|i| (i % 251) as u8).collect();
+    let mut rates = Vec::new();
+    for (name, client) in [
+        ("native Rust worker", &workers.native_client),
+        ("armonik-wasm", &wasm_client),
+    ] {
+        let (_, time) = drive(client, &workers.agent, 1, &payload).await;
+        let rate = mib / time.as_secs_f64();
+        println!(
+            "  {name:<24} {:>8.0} MiB/s  ({:.2} s)",
+            rate,
+            time.as_secs_f64()
+        );
+        rates.push(rate);
+    }
+    println!(
+        "  ratio armonik-wasm / native throughput: {:.2}x",
+        rates[1] / rates[0]
+    );
+    Ok(())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// 6. Memory: the serve process idle and after tasks; the cost of one live instance.
+async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
+    println!("\n6. memory");
+    let workers = start_workers().await?;
+    let (wasm_pid, native_pid) = (workers.wasm.pid(), workers.native.id());
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    println!(
+        "  idle RSS: armonik-wasm serve {:.1} MiB, native worker {:.1} MiB ({:.2}x)",
+        mib(rss_kib(wasm_pid)),
+        mib(rss_kib(native_pid)),
+        rss_kib(wasm_pid) as f64 / rss_kib(native_pid).max(1) as f64
+    );
+    let wasm_client = workers.wasm.client().await;
+    drive(&wasm_client, &workers.agent, sizes.tasks / 5 + 10, b"").await;
+    drive(
+        &workers.native_client,
+        &workers.agent,
+        sizes.tasks / 5 + 10,
+        b"",
+    )
+    .await;
+    println!(
+        "  after tasks: RSS {:.1} MiB (peak {:.1} MiB), native {:.1} MiB (peak {:.1} MiB)",
+        mib(rss_kib(wasm_pid)),
+        mib(status_kib(wasm_pid, "VmHWM:")),
+        mib(rss_kib(native_pid)),
+        mib(status_kib(native_pid, "VmHWM:"))
+    );
+
+    // Live instances kept in this process: what each costs in resident memory.
+    let folder = tempfile::tempdir()?;
+    let work = tempfile::tempdir()?;
+    let agent = Arc::new(LocalAgent::new(work.path(), TaskOptions::default())?);
+    let sandbox = sandbox(true).await?;
+    let components = Components::new(sandbox.clone(), Some(&guest("echo")), None).await?;
+    let pre = components
+        .for_task(&Default::default(), &[], folder.path())
+        .await?;
+    let ids = Arc::new(TaskIds {
+        session_id: "s".into(),
+        task_id: "t".into(),
+    });
+    let before = rss_kib(std::process::id());
+    let mut stores = Vec::with_capacity(sizes.instances);
+    for _ in 0..sizes.instances {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let bridge = AgentBridge::new(
+            agent.clone(),
+            String::new(),
+            String::new(),
+            1 << 20,
+            deadline,
+        );
+        let mut store = sandbox.new_store(wasi_context(folder.path(), &ids)?, bridge, deadline);
+        pre.pre.instantiate_async(&mut store).await?;
+        stores.push(store);
+    }
+    let after = rss_kib(std::process::id());
+    println!(
+        "  per live instance (Rust echo guest, {} instances): {:.0} KiB",
+        sizes.instances,
+        (after.saturating_sub(before)) as f64 / sizes.instances as f64
+    );
+    Ok(())
+}
+
+/// The baseline worker: the official `armonik` crate's Worker service, doing what the echo
+/// guest does (payload file → output file, then NotifyResultData), natively.
+fn native_worker(socket: &Path, agent_socket: &Path) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let agent_socket = agent_socket.to_owned();
+        let channel = tonic::transport::Endpoint::from_static("http://localhost")
+            .connect_with_connector_lazy(tower::service_fn(move |_| {
+                let path = agent_socket.clone();
+                async move {
+                    Ok::<_, std::io::Error>(TokioIo::new(
+                        tokio::net::UnixStream::connect(path).await?,
+                    ))
+                }
+            }));
+        let agent = armonik::Client::with_channel(channel).into_agent();
+        let _ = std::fs::remove_file(socket);
+        let listener = tokio::net::UnixListener::bind(socket)?;
+        tonic::transport::Server::builder()
+            .add_service(NativeWorker { agent }.worker_server())
+            .serve_with_incoming(UnixListenerStream::new(listener))
+            .await?;
+        Ok(())
+    })
+}
+
+struct NativeWorker {
+    agent: armonik::client::Agent<armonik::Client>,
+}
+
+impl armonik::server::WorkerService for NativeWorker {
+    async fn health_check(
+        self: Arc<Self>,
+        _request: armonik::worker::health_check::Request,
+        _cancellation: armonik::server::RequestContext,
+    ) -> Result<armonik::worker::health_check::Response, tonic::Status> {
+        Ok(armonik::worker::health_check::Response::Serving)
+    }
+
+    async fn process(
+        self: Arc<Self>,
+        request: armonik::worker::process::Request,
+        _cancellation: armonik::server::RequestContext,
+    ) -> Result<armonik::worker::process::Response, tonic::Status> {
+        let folder = PathBuf::from(&request.data_folder);
+        let io = |e: std::io::Error| tonic::Status::internal(e.to_string());
+        let payload = std::fs::read(folder.join(&request.payload_id)).map_err(io)?;
+        let output = &request.expected_output_keys[0];
+        std::fs::write(folder.join(output), payload).map_err(io)?;
+        self.agent
+            .clone()
+            .notify_result_data(
+                &request.communication_token,
+                &request.session_id,
+                [output.clone()],
+            )
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(armonik::worker::process::Response { output: Output::Ok })
+    }
+}
