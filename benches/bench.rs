@@ -117,29 +117,31 @@ fn print_latencies(name: &str, samples: &mut [Duration], elapsed: Duration) -> D
     p50
 }
 
-/// Runs `tasks` echo tasks of `payload` bytes through Process over a unix socket, as the
-/// polling agent does; returns the latencies of the Process calls and the total time.
+/// Runs `tasks` echo tasks of `payload` bytes on each client through Process over a unix
+/// socket, as the polling agent does, alternating between the clients so that both see the
+/// same machine noise; returns, per client, the latencies of the Process calls and their sum.
 async fn drive(
-    client: &WorkerClient,
+    clients: &[&WorkerClient],
     agent: &FakeAgent,
     tasks: usize,
     payload: &[u8],
-) -> (Vec<Duration>, Duration) {
-    let mut latencies = Vec::with_capacity(tasks);
-    let mut total = Duration::ZERO;
+) -> Vec<(Vec<Duration>, Duration)> {
+    let mut results = vec![(Vec::with_capacity(tasks), Duration::ZERO); clients.len()];
     for _ in 0..tasks {
-        let folder = TaskFolder::new();
-        let request = folder.process_request().payload(payload.to_vec()).build();
-        agent.bind_request(&request);
-        let started = Instant::now();
-        let result = client.process(request).await;
-        let elapsed = started.elapsed();
-        assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
-        latencies.push(elapsed);
-        total += elapsed;
-        agent.clear_records();
+        for (client, (latencies, total)) in clients.iter().zip(&mut results) {
+            let folder = TaskFolder::new();
+            let request = folder.process_request().payload(payload.to_vec()).build();
+            agent.bind_request(&request);
+            let started = Instant::now();
+            let result = client.process(request).await;
+            let elapsed = started.elapsed();
+            assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
+            latencies.push(elapsed);
+            *total += elapsed;
+            agent.clear_records();
+        }
     }
-    (latencies, total)
+    results
 }
 
 /// The two workers under the same driver: armonik-wasm serve with the echo guest, and a
@@ -207,12 +209,11 @@ async fn per_task_overhead(sizes: &Sizes) -> anyhow::Result<()> {
     println!("\n1. per-task overhead: no-op task through Process over UDS, incl. NotifyResultData");
     let workers = start_workers().await?;
     let wasm_client = workers.wasm.client().await;
-    let warmup = sizes.tasks / 10 + 10;
-    drive(&workers.native_client, &workers.agent, warmup, b"").await;
-    drive(&wasm_client, &workers.agent, warmup, b"").await;
-    let (mut native, native_total) =
-        drive(&workers.native_client, &workers.agent, sizes.tasks, b"").await;
-    let (mut wasm, wasm_total) = drive(&wasm_client, &workers.agent, sizes.tasks, b"").await;
+    let clients = [&workers.native_client, &wasm_client];
+    drive(&clients, &workers.agent, sizes.tasks / 10 + 10, b"").await;
+    let mut results = drive(&clients, &workers.agent, sizes.tasks, b"").await;
+    let (mut wasm, wasm_total) = results.pop().unwrap_or_default();
+    let (mut native, native_total) = results.pop().unwrap_or_default();
     let native_p50 = print_latencies("native Rust worker", &mut native, native_total);
     let wasm_p50 = print_latencies("armonik-wasm (Rust guest)", &mut wasm, wasm_total);
     println!(
@@ -415,11 +416,14 @@ async fn data(sizes: &Sizes) -> anyhow::Result<()> {
     let wasm_client = workers.wasm.client().await;
     let payload: Vec<u8> = (0..sizes.echo_bytes).map(|i| (i % 251) as u8).collect();
     let mut rates = Vec::new();
-    for (name, client) in [
-        ("native Rust worker", &workers.native_client),
-        ("armonik-wasm", &wasm_client),
-    ] {
-        let (_, time) = drive(client, &workers.agent, 1, &payload).await;
+    let results = drive(
+        &[&workers.native_client, &wasm_client],
+        &workers.agent,
+        1,
+        &payload,
+    )
+    .await;
+    for (name, (_, time)) in ["native Rust worker", "armonik-wasm"].iter().zip(results) {
         let rate = mib / time.as_secs_f64();
         println!(
             "  {name:<24} {:>8.0} MiB/s  ({:.2} s)",
@@ -463,9 +467,8 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
         rss_kib(wasm_pid) as f64 / rss_kib(native_pid).max(1) as f64
     );
     let wasm_client = workers.wasm.client().await;
-    drive(&wasm_client, &workers.agent, sizes.tasks / 5 + 10, b"").await;
     drive(
-        &workers.native_client,
+        &[&workers.native_client, &wasm_client],
         &workers.agent,
         sizes.tasks / 5 + 10,
         b"",

@@ -82,9 +82,14 @@ pub async fn run_graph(
     })
 }
 
-/// Progress of a run: a bar on a terminal, a line per finished task otherwise.
+/// How often a line of progress is printed when stderr is not a terminal.
+const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Progress of a run: a bar on a terminal; otherwise a line per failed task, and one a second
+/// (and at the end) with the counts.
 struct Progress {
     bar: Option<indicatif::ProgressBar>,
+    last_line: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Progress {
@@ -100,7 +105,10 @@ impl Progress {
             );
             bar
         });
-        Self { bar }
+        Self {
+            bar,
+            last_line: std::sync::Mutex::new(None),
+        }
     }
 
     fn task_done(&self, agent: &LocalAgent, task_id: &str, state: TaskState, running: usize) {
@@ -128,10 +136,21 @@ impl Progress {
                 bar.set_position(done as u64);
                 bar.set_message(format!("({running} running, {failed} failed)"));
             }
-            None => eprintln!(
-                "[{done}/{total}] task {task_id} {} ({running} running, {failed} failed)",
-                format!("{state:?}").to_lowercase()
-            ),
+            None => {
+                let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
+                let due = last.is_none_or(|t| t.elapsed() >= PLAIN_PROGRESS_EVERY);
+                let failure = matches!(
+                    state,
+                    TaskState::Error | TaskState::Timeout | TaskState::Retried
+                );
+                if due || failure || (done == total && running == 0) {
+                    eprintln!(
+                        "[{done}/{total}] task {task_id} {} ({running} running, {failed} failed)",
+                        format!("{state:?}").to_lowercase()
+                    );
+                    *last = Some(Instant::now());
+                }
+            }
         }
     }
 
