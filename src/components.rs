@@ -47,6 +47,9 @@ impl std::fmt::Display for Origin {
     }
 }
 
+/// Library result ids remembered, to skip reading and hashing a blob seen before.
+const BLOB_IDS_CAPACITY: usize = 4096;
+
 /// Why no component could be made ready for a task.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -200,7 +203,14 @@ impl Components {
             .await
             .map_err(|error| LoadError::Read { path, error })?;
         let prepared = self.load(bytes, Origin::Blob(blob.clone())).await?;
-        self.lock().by_blob.insert(blob.clone(), prepared.clone());
+        let mut cache = self.lock();
+        if cache.by_blob.len() >= BLOB_IDS_CAPACITY {
+            // Each session may ship the same library under a new result id: forget the ids
+            // (only pointers; the compiled components stay cached by digest).
+            cache.by_blob.clear();
+        }
+        cache.by_blob.insert(blob.clone(), prepared.clone());
+        drop(cache);
         Ok(prepared)
     }
 

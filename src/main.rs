@@ -5,9 +5,28 @@ use tracing_subscriber::EnvFilter;
 
 use armonik_wasm::cli::{self, Cli, Command};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // `serve` runs one task at a time (ArmoniK sends one; a guest yields at each epoch tick),
+    // so one thread serves it without cross-thread wake-ups on every gRPC message; `run`
+    // executes independent tasks in parallel, one per core.
+    let runtime = match cli.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async_main(cli))
+}
+
+async fn async_main(cli: Cli) -> std::process::ExitCode {
     // A worker logs every task; the local commands show only warnings and what guests print.
     let default_filter = match cli.command {
         Command::Serve(_) => "info",

@@ -24,6 +24,10 @@ use crate::sandbox::{GUEST_DATA_FOLDER, RunError, Sandbox, TaskRun, data_file};
 /// `Submitter__PreferredMessageSize`).
 const DEFAULT_CHUNK_SIZE: usize = 2 * 1024 * 1024;
 
+/// The longest time budget the host honours. ArmoniK's "infinite" default is 10,000 years,
+/// which no clock can add to `now`; a year is as good as forever for a task.
+const MAX_TASK_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Settings of the task runner.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -118,7 +122,8 @@ impl TaskRunner {
             .as_ref()
             .map(convert::duration_from_proto)
             .filter(|d| !d.is_zero())
-            .unwrap_or(self.config.default_max_duration);
+            .unwrap_or(self.config.default_max_duration)
+            .min(MAX_TASK_DURATION);
         let deadline = Instant::now() + max_duration;
         let chunk_size = request
             .configuration

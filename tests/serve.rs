@@ -533,3 +533,21 @@ async fn agent_calls_after_the_deadline_never_reach_the_agent() {
         harness.agent.calls()
     );
 }
+
+#[tokio::test]
+async fn an_endless_max_duration_is_served_not_a_crash() {
+    // ArmoniK's own default is 10,000 years; the fuzzer found that ~i64::MAX seconds
+    // overflowed the deadline.
+    let harness = Harness::start("echo").await;
+    for seconds in [315_576_000_000, i64::MAX] {
+        let folder = TaskFolder::new();
+        let mut request = folder.process_request().payload("forever").build();
+        request.task_options.max_duration = prost_types::Duration { seconds, nanos: 0 };
+        let output = request.expected_output_keys[0].clone();
+        harness.agent.bind_request(&request);
+        // The harness's client would turn such a duration into its own deadline: no deadline.
+        let result = harness.client.process_with_deadline(request, None).await;
+        assert_ok(result, &harness.worker.log());
+        assert_eq!(folder.read(&output), b"forever");
+    }
+}
