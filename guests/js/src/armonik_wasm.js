@@ -1,0 +1,371 @@
+// Write ArmoniK tasks in JavaScript, as WebAssembly components run by armonik-wasm.
+//
+// The API mirrors the worker side of ArmoniK's official SDKs (the Python SDK's
+// `armonik.worker.TaskHandler`), with JavaScript names:
+//
+//     import { armonikWorker, Output } from './armonik_wasm.js';
+//
+//     export const task = armonikWorker((taskHandler) => {
+//       taskHandler.sendResults({ [taskHandler.expectedResults[0]]: taskHandler.payload });
+//       return new Output();
+//     });
+//
+// Build with componentize-js (see `guests/js/build.sh`); the module must export `task`.
+//
+// Data flows through files: the payload and the data dependencies are files named after their
+// result ids in the data folder (`/data`, a preopened directory reached through the raw
+// `wasi:filesystem` bindings, since the engine has no file API of its own); `sendResults` writes
+// `<data folder>/<id>` and notifies the agent. What a task creates, notifies or submits takes
+// effect only if it succeeds.
+//
+// Outcomes: returning `new Output()` (or nothing) completes the task; `new Output(message)`
+// fails it for good with that message, and so do an error of this module (`ArmoniKWasmError`,
+// e.g. a failed agent call) and a thrown string; any other exception traps, and ArmoniK
+// retries the task up to its `maxRetries`, as it does when an SDK worker raises.
+
+import * as agent from 'armonik:worker/agent@0.1.0';
+import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
+
+/** Size of the pieces files are read and written in. */
+const CHUNK = 1 << 20;
+
+const encoder = new TextEncoder();
+
+/** A failure of this module's operations; thrown out of a task, it fails the task. */
+export class ArmoniKWasmError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'ArmoniKWasmError';
+  }
+}
+
+/** A failed agent call: `call` is its WIT name, `kind` the agent-error case. */
+export class AgentError extends ArmoniKWasmError {
+  constructor(call, kind, message) {
+    super(`agent call ${call} failed: ${kind}: ${message}`);
+    this.name = 'AgentError';
+    this.call = call;
+    this.kind = kind;
+    this.agentMessage = message;
+  }
+}
+
+/** What a task returns: `new Output()` completes it, `new Output(error)` fails it. */
+export class Output {
+  constructor(error) {
+    this.error = error ?? null;
+  }
+
+  get success() {
+    return this.error === null;
+  }
+}
+
+function callAgent(name, fn, ...args) {
+  try {
+    return fn(...args);
+  } catch (e) {
+    const error = e && e.payload !== undefined ? e.payload : e;
+    if (error && typeof error === 'object' && 'tag' in error) {
+      throw new AgentError(name, error.tag, error.val);
+    }
+    throw new AgentError(name, 'internal', String(error));
+  }
+}
+
+function checkId(id) {
+  if (typeof id !== 'string' || id === '' || id === '.' || id === '..' || /[/\\\0]/.test(id)) {
+    throw new ArmoniKWasmError(`${JSON.stringify(id)} is not a valid result id (a file name)`);
+  }
+  return id;
+}
+
+function toBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (typeof data === 'string') return encoder.encode(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  throw new ArmoniKWasmError(`cannot send ${typeof data} as result data: use bytes or a string`);
+}
+
+/** [key, value] pairs of a Map, an array of pairs, or a plain object. */
+function entriesOf(items) {
+  if (items instanceof Map || Array.isArray(items)) return [...items];
+  return Object.entries(items);
+}
+
+/** Task options in ArmoniK's shape: `maxDuration` in milliseconds, `options` an object. */
+export function taskOptionsFromWit(o) {
+  return {
+    maxDuration: o.maxDurationMs === undefined ? undefined : Number(o.maxDurationMs),
+    priority: o.priority,
+    maxRetries: o.maxRetries,
+    partitionId: o.partitionId,
+    applicationName: o.applicationName,
+    applicationVersion: o.applicationVersion,
+    applicationNamespace: o.applicationNamespace,
+    applicationService: o.applicationService,
+    engineType: o.engineType,
+    options: Object.fromEntries(o.options),
+  };
+}
+
+/** The WIT record of task options given in ArmoniK's shape (missing fields: defaults). */
+export function taskOptionsToWit(o) {
+  return {
+    options: entriesOf(o.options ?? {}).map(([k, v]) => [String(k), String(v)]),
+    maxDurationMs: o.maxDuration === undefined || o.maxDuration === null ? undefined : BigInt(o.maxDuration),
+    maxRetries: o.maxRetries ?? 0,
+    priority: o.priority ?? 0,
+    partitionId: o.partitionId ?? '',
+    applicationName: o.applicationName ?? '',
+    applicationVersion: o.applicationVersion ?? '',
+    applicationNamespace: o.applicationNamespace ?? '',
+    applicationService: o.applicationService ?? '',
+    engineType: o.engineType ?? '',
+  };
+}
+
+/** The preopened directory holding `folder` (the task's data folder). */
+function dataDirectory(folder) {
+  const clean = folder.replace(/\/+$/, '');
+  for (const [descriptor, path] of getDirectories()) {
+    if (path.replace(/\/+$/, '') === clean) return descriptor;
+  }
+  throw new ArmoniKWasmError(`the data folder ${folder} is not a preopened directory`);
+}
+
+function fsError(what, id, e) {
+  const code = e && e.payload !== undefined ? e.payload : e;
+  return new ArmoniKWasmError(`I/O error on ${what} ${id}: ${code}`);
+}
+
+/** Reads the whole file `id` of directory `dir`. */
+function readFile(dir, id) {
+  let file;
+  try {
+    file = dir.openAt({}, checkId(id), {}, { read: true });
+  } catch (e) {
+    throw fsError('opening', id, e);
+  }
+  try {
+    const size = Number(file.stat().size);
+    const data = new Uint8Array(size);
+    let offset = 0;
+    for (;;) {
+      const [chunk, end] = file.read(BigInt(CHUNK), BigInt(offset));
+      if (offset + chunk.length > data.length) {
+        // The file grew since stat: fall back to a growing buffer.
+        const rest = readRest(file, offset);
+        const all = new Uint8Array(offset + rest.length);
+        all.set(data.subarray(0, offset));
+        all.set(rest, offset);
+        return all;
+      }
+      data.set(chunk, offset);
+      offset += chunk.length;
+      if (end || chunk.length === 0) break;
+    }
+    return offset === data.length ? data : data.subarray(0, offset);
+  } catch (e) {
+    if (e instanceof ArmoniKWasmError) throw e;
+    throw fsError('reading', id, e);
+  } finally {
+    file[Symbol.dispose]?.();
+  }
+}
+
+function readRest(file, offset) {
+  const pieces = [];
+  let total = 0;
+  for (;;) {
+    const [chunk, end] = file.read(BigInt(CHUNK), BigInt(offset + total));
+    pieces.push(chunk);
+    total += chunk.length;
+    if (end || chunk.length === 0) break;
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const piece of pieces) {
+    out.set(piece, at);
+    at += piece.length;
+  }
+  return out;
+}
+
+/** Writes (creates or truncates) file `id` of directory `dir`. */
+function writeFile(dir, id, data) {
+  let file;
+  try {
+    file = dir.openAt({}, checkId(id), { create: true, truncate: true }, { write: true });
+  } catch (e) {
+    throw fsError('opening', id, e);
+  }
+  try {
+    let offset = 0;
+    while (offset < data.length) {
+      const end = Math.min(offset + CHUNK, data.length);
+      offset += Number(file.write(data.subarray(offset, end), BigInt(offset)));
+    }
+  } catch (e) {
+    throw fsError('writing', id, e);
+  } finally {
+    file[Symbol.dispose]?.();
+  }
+}
+
+/** The task's data dependencies, id -> bytes (a read-only Map), each read on first access. */
+export class DataDependencies {
+  constructor(handler, ids) {
+    this._handler = handler;
+    this._ids = [...ids];
+    this._cache = new Map();
+  }
+
+  get size() {
+    return this._ids.length;
+  }
+
+  has(id) {
+    return this._ids.includes(id);
+  }
+
+  /** The bytes of dependency `id` (`undefined` if it is not one). */
+  get(id) {
+    if (!this.has(id)) return undefined;
+    if (!this._cache.has(id)) this._cache.set(id, this._handler._read(id));
+    return this._cache.get(id);
+  }
+
+  keys() {
+    return this._ids[Symbol.iterator]();
+  }
+
+  *values() {
+    for (const id of this._ids) yield this.get(id);
+  }
+
+  *entries() {
+    for (const id of this._ids) yield [id, this.get(id)];
+  }
+
+  [Symbol.iterator]() {
+    return this.entries();
+  }
+}
+
+/**
+ * What a task is given: its ids, options and data, and the ArmoniK Agent's operations (as the
+ * official SDKs' TaskHandler; the host adds the communication token itself).
+ */
+export class TaskHandler {
+  constructor(ctx) {
+    this.sessionId = ctx.sessionId;
+    this.taskId = ctx.taskId;
+    this.taskOptions = taskOptionsFromWit(ctx.options);
+    this.expectedResults = [...ctx.expectedOutputIds];
+    this.payloadId = ctx.payloadId;
+    this.dataFolder = ctx.dataFolder;
+    this.dataChunkMaxSize = ctx.dataChunkMaxSize;
+    /** Data dependency id -> bytes, in the order the task lists them; read lazily. */
+    this.dataDependencies = new DataDependencies(this, ctx.dataDependencies);
+    this._dir = null;
+    this._payload = null;
+  }
+
+  /** The task's payload bytes (read on first access). */
+  get payload() {
+    if (this._payload === null) this._payload = this._read(this.payloadId);
+    return this._payload;
+  }
+
+  /**
+   * Writes each result's file (created or truncated), then notifies them all in one call.
+   * `results`: an object, a Map or [id, data] pairs; data are bytes or strings (UTF-8).
+   */
+  sendResults(results) {
+    const entries = entriesOf(results);
+    for (const [id, data] of entries) writeFile(this._directory(), id, toBytes(data));
+    if (entries.length > 0) this.notifyResultData(entries.map(([id]) => id));
+  }
+
+  /** Declares results whose files were written in the data folder as complete. */
+  notifyResultData(ids) {
+    return callAgent('notify-result-data', agent.notifyResultData, [...ids]);
+  }
+
+  /** Creates results without data, one per name: { name: metadata (`.resultId`) }. */
+  createResultsMetadata(names) {
+    const created = callAgent('create-results-metadata', agent.createResultsMetadata, [...names]);
+    return Object.fromEntries(created.map((r) => [r.name, r]));
+  }
+
+  /** Creates results with their data (at most 4 MiB in all): { name: metadata }. */
+  createResults(results) {
+    const items = entriesOf(results).map(([name, data]) => [name, toBytes(data)]);
+    const created = callAgent('create-results', agent.createResults, items);
+    return Object.fromEntries(created.map((r) => [r.name, r]));
+  }
+
+  /**
+   * Submits subtasks over existing results: each `{ payloadId, expectedOutputIds,
+   * dataDependencies, options }`; `defaultTaskOptions` fill the fields a task leaves empty.
+   * Listing one of this task's expected results as a subtask's output delegates it.
+   */
+  submitTasks(tasks, defaultTaskOptions) {
+    const definitions = tasks.map((t) => {
+      if (!t.expectedOutputIds || t.expectedOutputIds.length === 0) {
+        throw new ArmoniKWasmError('expectedOutputIds must not be empty');
+      }
+      return {
+        payloadId: t.payloadId,
+        dataDependencies: [...(t.dataDependencies ?? [])],
+        expectedOutputIds: [...t.expectedOutputIds],
+        options: t.options ? taskOptionsToWit(t.options) : undefined,
+      };
+    });
+    const defaults = defaultTaskOptions ? taskOptionsToWit(defaultTaskOptions) : undefined;
+    return callAgent('submit-tasks', agent.submitTasks, definitions, defaults);
+  }
+
+  /** Fetches any existing result of the session into the data folder, and reads it. */
+  getResourceData(id) {
+    callAgent('get-resource-data', agent.getResourceData, checkId(id));
+    return this._read(id);
+  }
+
+  _directory() {
+    if (this._dir === null) this._dir = dataDirectory(this.dataFolder);
+    return this._dir;
+  }
+
+  _read(id) {
+    return readFile(this._directory(), id);
+  }
+}
+
+/**
+ * Turns `processor(taskHandler) -> Output` into the `task` export of the world:
+ * `export const task = armonikWorker(processor);`.
+ */
+export function armonikWorker(processor) {
+  return {
+    process(ctx) {
+      let output;
+      try {
+        output = processor(new TaskHandler(ctx));
+      } catch (e) {
+        // This module's errors, and thrown strings, fail the task for good (`err`).
+        if (e instanceof ArmoniKWasmError) throw e.message;
+        if (typeof e === 'string') throw e;
+        // Anything else traps (the binding accepts only a string), so ArmoniK retries the
+        // task, as it does when an SDK worker raises; say what it was first.
+        console.error(`uncaught exception: ${e && e.stack ? `${e}\n${e.stack}` : e}`);
+        throw e;
+      }
+      if (output && output.error !== null && output.error !== undefined) {
+        throw String(output.error);
+      }
+    },
+  };
+}

@@ -1,0 +1,840 @@
+//! Guests in Python, JavaScript and C (`guests/{python,js,c}`) on the same WIT world as the Rust
+//! ones: each language's `echo`, `concat`, `fanout` and `fail` are built by its build script and
+//! run through the real `serve` path (the official `armonik` crate plays ArmoniK) and through
+//! `armonik-wasm run`, with the payloads and results of the Rust guests.
+//!
+//! The tools come from `.ci/install-polyglot-tools`; without them every test here fails, saying
+//! to run it.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use armonik::Output;
+use common::*;
+use tonic::Code;
+
+/// A guest language other than Rust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    Python,
+    Js,
+    C,
+}
+
+/// The examples every language has, with the Rust guests' payload formats.
+const EXAMPLES: [&str; 4] = ["echo", "concat", "fanout", "fail"];
+
+/// Exit status of a build script whose tools are missing (`guests/build-lib.sh`).
+const MISSING_TOOLS: i32 = 3;
+
+impl Lang {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Python => "Python",
+            Self::Js => "JavaScript",
+            Self::C => "C",
+        }
+    }
+
+    /// The prefix of its components (`python-echo.wasm`) and its folder under `guests/`.
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Python => "python",
+            Self::Js => "js",
+            Self::C => "c",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Where the build scripts write the components: `<target tmp>/polyglot`.
+fn polyglot_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("polyglot")
+}
+
+/// The compiled-component cache shared by every `serve` and `run` of this file.
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("polyglot-cache")
+}
+
+/// The component of `example` in `lang`, built (once per test process and language) and
+/// compiled into the shared cache; panics with the reason if that failed.
+fn component(lang: Lang, example: &str) -> PathBuf {
+    static PREPARED: [OnceLock<Result<(), String>>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    if let Err(error) = PREPARED[lang.index()].get_or_init(|| prepare(lang)) {
+        panic!("{error}");
+    }
+    polyglot_dir().join(format!("{}-{example}.wasm", lang.prefix()))
+}
+
+/// Runs the language's build script, then compiles each component once into the shared cache
+/// (through `armonik-wasm run`), so that `serve` starts within the harness's startup timeout: a
+/// debug host takes tens of seconds to compile a Python or JavaScript component.
+fn prepare(lang: Lang) -> Result<(), String> {
+    let script = repo_dir()
+        .join("guests")
+        .join(lang.prefix())
+        .join("build.sh");
+    let started = Instant::now();
+    let output = Command::new("bash")
+        .arg(&script)
+        .arg(polyglot_dir())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| format!("cannot run {}: {error}", script.display()))?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if output.status.code() == Some(MISSING_TOOLS) {
+        return Err(format!(
+            "the tools that build the {} guests are missing: run `.ci/install-polyglot-tools` \
+             (once per machine), then the tests again.\n{} said:\n{said}",
+            lang.name(),
+            script.display()
+        ));
+    }
+    if !output.status.success() {
+        return Err(format!(
+            "building the {} guests ({}) failed with {}:\n{said}",
+            lang.name(),
+            script.display(),
+            output.status
+        ));
+    }
+    eprintln!(
+        "{} guests built in {:.1} s:\n{said}",
+        lang.name(),
+        started.elapsed().as_secs_f64()
+    );
+    for example in EXAMPLES {
+        let wasm = polyglot_dir().join(format!("{}-{example}.wasm", lang.prefix()));
+        if !wasm.is_file() {
+            return Err(format!(
+                "{} did not write {}",
+                script.display(),
+                wasm.display()
+            ));
+        }
+        let started = Instant::now();
+        let outputs = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let ran = armonik_wasm(&[
+            "run",
+            path(&wasm),
+            "--payload-text",
+            "warm-up",
+            "--outputs",
+            path(outputs.path()),
+        ]);
+        if ran.all().contains("not a valid component") || ran.all().contains("does not fit") {
+            return Err(format!("{} cannot run:\n{}", wasm.display(), ran.all()));
+        }
+        eprintln!(
+            "{} compiled (or found in the cache) in {:.1} s",
+            wasm.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// `armonik-wasm run`
+// ---------------------------------------------------------------------------------------------
+
+/// What a command did.
+struct Ran {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `armonik-wasm <args>` with the shared compilation cache.
+fn armonik_wasm(args: &[&str]) -> Ran {
+    let output = Command::new(env!("CARGO_BIN_EXE_armonik-wasm"))
+        .args(args)
+        .env("ARMONIK_WASM_CACHE_DIR", cache_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("armonik-wasm starts");
+    Ran {
+        success: output.status.success(),
+        stdout: strip_ansi(&String::from_utf8_lossy(&output.stdout)),
+        stderr: strip_ansi(&String::from_utf8_lossy(&output.stderr)),
+    }
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn echo_run(lang: Lang) {
+    let wasm = component(lang, "echo");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let payload_file = dir.path().join("payload.bin");
+    std::fs::write(&payload_file, &payload).expect("payload file");
+    let out = dir.path().join("out");
+    let ran = armonik_wasm(&[
+        "run",
+        path(&wasm),
+        "--payload",
+        path(&payload_file),
+        "--outputs",
+        path(&out),
+    ]);
+    assert!(ran.success, "{}", ran.all());
+    assert!(
+        std::fs::read(out.join("output")).expect("output") == payload,
+        "the output differs from the payload"
+    );
+    assert!(
+        ran.stdout.contains("1 tasks run (1 completed)"),
+        "{}",
+        ran.stdout
+    );
+}
+
+fn concat_run(lang: Lang) {
+    let wasm = component(lang, "concat");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
+    std::fs::write(&a, b"hello ").expect("a");
+    std::fs::write(&b, b"world\0\xff").expect("b");
+    let out = dir.path().join("out");
+    let ran = armonik_wasm(&[
+        "run",
+        path(&wasm),
+        "--dep",
+        &format!("b={}", path(&b)),
+        "--dep",
+        &format!("a={}", path(&a)),
+        "--outputs",
+        path(&out),
+    ]);
+    assert!(ran.success, "{}", ran.all());
+    assert_eq!(
+        std::fs::read(out.join("output")).expect("output"),
+        b"world\0\xffhello "
+    );
+}
+
+fn fanout_run(lang: Lang) {
+    let wasm = component(lang, "fanout");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("out");
+    let ran = armonik_wasm(&[
+        "run",
+        path(&wasm),
+        "--payload-text",
+        "fanout 4",
+        "--outputs",
+        path(&out),
+    ]);
+    assert!(ran.success, "{}", ran.all());
+    // 0² + 1² + 2² + 3², computed by the aggregation task the root delegated its output to.
+    assert!(ran.stdout.contains("output: 14"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("6 tasks run (6 completed)"),
+        "{}",
+        ran.stdout
+    );
+
+    // A failing part cancels the aggregation, as with the Rust guest (tests/run.rs).
+    let ran = armonik_wasm(&[
+        "run",
+        path(&wasm),
+        "--payload-text",
+        "fanout 4 fail 2",
+        "--outputs",
+        path(&out),
+    ]);
+    assert!(!ran.success, "{}", ran.all());
+    assert!(
+        ran.stderr.contains("part 2 fails on purpose"),
+        "{}",
+        ran.all()
+    );
+    assert!(
+        ran.stdout
+            .contains("6 tasks run (4 completed, 1 error, 1 cancelled)"),
+        "{}",
+        ran.stdout
+    );
+}
+
+fn fail_run(lang: Lang) {
+    let wasm = component(lang, "fail");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ran = armonik_wasm(&[
+        "run",
+        path(&wasm),
+        "--payload-text",
+        "bad input: x < 0",
+        "--outputs",
+        path(&dir.path().join("out")),
+    ]);
+    assert!(!ran.success, "{}", ran.all());
+    assert!(
+        ran.stderr.contains("Error: bad input: x < 0"),
+        "{}",
+        ran.all()
+    );
+    assert!(
+        ran.stdout.contains("1 tasks run (1 error)"),
+        "{}",
+        ran.stdout
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// `armonik-wasm serve`
+// ---------------------------------------------------------------------------------------------
+
+/// A fake agent and `armonik-wasm serve` running `example` of `lang`, with the shared cache.
+async fn serve(lang: Lang, example: &str) -> Harness {
+    let wasm = component(lang, example);
+    let cache = cache_dir();
+    Harness::start_custom(&wasm, Transport::Unix, &["--cache-dir", path(&cache)], &[]).await
+}
+
+/// Asserts `Output.ok`; shows the worker's log otherwise.
+fn assert_ok(result: Result<Output, tonic::Status>, harness: &Harness) {
+    match result {
+        Ok(Output::Ok) => {}
+        other => panic!(
+            "expected Output.ok, got {other:?}\n{}",
+            harness.worker.log()
+        ),
+    }
+}
+
+/// `Output.error`'s details, or a panic naming what came instead.
+fn error_details(result: Result<Output, tonic::Status>, harness: &Harness) -> String {
+    match result {
+        Ok(Output::Error { details }) => details,
+        other => panic!(
+            "expected Output.error, got {other:?}\n{}",
+            harness.worker.log()
+        ),
+    }
+}
+
+/// Every call the agent got carried the task's token and session, and succeeded.
+fn assert_calls_belong_to(harness: &Harness, folder: &TaskFolder, session: &str) {
+    for call in harness.agent.calls() {
+        assert_eq!(call.token, folder.token(), "{}", call.method);
+        assert!(call.session_ids.iter().all(|s| s == session), "{call:?}");
+        assert!(call.is_ok(), "{call:?}");
+    }
+}
+
+async fn echo_serve(lang: Lang) {
+    let harness = serve(lang, "echo").await;
+    // Larger than the JavaScript helper's 1 MiB file pieces.
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 7)
+        .map(|i: u32| (i * 31 % 256) as u8)
+        .collect();
+    let payloads = [
+        Vec::new(),
+        vec![0, 255, 10, 13, 0, 0xc3, 0x28],
+        "héllo wörld ✓".as_bytes().to_vec(),
+        big,
+    ];
+    for payload in payloads {
+        harness.agent.clear_records();
+        let folder = TaskFolder::new();
+        let request = folder.process_request().payload(payload.clone()).build();
+        let output = request.expected_output_keys[0].clone();
+        let session = request.session_id.clone();
+        assert_ok(harness.run_task(request).await, &harness);
+        assert!(
+            folder.read(&output) == payload,
+            "{}: the output differs from the {}-byte payload",
+            lang.name(),
+            payload.len()
+        );
+        // One write, then ONE notify call naming the output.
+        let calls = harness.agent.calls();
+        let methods: Vec<&str> = calls.iter().map(|c| c.method).collect();
+        assert_eq!(methods, [methods::NOTIFY_RESULT_DATA]);
+        assert_eq!(harness.agent.notified_ids(), [output]);
+        assert_calls_belong_to(&harness, &folder, &session);
+    }
+}
+
+async fn concat_serve(lang: Lang) {
+    let harness = serve(lang, "concat").await;
+    let folder = TaskFolder::new();
+    let request = folder
+        .process_request()
+        .payload("ignored")
+        .dependency("dep-b", "world")
+        .dependency("dep-a", "hello ")
+        .dependency("dep-c", b"\0\xff".to_vec())
+        .build();
+    let output = request.expected_output_keys[0].clone();
+    assert_ok(harness.run_task(request).await, &harness);
+    assert_eq!(folder.read(&output), b"worldhello \0\xff");
+    assert_eq!(harness.agent.notified_ids(), [output]);
+
+    // No dependencies: an empty output.
+    let folder = TaskFolder::new();
+    let request = folder.process_request().build();
+    let output = request.expected_output_keys[0].clone();
+    assert_ok(harness.run_task(request).await, &harness);
+    assert_eq!(folder.read(&output), b"");
+}
+
+async fn fanout_serve(lang: Lang) {
+    let harness = serve(lang, "fanout").await;
+    let folder = TaskFolder::new();
+    let request = folder.process_request().payload("fanout 3").build();
+    let output = request.expected_output_keys[0].clone();
+    let session = request.session_id.clone();
+    assert_ok(harness.run_task(request).await, &harness);
+
+    // The Rust guest's calls, in its order: payloads, part outputs, then one submission.
+    let methods: Vec<&str> = harness.agent.calls().iter().map(|c| c.method).collect();
+    assert_eq!(
+        methods,
+        [
+            methods::CREATE_RESULTS,
+            methods::CREATE_RESULTS_METADATA,
+            methods::SUBMIT_TASKS
+        ]
+    );
+    assert_calls_belong_to(&harness, &folder, &session);
+    // Ok without writing the output: it was delegated to the aggregation task.
+    assert!(!folder.contains(&output));
+
+    let created = harness.agent.created_results();
+    let id_of = |name: &str| {
+        created
+            .iter()
+            .find(|r| r.metadata.name == name)
+            .unwrap_or_else(|| panic!("no result named {name} in {created:?}"))
+            .metadata
+            .result_id
+            .clone()
+    };
+    let data_of = |name: &str| {
+        created
+            .iter()
+            .find(|r| r.metadata.name == name)
+            .and_then(|r| r.data.clone())
+    };
+    for i in 0..3 {
+        assert_eq!(
+            data_of(&format!("part-payload-{i}")),
+            Some(format!("part {i}").into_bytes())
+        );
+        assert_eq!(data_of(&format!("part-output-{i}")), None, "no data");
+    }
+    assert_eq!(data_of("sum-payload"), Some(b"sum".to_vec()));
+    assert_eq!(
+        created.len(),
+        7,
+        "4 payloads and 3 part outputs: {created:?}"
+    );
+
+    let submitted = harness.agent.submitted_tasks();
+    assert_eq!(submitted.len(), 4, "3 parts and 1 aggregation");
+    let part_outputs: Vec<String> = (0..3).map(|i| id_of(&format!("part-output-{i}"))).collect();
+    for (i, task) in submitted[..3].iter().enumerate() {
+        assert_eq!(
+            task.creation.payload_id,
+            id_of(&format!("part-payload-{i}"))
+        );
+        assert_eq!(
+            task.creation.expected_output_keys,
+            [part_outputs[i].clone()]
+        );
+        assert!(task.creation.data_dependencies.is_empty());
+    }
+    let aggregation = &submitted[3].creation;
+    assert_eq!(aggregation.payload_id, id_of("sum-payload"));
+    assert_eq!(aggregation.expected_output_keys, [output]);
+    assert_eq!(aggregation.data_dependencies, part_outputs);
+
+    // The other roles of the same component.
+    let folder = TaskFolder::new();
+    let request = folder.process_request().payload("part 3").build();
+    let output = request.expected_output_keys[0].clone();
+    assert_ok(harness.run_task(request).await, &harness);
+    assert_eq!(folder.read(&output), b"9");
+
+    let folder = TaskFolder::new();
+    let request = folder
+        .process_request()
+        .payload("sum")
+        .dependency("p0", "1")
+        .dependency("p1", " 4\n")
+        .dependency("p2", "18446744073709551616")
+        .build();
+    let output = request.expected_output_keys[0].clone();
+    assert_ok(harness.run_task(request).await, &harness);
+    assert_eq!(folder.read(&output), b"18446744073709551621");
+
+    for (payload, details) in [
+        ("part 2 fail", "part 2 fails on purpose"),
+        ("hello  world", "fanout: unknown payload \"hello  world\""),
+        ("part x", "invalid digit found in string"),
+    ] {
+        let folder = TaskFolder::new();
+        let request = folder.process_request().payload(payload).build();
+        let result = harness.run_task(request).await;
+        assert_eq!(error_details(result, &harness), details, "{payload}");
+    }
+}
+
+async fn fail_serve(lang: Lang) {
+    let harness = serve(lang, "fail").await;
+    for (payload, message) in [
+        (b"bad input: x < 0".to_vec(), "bad input: x < 0"),
+        // Invalid UTF-8 is replaced as Rust's from_utf8_lossy does: one U+FFFD per maximal
+        // invalid subsequence.
+        (
+            b"bad \xff input \xe2\x82 \xf0\x9f\x98".to_vec(),
+            "bad \u{FFFD} input \u{FFFD} \u{FFFD}",
+        ),
+    ] {
+        let folder = TaskFolder::new();
+        let request = folder.process_request().payload(payload).build();
+        let result = harness.run_task(request).await;
+        assert_eq!(error_details(result, &harness), message);
+    }
+    assert!(
+        harness.agent.calls().is_empty(),
+        "{:?}",
+        harness.agent.calls()
+    );
+}
+
+/// A failed agent call fails the task with the message the Rust SDK gives for it.
+async fn agent_error_serve(lang: Lang) {
+    let cases = [
+        ("echo", methods::NOTIFY_RESULT_DATA, Code::NotFound, "x"),
+        (
+            "fanout",
+            methods::SUBMIT_TASKS,
+            Code::InvalidArgument,
+            "fanout 2",
+        ),
+    ];
+    let cache = cache_dir();
+    for (example, method, code, payload) in cases {
+        let mut details = Vec::new();
+        for wasm in [guest(example), component(lang, example)] {
+            let harness =
+                Harness::start_custom(&wasm, Transport::Unix, &["--cache-dir", path(&cache)], &[])
+                    .await;
+            harness
+                .agent
+                .inject_error(method, code, "injected by the test");
+            let folder = TaskFolder::new();
+            let request = folder.process_request().payload(payload).build();
+            details.push(error_details(harness.run_task(request).await, &harness));
+        }
+        assert!(details[0].contains("injected by the test"), "{details:?}");
+        assert_eq!(
+            details[1],
+            details[0],
+            "{} {example}: the Rust guest's message first",
+            lang.name()
+        );
+    }
+}
+
+/// The tests of one language, in a module of their own (`python::echo_serve`...).
+macro_rules! language_tests {
+    ($module:ident, $lang:expr) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn echo_serve() {
+                super::echo_serve($lang).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn concat_serve() {
+                super::concat_serve($lang).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn fanout_serve() {
+                super::fanout_serve($lang).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn fail_serve() {
+                super::fail_serve($lang).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn agent_error_serve() {
+                super::agent_error_serve($lang).await;
+            }
+
+            #[test]
+            fn echo_run() {
+                super::echo_run($lang);
+            }
+
+            #[test]
+            fn concat_run() {
+                super::concat_run($lang);
+            }
+
+            #[test]
+            fn fanout_run() {
+                super::fanout_run($lang);
+            }
+
+            #[test]
+            fn fail_run() {
+                super::fail_run($lang);
+            }
+        }
+    };
+}
+
+language_tests!(python, Lang::Python);
+language_tests!(js, Lang::Js);
+language_tests!(c, Lang::C);
+
+// ---------------------------------------------------------------------------------------------
+// Per-task cost
+// ---------------------------------------------------------------------------------------------
+
+/// `elapsed=` of every "task completed"/"task failed" line of a worker log (the host's own
+/// time for a task: store, instantiation, the call, output checks), in microseconds.
+fn host_task_times(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter(|line| line.contains("task completed") || line.contains("task failed"))
+        .filter_map(|line| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix("elapsed="))
+        })
+        .filter_map(|value| {
+            let (number, unit) =
+                value.split_at(value.find(|c: char| c.is_ascii_alphabetic() || c == 'µ')?);
+            let number: f64 = number.parse().ok()?;
+            Some(match unit {
+                "ns" => number / 1000.0,
+                "µs" | "us" => number,
+                "ms" => number * 1000.0,
+                "s" => number * 1_000_000.0,
+                _ => return None,
+            })
+        })
+        .collect()
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Per-task time of `echo` (8-byte payload: read, write, one notify) and `fail` (read, return
+/// an error; no agent call) for each language and the Rust guest, with component sizes.
+/// Numbers from a debug host are several times a release host's; run with
+/// `cargo test --release --test polyglot -- --ignored --nocapture per_task_cost`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement, prints numbers"]
+async fn per_task_cost() {
+    const WARM_UP: usize = 20;
+    const TASKS: usize = 300;
+    let mut rows = Vec::new();
+    let guests: [(&str, Option<Lang>); 4] = [
+        ("Rust", None),
+        ("C", Some(Lang::C)),
+        ("JavaScript", Some(Lang::Js)),
+        ("Python", Some(Lang::Python)),
+    ];
+    for (name, lang) in guests {
+        for example in ["echo", "fail"] {
+            let wasm = match lang {
+                Some(lang) => component(lang, example),
+                None => guest(example),
+            };
+            let cache = cache_dir();
+            let harness =
+                Harness::start_custom(&wasm, Transport::Unix, &["--cache-dir", path(&cache)], &[])
+                    .await;
+            let mut client_times = Vec::with_capacity(TASKS);
+            for i in 0..WARM_UP + TASKS {
+                let folder = TaskFolder::new();
+                let request = folder.process_request().payload("8 bytes!").build();
+                let started = Instant::now();
+                let result = harness.run_task(request).await;
+                let elapsed = started.elapsed();
+                assert!(result.is_ok(), "{result:?}");
+                if i >= WARM_UP {
+                    client_times.push(elapsed.as_secs_f64() * 1e6);
+                }
+            }
+            // Let the last log lines reach the file.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut host_times = host_task_times(&harness.worker.log());
+            let mut host_times = host_times.split_off(WARM_UP.min(host_times.len()));
+            assert!(!host_times.is_empty(), "{}", harness.worker.log());
+            rows.push(format!(
+                "{name:<10} {example:<5} {:>10} B   host p50 {:>8.0} µs  p90 {:>8.0} µs   \
+                 Process round trip p50 {:>8.0} µs",
+                std::fs::metadata(&wasm).map(|m| m.len()).unwrap_or(0),
+                percentile(&mut host_times, 0.5),
+                percentile(&mut host_times, 0.9),
+                percentile(&mut client_times, 0.5),
+            ));
+        }
+    }
+    eprintln!("per-task cost ({TASKS} tasks after {WARM_UP} warm-up, one at a time):");
+    for row in rows {
+        eprintln!("{row}");
+    }
+}
+
+/// Instantiation alone, then instantiation and a call of `fail` (reads the payload, returns an
+/// error; no agent call), straight on the host's sandbox: what each language's runtime costs
+/// per task, without gRPC. Numbers from a debug host are several times a release host's; run
+/// with `cargo test --release --test polyglot -- --ignored --nocapture instantiation_cost`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "measurement, prints numbers"]
+async fn instantiation_cost() {
+    use std::sync::Arc;
+
+    use armonik_wasm::agent::Agent;
+    use armonik_wasm::agent_bridge::AgentBridge;
+    use armonik_wasm::bindings::types::{TaskContext, TaskOptions};
+    use armonik_wasm::compile_cache::DiskCache;
+    use armonik_wasm::guest_log::TaskIds;
+    use armonik_wasm::local_agent::LocalAgent;
+    use armonik_wasm::sandbox::{Sandbox, SandboxConfig, wasi_context};
+    use sha2::{Digest, Sha256};
+
+    const RUNS: usize = 300;
+    let sandbox = Sandbox::new(SandboxConfig {
+        max_concurrent_tasks: 4,
+        memory_limit: 2048 << 20,
+        pooling: true,
+    })
+    .expect("sandbox");
+    let disk = DiskCache::open(&cache_dir(), sandbox.engine()).expect("cache");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let agent: Arc<dyn Agent> =
+        Arc::new(LocalAgent::new(dir.path(), Default::default()).expect("local agent"));
+    let folder = TaskFolder::new();
+    folder.write("payload", "8 bytes!");
+    let guests = [
+        ("Rust", guest("fail")),
+        ("C", component(Lang::C, "fail")),
+        ("JavaScript", component(Lang::Js, "fail")),
+        ("Python", component(Lang::Python, "fail")),
+    ];
+    eprintln!("per task, p50 of {RUNS} (after 20 warm-up), one at a time:");
+    for (name, wasm) in guests {
+        let bytes = std::fs::read(&wasm).expect("component");
+        let digest: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let component = disk.load(sandbox.engine(), &digest).unwrap_or_else(|| {
+            wasmtime::component::Component::new(sandbox.engine(), &bytes).expect("compiles")
+        });
+        let pre = sandbox.prepare(&component).expect("fits the world");
+        let (mut instantiate, mut whole) = (Vec::new(), Vec::new());
+        let mut faults_before = 0;
+        for i in 0..RUNS + 20 {
+            if i == 20 {
+                faults_before = minor_page_faults();
+            }
+            let started = Instant::now();
+            let ids = Arc::new(TaskIds {
+                session_id: "session".into(),
+                task_id: format!("task-{i}"),
+            });
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            let bridge = AgentBridge::new(
+                agent.clone(),
+                "token".into(),
+                "session".into(),
+                1 << 20,
+                deadline,
+            );
+            let wasi = wasi_context(folder.path(), &ids).expect("wasi");
+            let mut store = sandbox.new_store(wasi, bridge, deadline);
+            let worker = pre.instantiate_async(&mut store).await.expect("instance");
+            let instantiated = started.elapsed();
+            let context = TaskContext {
+                session_id: "session".into(),
+                task_id: ids.task_id.clone(),
+                options: TaskOptions {
+                    options: Vec::new(),
+                    max_duration_ms: None,
+                    max_retries: 0,
+                    priority: 0,
+                    partition_id: String::new(),
+                    application_name: String::new(),
+                    application_version: String::new(),
+                    application_namespace: String::new(),
+                    application_service: String::new(),
+                    engine_type: String::new(),
+                },
+                payload_id: "payload".into(),
+                data_dependencies: Vec::new(),
+                expected_output_ids: vec!["out".into()],
+                data_folder: "/data".into(),
+                data_chunk_max_size: 1 << 20,
+            };
+            let result = worker
+                .armonik_worker_task()
+                .call_process(&mut store, &context)
+                .await
+                .expect("no trap");
+            assert_eq!(result, Err("8 bytes!".to_owned()));
+            drop(store);
+            if i >= 20 {
+                instantiate.push(instantiated.as_secs_f64() * 1e6);
+                whole.push(started.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        let faults = (minor_page_faults() - faults_before) / RUNS as u64;
+        eprintln!(
+            "{name:<10} store + instantiate {:>7.0} µs   + process (fail) {:>7.0} µs   \
+             {faults:>5} page faults per task",
+            percentile(&mut instantiate, 0.5),
+            percentile(&mut whole, 0.5),
+        );
+    }
+}
+
+/// Minor page faults of this process so far (`/proc/self/stat`, field 10): a copy-on-write
+/// memory image costs one per page a task touches.
+fn minor_page_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    fields.get(7).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
