@@ -178,7 +178,7 @@ async fn start_workers() -> anyhow::Result<Workers> {
     let dir = tempfile::tempdir()?;
     let socket = dir.path().join("native.sock");
     let native = Command::new(std::env::current_exe()?)
-        .args(["native-worker", path_str(&socket), path_str(&agent_socket)])
+        .args(["native-worker", path(&socket), path(&agent_socket)])
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(20);
     let native_client = loop {
@@ -197,10 +197,6 @@ async fn start_workers() -> anyhow::Result<Workers> {
         native_client,
         _dir: dir,
     })
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().unwrap_or_default()
 }
 
 /// 1. A no-op task (reads its empty payload, writes and notifies one empty output) through
@@ -315,13 +311,9 @@ fn cold_start(sizes: &Sizes) -> anyhow::Result<()> {
     let out = dir.path().join("out");
     let echo = guest("echo");
     let compiled = dir.path().join("echo.cwasm");
-    median_run(
-        1,
-        &["compile", path_str(&echo), "-o", path_str(&compiled)],
-        &cache,
-    )?;
+    median_run(1, &["compile", path(&echo), "-o", path(&compiled)], &cache)?;
     let run = |component: &Path, extra: &[&str]| -> anyhow::Result<Duration> {
-        let mut args = vec!["run", path_str(component), "--outputs", path_str(&out)];
+        let mut args = vec!["run", path(component), "--outputs", path(&out)];
         args.extend_from_slice(extra);
         median_run(sizes.cold_starts, &args, &cache)
     };
@@ -467,21 +459,6 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    status_kib(pid, "VmRSS:")
-}
-
-fn status_kib(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// 6. Memory: the serve process idle and after tasks; the cost of one live instance.
 async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
     println!("\n6. memory");
@@ -490,9 +467,10 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
     let mib = |kib: u64| kib as f64 / 1024.0;
     println!(
         "  idle RSS: armonik-wasm serve {:.1} MiB, native worker {:.1} MiB ({:.2}x)",
-        mib(rss_kib(wasm_pid)),
-        mib(rss_kib(native_pid)),
-        rss_kib(wasm_pid) as f64 / rss_kib(native_pid).max(1) as f64
+        mib(proc_status_kib(wasm_pid, "VmRSS:")),
+        mib(proc_status_kib(native_pid, "VmRSS:")),
+        proc_status_kib(wasm_pid, "VmRSS:") as f64
+            / proc_status_kib(native_pid, "VmRSS:").max(1) as f64
     );
     let wasm_client = workers.wasm.client().await;
     drive(
@@ -504,10 +482,10 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
     .await;
     println!(
         "  after tasks: RSS {:.1} MiB (peak {:.1} MiB), native {:.1} MiB (peak {:.1} MiB)",
-        mib(rss_kib(wasm_pid)),
-        mib(status_kib(wasm_pid, "VmHWM:")),
-        mib(rss_kib(native_pid)),
-        mib(status_kib(native_pid, "VmHWM:"))
+        mib(proc_status_kib(wasm_pid, "VmRSS:")),
+        mib(proc_status_kib(wasm_pid, "VmHWM:")),
+        mib(proc_status_kib(native_pid, "VmRSS:")),
+        mib(proc_status_kib(native_pid, "VmHWM:"))
     );
 
     // Live instances kept in this process: what each costs in resident memory.
@@ -523,7 +501,7 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
         session_id: "s".into(),
         task_id: "t".into(),
     });
-    let before = rss_kib(std::process::id());
+    let before = proc_status_kib(std::process::id(), "VmRSS:");
     let mut stores = Vec::with_capacity(sizes.instances);
     for _ in 0..sizes.instances {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -538,7 +516,7 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
         pre.pre.instantiate_async(&mut store).await?;
         stores.push(store);
     }
-    let after = rss_kib(std::process::id());
+    let after = proc_status_kib(std::process::id(), "VmRSS:");
     println!(
         "  per live instance (Rust echo guest, {} instances): {:.0} KiB",
         sizes.instances,

@@ -12,6 +12,22 @@ TOOLS_DIR="${ARMONIK_WASM_TOOLS_DIR:-$HOME/.cache/armonik-wasm-tools}"
 # Exit status of a build script whose tools are missing.
 MISSING_TOOLS=3
 
+# parse_build_args SCRIPT OUTDIR [EXAMPLE...]: sets OUT (absolute, created) and EXAMPLES
+# (default: every example), or prints the usage and exits with 2.
+parse_build_args() {
+    local script=$1
+    shift
+    if [[ $# -lt 1 ]]; then
+        echo "usage: $script OUTDIR [EXAMPLE...]" >&2
+        exit 2
+    fi
+    mkdir -p "$1"
+    OUT="$(cd "$1" && pwd)"
+    shift
+    EXAMPLES=("$@")
+    [[ ${#EXAMPLES[@]} -gt 0 ]] || EXAMPLES=(echo concat fanout fail)
+}
+
 # missing_tool NAME: says how to get it, and exits with $MISSING_TOOLS.
 missing_tool() {
     echo "error: $1 is not installed: run .ci/install-polyglot-tools (it installs every tool the Python, JavaScript and C guests need)" >&2

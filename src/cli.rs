@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::agent_grpc::GrpcAgent;
 use crate::compile_cache::DiskCache;
-use crate::components::{Components, Origin, check_header};
+use crate::components::{self, Components, Origin, check_header};
 use crate::config::ChannelAddress;
 use crate::local_agent::{LocalAgent, ResultState};
 use crate::local_run;
@@ -376,10 +376,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
                 let target = args.outputs.join(name);
                 std::fs::copy(agent.data_path(id), &target)
                     .with_context(|| format!("cannot write {}", target.display()))?;
-                let data = std::fs::read(&target)?;
-                match std::str::from_utf8(&data) {
-                    Ok(text) if data.len() <= 4096 => println!("{name}: {}", text.trim_end()),
-                    _ => println!("{name}: {} bytes", data.len()),
+                // Shown when it is short text; a large output is never read back whole.
+                let size = std::fs::metadata(&target)?.len();
+                let text = if size <= 4096 {
+                    String::from_utf8(std::fs::read(&target)?).ok()
+                } else {
+                    None
+                };
+                match text {
+                    Some(text) => println!("{name}: {}", text.trim_end()),
+                    None => println!("{name}: {size} bytes"),
                 }
                 println!("  written to {}", target.display());
             }
@@ -457,47 +463,25 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<()> {
 pub struct InspectArgs {
     /// A component (.wasm) or a compiled artifact (.cwasm).
     pub file: PathBuf,
+
+    /// Sandbox settings (a .cwasm loads only with the engine settings it was compiled for).
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
 }
 
 /// `inspect`: what a file is, what it imports and exports, and whether it can run here.
 /// Returns whether it fits the world.
 pub async fn inspect(args: InspectArgs) -> anyhow::Result<bool> {
-    let (sandbox, _) = SandboxArgs {
-        memory_limit_mib: 2048,
-        default_max_duration: 3600.0,
-        cache_dir: None,
-        no_cache: true,
-        no_pooling: false,
-    }
-    .build(1)?;
+    let (sandbox, _) = args.sandbox.build(1)?;
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let origin = Origin::File(args.file.clone());
-    let component = match wasmtime::Engine::detect_precompiled(&bytes) {
-        Some(wasmtime::Precompiled::Component) => {
-            println!(
-                "{}: a precompiled component ({} bytes)",
-                args.file.display(),
-                bytes.len()
-            );
-            // SAFETY: the user named this file to inspect it, as they would run it.
-            unsafe { wasmtime::component::Component::deserialize(sandbox.engine(), &bytes) }
-                .map_err(|e| anyhow::anyhow!("{origin}: cannot be used by this host: {e:#}"))?
-        }
-        Some(wasmtime::Precompiled::Module) => {
-            anyhow::bail!("{origin} is a precompiled core module, not a component")
-        }
-        None => {
-            check_header(&bytes, &origin)?;
-            println!(
-                "{}: a WebAssembly component ({} bytes)",
-                args.file.display(),
-                bytes.len()
-            );
-            wasmtime::component::Component::new(sandbox.engine(), &bytes)
-                .map_err(|e| anyhow::anyhow!("{origin} is not a valid component: {e:#}"))?
-        }
+    let component = components::compile(sandbox.engine(), &bytes, &origin, None)?;
+    let kind = match wasmtime::Engine::detect_precompiled(&bytes) {
+        Some(_) => "a precompiled component",
+        None => "a WebAssembly component",
     };
+    println!("{}: {kind} ({} bytes)", args.file.display(), bytes.len());
     let ty = component.component_type();
     println!("imports:");
     for (name, item) in ty.imports(sandbox.engine()) {

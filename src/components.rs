@@ -222,22 +222,6 @@ impl Components {
     /// Compiles (or deserializes) and links `bytes` unless a component with the same content
     /// is cached.
     async fn load(&self, bytes: Vec<u8>, origin: Origin) -> Result<Arc<Prepared>, LoadError> {
-        let precompiled = match Engine::detect_precompiled(&bytes) {
-            Some(Precompiled::Component) if matches!(origin, Origin::File(_)) => true,
-            Some(kind) => {
-                return Err(LoadError::Precompiled {
-                    origin,
-                    reason: match kind {
-                        Precompiled::Module => "it is a compiled core module, not a component".into(),
-                        Precompiled::Component => "precompiled artifacts run native code, so they are accepted only from the host's command line, never from task data".into(),
-                    },
-                });
-            }
-            None => {
-                check_header(&bytes, &origin)?;
-                false
-            }
-        };
         let digest = hex(&Sha256::digest(&bytes));
         if let Some(prepared) = self.lock().by_digest.get(&digest) {
             return Ok(prepared.clone());
@@ -250,34 +234,8 @@ impl Components {
         let task_digest = digest.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             let _span = span.enter();
-            let engine = sandbox.engine();
-            let component = if precompiled {
-                // SAFETY: the operator named this file on the command line, trusting it as
-                // they trust this binary (see `Origin::File`); wasmtime checks that it was
-                // made by a compatible engine.
-                unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| {
-                    LoadError::Precompiled {
-                        origin: origin.clone(),
-                        reason: format!(
-                            "{e:#}; compile it again with this host's `armonik-wasm compile`"
-                        ),
-                    }
-                })?
-            } else if let Some(component) = disk.as_ref().and_then(|d| d.load(engine, &task_digest))
-            {
-                component
-            } else {
-                let started = std::time::Instant::now();
-                let component = Component::new(engine, &bytes).map_err(|e| LoadError::Invalid {
-                    origin: origin.clone(),
-                    reason: format!("{e:#}"),
-                })?;
-                tracing::info!(elapsed = ?started.elapsed(), "component compiled");
-                if let Some(disk) = &disk {
-                    disk.store(&task_digest, &component);
-                }
-                component
-            };
+            let cache = disk.as_ref().map(|disk| (disk, task_digest.as_str()));
+            let component = compile(sandbox.engine(), &bytes, &origin, cache)?;
             let pre = sandbox
                 .prepare(&component)
                 .map_err(|e| LoadError::WrongWorld {
@@ -304,6 +262,54 @@ impl Components {
         cache.by_digest.insert(digest, prepared.clone());
         Ok(prepared)
     }
+}
+
+/// A component from `bytes`: deserialized if it is a precompiled artifact `origin` may
+/// provide, else taken from the disk cache under its digest, else compiled (and cached).
+pub fn compile(
+    engine: &Engine,
+    bytes: &[u8],
+    origin: &Origin,
+    disk: Option<(&DiskCache, &str)>,
+) -> Result<Component, LoadError> {
+    match Engine::detect_precompiled(bytes) {
+        Some(Precompiled::Component) if matches!(origin, Origin::File(_)) => {
+            // SAFETY: the operator named this file on the command line, trusting it as they
+            // trust this binary (see `Origin::File`); wasmtime checks that it was made by a
+            // compatible engine.
+            return unsafe { Component::deserialize(engine, bytes) }.map_err(|e| {
+                LoadError::Precompiled {
+                    origin: origin.clone(),
+                    reason: format!(
+                        "{e:#}; compile it again with this host's `armonik-wasm compile`"
+                    ),
+                }
+            });
+        }
+        Some(kind) => {
+            return Err(LoadError::Precompiled {
+                origin: origin.clone(),
+                reason: match kind {
+                    Precompiled::Module => "it is a compiled core module, not a component".into(),
+                    Precompiled::Component => "precompiled artifacts run native code, so they are accepted only from the host's command line, never from task data".into(),
+                },
+            });
+        }
+        None => check_header(bytes, origin)?,
+    }
+    if let Some(component) = disk.and_then(|(disk, digest)| disk.load(engine, digest)) {
+        return Ok(component);
+    }
+    let started = std::time::Instant::now();
+    let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
+        origin: origin.clone(),
+        reason: format!("{e:#}"),
+    })?;
+    tracing::info!(elapsed = ?started.elapsed(), "component compiled");
+    if let Some((disk, digest)) = disk {
+        disk.store(digest, &component);
+    }
+    Ok(component)
 }
 
 /// Tells a core module or random bytes from a component before wasmtime gives a less direct

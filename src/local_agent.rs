@@ -8,7 +8,7 @@
 //! status is retried up to `max_retries` times under the id `<first id>###<n>`; a failed or
 //! timed-out task aborts its outputs and cancels every task depending on them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
@@ -102,8 +102,11 @@ struct Attempt {
 struct Graph {
     results: HashMap<String, ResultRecord>,
     tasks: HashMap<String, TaskRecord>,
-    /// Task ids in submission order, so tasks run first-come first-served.
+    /// Task ids in submission order, for reports.
     order: Vec<String>,
+    /// Ids of the tasks not started yet, in submission order, so tasks run first-come
+    /// first-served; a task cancelled while waiting is dropped at the next scan.
+    pending: Vec<String>,
     attempts: HashMap<String, Attempt>,
 }
 
@@ -189,9 +192,7 @@ impl LocalAgent {
             state: TaskState::Pending,
             message: None,
         };
-        let mut graph = self.lock();
-        graph.order.push(id.clone());
-        graph.tasks.insert(id.clone(), task);
+        self.lock().add_task(task);
         id
     }
 
@@ -199,22 +200,23 @@ impl LocalAgent {
     /// folder, with its payload and dependencies in it. `None` if no task is ready.
     pub fn start_next(&self) -> std::io::Result<Option<Dispatch>> {
         let mut graph = self.lock();
-        let Some(task_id) = graph
-            .order
-            .iter()
-            .find(|id| {
-                graph.tasks.get(*id).is_some_and(|t| {
-                    t.state == TaskState::Pending
-                        && t.data_dependencies.iter().all(|d| {
-                            graph
-                                .results
-                                .get(d)
-                                .is_some_and(|r| r.state == ResultState::Completed)
-                        })
+        let Graph {
+            tasks,
+            results,
+            pending,
+            ..
+        } = &mut *graph;
+        pending.retain(|id| tasks.get(id).is_some_and(|t| t.state == TaskState::Pending));
+        let ready = pending.iter().position(|id| {
+            tasks.get(id).is_some_and(|t| {
+                t.data_dependencies.iter().all(|d| {
+                    results
+                        .get(d)
+                        .is_some_and(|r| r.state == ResultState::Completed)
                 })
             })
-            .cloned()
-        else {
+        });
+        let Some(task_id) = ready.map(|at| pending.remove(at)) else {
             return Ok(None);
         };
         let token = uuid::Uuid::new_v4().to_string();
@@ -324,6 +326,11 @@ impl LocalAgent {
         }
     }
 
+    /// Tasks per state, for progress reports (without copying the graph).
+    pub fn counts(&self) -> BTreeMap<TaskState, usize> {
+        count_states(self.lock().tasks.values().map(|t| t.state))
+    }
+
     /// Every task, in submission order.
     pub fn tasks(&self) -> Vec<TaskRecord> {
         let graph = self.lock();
@@ -376,8 +383,7 @@ impl LocalAgent {
             }
         }
         for task in attempt.tasks {
-            graph.order.push(task.id.clone());
-            graph.tasks.insert(task.id.clone(), task);
+            graph.add_task(task);
         }
         if let Some(task) = graph.tasks.get_mut(&attempt.task_id) {
             task.state = TaskState::Completed;
@@ -418,6 +424,29 @@ impl LocalAgent {
         Ok((attempt, results))
     }
 
+    /// Records a result the attempt creates, with its data in the store when given; it becomes
+    /// visible only if the attempt is committed.
+    fn stage_result(
+        &self,
+        attempt: &mut Attempt,
+        name: String,
+        data: Option<&[u8]>,
+    ) -> Result<pb::ResultMetaData, Status> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let state = match data {
+            Some(data) => {
+                std::fs::write(self.store.join(&id), data)
+                    .map_err(|e| Status::internal(format!("cannot store result data: {e}")))?;
+                ResultState::Completed
+            }
+            None => ResultState::Created,
+        };
+        let record = record(name, state);
+        let metadata = metadata(&self.session_id, &id, &record);
+        attempt.results.push((id, record));
+        Ok(metadata)
+    }
+
     fn new_task(
         &self,
         creation: pb::submit_tasks_request::TaskCreation,
@@ -439,6 +468,12 @@ impl LocalAgent {
 }
 
 impl Graph {
+    /// Adds a task waiting for its dependencies.
+    fn add_task(&mut self, task: TaskRecord) {
+        self.order.push(task.id.clone());
+        self.pending.push(task.id.clone());
+        self.tasks.insert(task.id.clone(), task);
+    }
     /// Fails a task for good: its outputs are aborted and whatever depends on them cancelled.
     fn fail(&mut self, task_id: &str, state: TaskState, message: String) -> TaskState {
         let outputs = match self.tasks.get_mut(task_id) {
@@ -471,8 +506,7 @@ impl Graph {
             message: None,
             ..task.clone()
         };
-        self.order.push(copy.id.clone());
-        self.tasks.insert(copy.id.clone(), copy);
+        self.add_task(copy);
         TaskState::Retried
     }
 
@@ -494,6 +528,15 @@ impl Graph {
             }
         }
     }
+}
+
+/// How many of `states` are in each state.
+pub fn count_states(states: impl Iterator<Item = TaskState>) -> BTreeMap<TaskState, usize> {
+    let mut counts = BTreeMap::new();
+    for state in states {
+        *counts.entry(state).or_insert(0) += 1;
+    }
+    counts
 }
 
 fn record(name: String, state: ResultState) -> ResultRecord {
@@ -586,13 +629,11 @@ impl Agent for LocalAgent {
             &request.communication_token,
             Some(&request.session_id),
         )?;
-        let mut results = Vec::with_capacity(request.results.len());
-        for create in request.results {
-            let id = uuid::Uuid::new_v4().to_string();
-            let record = record(create.name, ResultState::Created);
-            results.push(metadata(&self.session_id, &id, &record));
-            attempt.results.push((id, record));
-        }
+        let results = request
+            .results
+            .into_iter()
+            .map(|create| self.stage_result(attempt, create.name, None))
+            .collect::<Result<_, _>>()?;
         Ok(CreateResultsMetaDataResponse {
             results,
             communication_token: request.communication_token,
@@ -609,15 +650,11 @@ impl Agent for LocalAgent {
             &request.communication_token,
             Some(&request.session_id),
         )?;
-        let mut results = Vec::with_capacity(request.results.len());
-        for create in request.results {
-            let id = uuid::Uuid::new_v4().to_string();
-            std::fs::write(self.store.join(&id), &create.data)
-                .map_err(|e| Status::internal(format!("cannot store result data: {e}")))?;
-            let record = record(create.name, ResultState::Completed);
-            results.push(metadata(&self.session_id, &id, &record));
-            attempt.results.push((id, record));
-        }
+        let results = request
+            .results
+            .into_iter()
+            .map(|create| self.stage_result(attempt, create.name, Some(&create.data)))
+            .collect::<Result<_, _>>()?;
         Ok(CreateResultsResponse {
             results,
             communication_token: request.communication_token,
@@ -711,13 +748,10 @@ impl Agent for LocalAgent {
                 });
                 continue;
             }
-            let payload_id = uuid::Uuid::new_v4().to_string();
-            std::fs::write(self.store.join(&payload_id), &payload)
-                .map_err(|e| Status::internal(format!("cannot store the payload: {e}")))?;
-            attempt.results.push((
-                payload_id.clone(),
-                record(String::new(), ResultState::Completed),
-            ));
+            // Each payload becomes a new unnamed result, as in ArmoniK.
+            let payload_id = self
+                .stage_result(attempt, String::new(), Some(&payload))?
+                .result_id;
             let task = self.new_task(
                 pb::submit_tasks_request::TaskCreation {
                     expected_output_keys: header.expected_output_keys,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::local_agent::{LocalAgent, TaskRecord, TaskState};
+use crate::local_agent::{LocalAgent, TaskRecord, TaskState, count_states};
 use crate::task_runner::TaskRunner;
 
 /// How a local run ended.
@@ -22,11 +22,7 @@ pub struct Report {
 impl Report {
     /// Tasks per final state.
     pub fn counts(&self) -> BTreeMap<TaskState, usize> {
-        let mut counts = BTreeMap::new();
-        for task in &self.tasks {
-            *counts.entry(task.state).or_insert(0) += 1;
-        }
-        counts
+        count_states(self.tasks.iter().map(|t| t.state))
     }
 
     /// One line: tasks by state and the time taken.
@@ -112,24 +108,17 @@ impl Progress {
     }
 
     fn task_done(&self, agent: &LocalAgent, task_id: &str, state: TaskState, running: usize) {
-        let tasks = agent.tasks();
-        let total = tasks
-            .iter()
-            .filter(|t| t.state != TaskState::Retried)
-            .count();
-        let done = tasks
-            .iter()
-            .filter(|t| {
-                !matches!(
-                    t.state,
-                    TaskState::Pending | TaskState::Running | TaskState::Retried
-                )
-            })
-            .count();
-        let failed = tasks
-            .iter()
-            .filter(|t| matches!(t.state, TaskState::Error | TaskState::Timeout))
-            .count();
+        let counts = agent.counts();
+        let count =
+            |states: &[TaskState]| -> usize { states.iter().filter_map(|s| counts.get(s)).sum() };
+        let done = count(&[
+            TaskState::Completed,
+            TaskState::Error,
+            TaskState::Timeout,
+            TaskState::Cancelled,
+        ]);
+        let total = done + count(&[TaskState::Pending, TaskState::Running]);
+        let failed = count(&[TaskState::Error, TaskState::Timeout]);
         match &self.bar {
             Some(bar) => {
                 bar.set_length(total as u64);

@@ -59,11 +59,6 @@ fn polyglot_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join("polyglot")
 }
 
-/// The compiled-component cache shared by every `serve` and `run` of this file.
-fn cache_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("polyglot-cache")
-}
-
 /// The component of `example` in `lang`, built (once per test process and language) and
 /// compiled into the shared cache; panics with the reason if that failed.
 fn component(lang: Lang, example: &str) -> PathBuf {
@@ -150,40 +145,6 @@ fn prepare(lang: Lang) -> Result<(), String> {
 // ---------------------------------------------------------------------------------------------
 // `armonik-wasm run`
 // ---------------------------------------------------------------------------------------------
-
-/// What a command did.
-struct Ran {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-/// Runs `armonik-wasm <args>` with the shared compilation cache.
-fn armonik_wasm(args: &[&str]) -> Ran {
-    let output = Command::new(env!("CARGO_BIN_EXE_armonik-wasm"))
-        .args(args)
-        .env("ARMONIK_WASM_CACHE_DIR", cache_dir())
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("armonik-wasm starts");
-    Ran {
-        success: output.status.success(),
-        stdout: strip_ansi(&String::from_utf8_lossy(&output.stdout)),
-        stderr: strip_ansi(&String::from_utf8_lossy(&output.stderr)),
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 fn echo_run(lang: Lang) {
     let wasm = component(lang, "echo");

@@ -3,42 +3,21 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use common::guest;
+use common::{Ran, armonik_wasm, guest, path};
 
-/// What a command did.
-struct Ran {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ran {
-    fn all(&self) -> String {
-        format!("{}\n{}", self.stdout, self.stderr)
-    }
-}
-
-/// Runs `armonik-wasm <args>` with a compilation cache of its own.
-fn armonik_wasm(args: &[&str]) -> Ran {
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("run-test-cache");
-    let output = Command::new(env!("CARGO_BIN_EXE_armonik-wasm"))
-        .args(args)
-        .env("ARMONIK_WASM_CACHE_DIR", cache)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("armonik-wasm starts");
-    Ran {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+/// `armonik-wasm run <guest> --payload-text <payload> <extra>...`, writing into a fresh
+/// outputs folder (returned with the folder that holds it).
+fn run_guest(name: &str, payload: &str, extra: &[&str]) -> (tempfile::TempDir, PathBuf, Ran) {
+    let (dir, out) = outputs();
+    let guest = guest(name);
+    let mut args = vec!["run", path(&guest), "--payload-text", payload];
+    args.extend_from_slice(extra);
+    args.extend(["--outputs", path(&out)]);
+    let ran = armonik_wasm(&args);
+    (dir, out, ran)
 }
 
 /// A fresh outputs folder.
@@ -50,16 +29,7 @@ fn outputs() -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn fan_out_and_fan_in_run_in_dependency_order() {
-    let (_dir, out) = outputs();
-    let ran = armonik_wasm(&[
-        "run",
-        path(&guest("fanout")),
-        "--payload-text",
-        "fanout 5",
-        "--outputs",
-        path(&out),
-        "--all-results",
-    ]);
+    let (_dir, out, ran) = run_guest("fanout", "fanout 5", &["--all-results"]);
     assert!(ran.success, "{}", ran.all());
     // 0² + 1² + 2² + 3² + 4², computed by the aggregation task the root delegated its output to.
     assert_eq!(
@@ -92,15 +62,7 @@ fn fan_out_and_fan_in_run_in_dependency_order() {
 
 #[test]
 fn a_failed_subtask_cancels_its_dependants_and_the_run_fails() {
-    let (_dir, out) = outputs();
-    let ran = armonik_wasm(&[
-        "run",
-        path(&guest("fanout")),
-        "--payload-text",
-        "fanout 4 fail 2",
-        "--outputs",
-        path(&out),
-    ]);
+    let (_dir, out, ran) = run_guest("fanout", "fanout 4 fail 2", &[]);
     assert!(!ran.success, "the root's output is never produced");
     assert!(
         ran.stderr.contains("part 2 fails on purpose"),
@@ -145,17 +107,7 @@ fn an_error_discards_what_the_task_submitted() {
 
 #[test]
 fn a_trapping_task_is_retried_under_new_ids_then_fails() {
-    let (_dir, out) = outputs();
-    let ran = armonik_wasm(&[
-        "run",
-        path(&guest("hostile")),
-        "--payload-text",
-        "panic",
-        "--max-retries",
-        "2",
-        "--outputs",
-        path(&out),
-    ]);
+    let (_dir, _out, ran) = run_guest("hostile", "panic", &["--max-retries", "2"]);
     assert!(!ran.success);
     assert!(
         ran.stdout.contains("3 tasks run (1 error, 2 retried)"),
@@ -169,17 +121,7 @@ fn a_trapping_task_is_retried_under_new_ids_then_fails() {
 
 #[test]
 fn a_task_past_its_max_duration_times_out_without_retry() {
-    let (_dir, out) = outputs();
-    let ran = armonik_wasm(&[
-        "run",
-        path(&guest("hostile")),
-        "--payload-text",
-        "loop",
-        "--default-max-duration",
-        "1",
-        "--outputs",
-        path(&out),
-    ]);
+    let (_dir, _out, ran) = run_guest("hostile", "loop", &["--default-max-duration", "1"]);
     assert!(!ran.success);
     assert!(
         ran.stdout.contains("1 tasks run (1 timeout)"),
@@ -236,17 +178,7 @@ fn session_options_payload_and_dependencies_reach_the_task() {
 
 #[test]
 fn guest_output_shows_in_the_terminal() {
-    let (_dir, out) = outputs();
-    let ran = armonik_wasm(&[
-        "run",
-        path(&guest("hostile")),
-        "--payload-text",
-        "panic",
-        "--max-retries",
-        "0",
-        "--outputs",
-        path(&out),
-    ]);
+    let (_dir, _out, ran) = run_guest("hostile", "panic", &["--max-retries", "0"]);
     assert!(ran.stderr.contains("panicked"), "{}", ran.stderr);
 }
 
@@ -432,5 +364,41 @@ fn compiled_components_are_cached_on_disk_and_a_damaged_entry_is_recompiled() {
     assert!(
         std::fs::metadata(&entries[0]).expect("entry").len() > 1000,
         "rewritten"
+    );
+}
+
+/// The embedded agent answers the guest's agent calls as ArmoniK's does: results and tasks
+/// are created, unknown ids and missing data are refused, Get{Common,Direct}Data do not exist.
+#[test]
+fn the_embedded_agent_answers_every_agent_operation() {
+    let script = "metadata a b\ncreate inline hello\nnotify unknown-id text\nsubmit unknown-id - -\n\
+                  resource unknown-id\ncommon x\ndirect x\ncreate-tasks subtask - -";
+    let (_dir, out, ran) = run_guest("probe", script, &[]);
+    assert!(ran.success, "{}", ran.all());
+    let report = std::fs::read_to_string(out.join("output")).expect("report");
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 8, "{report}");
+    assert!(
+        lines[0].starts_with("ok a=") && lines[0].contains(" b="),
+        "{report}"
+    );
+    assert!(lines[1].starts_with("ok inline="), "{report}");
+    assert!(
+        lines[2].starts_with("err invalid-argument unknown result id"),
+        "{report}"
+    );
+    assert!(
+        lines[3].starts_with("err invalid-argument unknown result id"),
+        "{report}"
+    );
+    assert!(lines[4].starts_with("err not-found"), "{report}");
+    assert!(lines[5].starts_with("err internal"), "{report}");
+    assert!(lines[6].starts_with("err internal"), "{report}");
+    assert!(lines[7].starts_with("ok "), "{report}");
+    // The legacy task ran after the root committed; with no expected output, the probe fails.
+    assert!(
+        ran.stdout.contains("2 tasks run (1 completed, 1 error)"),
+        "{}",
+        ran.all()
     );
 }

@@ -12,14 +12,7 @@ use tonic::Code;
 
 /// The worker process's resident memory, in MiB.
 fn rss_mib(worker: &Worker) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", worker.pid())).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        / 1024
+    proc_status_kib(worker.pid(), "VmRSS:") / 1024
 }
 
 async fn hostile(harness: &Harness, mode: &str) -> Result<Output, tonic::Status> {

@@ -13,15 +13,6 @@ use common::*;
 const TASKS: usize = 10_000;
 const SAMPLE_EVERY: usize = 1_000;
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("proc status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("proc fd")
@@ -48,7 +39,7 @@ async fn ten_thousand_tasks_leave_memory_and_descriptors_flat() {
         // Keep the agent's records from growing the test's own memory.
         harness.agent.clear_records();
         if i % SAMPLE_EVERY == 0 {
-            let (rss, fds) = (rss_kib(pid), open_fds(pid));
+            let (rss, fds) = (proc_status_kib(pid, "VmRSS:"), open_fds(pid));
             println!(
                 "after {i:>6} tasks: host RSS {:>7.1} MiB, open fds {fds}, {:.0} tasks/s",
                 rss as f64 / 1024.0,

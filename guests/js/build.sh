@@ -12,15 +12,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=guests/build-lib.sh
 source "$HERE/../build-lib.sh"
 
-if [[ $# -lt 1 ]]; then
-    echo "usage: $0 OUTDIR [EXAMPLE...]" >&2
-    exit 2
-fi
-mkdir -p "$1"
-OUT="$(cd "$1" && pwd)"
-shift
-EXAMPLES=("$@")
-[[ ${#EXAMPLES[@]} -gt 0 ]] || EXAMPLES=(echo concat fanout fail)
+parse_build_args "$0" "$@"
 
 command -v node >/dev/null || missing_tool node
 COMPONENTIZE_JS="$HERE/node_modules/.bin/componentize-js"

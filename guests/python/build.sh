@@ -11,15 +11,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=guests/build-lib.sh
 source "$HERE/../build-lib.sh"
 
-if [[ $# -lt 1 ]]; then
-    echo "usage: $0 OUTDIR [EXAMPLE...]" >&2
-    exit 2
-fi
-mkdir -p "$1"
-OUT="$(cd "$1" && pwd)"
-shift
-EXAMPLES=("$@")
-[[ ${#EXAMPLES[@]} -gt 0 ]] || EXAMPLES=(echo concat fanout fail)
+parse_build_args "$0" "$@"
 
 COMPONENTIZE_PY="$(find_tool componentize-py)"
 TOOL_VERSIONS="$("$COMPONENTIZE_PY" --version)"

@@ -219,6 +219,66 @@ pub fn request_error_status(error: armonik::client::RequestError) -> Status {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The command line
+// ---------------------------------------------------------------------------------------------
+
+/// The compilation cache shared by every command and worker the tests start, so each
+/// component is compiled once per build folder.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("armonik-wasm-cache")
+}
+
+/// A path as a command-line argument.
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// What one `armonik-wasm` command did.
+pub struct Ran {
+    /// Whether it exited with 0.
+    pub success: bool,
+    /// Its standard output, without colour codes.
+    pub stdout: String,
+    /// Its standard error, without colour codes.
+    pub stderr: String,
+}
+
+impl Ran {
+    /// Both outputs, for failure messages.
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// Runs `armonik-wasm <args>` to its end, as a user would (default log filter, stdin closed),
+/// with the shared compilation cache.
+pub fn armonik_wasm(args: &[&str]) -> Ran {
+    let output = Command::new(env!("CARGO_BIN_EXE_armonik-wasm"))
+        .args(args)
+        .env("ARMONIK_WASM_CACHE_DIR", cache_dir())
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("armonik-wasm starts");
+    Ran {
+        success: output.status.success(),
+        stdout: strip_ansi(&String::from_utf8_lossy(&output.stdout)),
+        stderr: strip_ansi(&String::from_utf8_lossy(&output.stderr)),
+    }
+}
+
+/// A field of `/proc/<pid>/status` in KiB (`"VmRSS:"` resident memory, `"VmHWM:"` its peak).
+pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("proc status")
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
+}
+
+// ---------------------------------------------------------------------------------------------
 // Fake agent
 // ---------------------------------------------------------------------------------------------
 
