@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench --bench bench             # full run (a few minutes)
 //! cargo bench --bench bench -- --quick  # smoke run, as in CI
+//! cargo bench --bench bench -- overhead # only the benchmarks whose name contains a filter
 //! ```
 
 #[path = "../tests/common/mod.rs"]
@@ -70,15 +71,35 @@ fn main() -> anyhow::Result<()> {
     } else {
         FULL
     };
+    // Filters are the plain arguments (cargo bench passes `--bench` too).
+    let filters: Vec<&str> = args[1..]
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    let selected = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f));
     println!("machine: {} CPUs; {}", cpus(), memory_line());
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        per_task_overhead(&sizes).await?;
-        instantiation(&sizes).await?;
-        cold_start(&sizes)?;
-        compute(&sizes).await?;
-        data(&sizes).await?;
-        memory(&sizes).await
+        if selected("overhead") {
+            per_task_overhead(&sizes).await?;
+        }
+        if selected("instantiation") {
+            instantiation(&sizes).await?;
+        }
+        if selected("cold-start") {
+            cold_start(&sizes)?;
+        }
+        if selected("compute") {
+            compute(&sizes).await?;
+        }
+        if selected("data") {
+            data(&sizes).await?;
+        }
+        if selected("memory") {
+            memory(&sizes).await?;
+        }
+        Ok(())
     })
 }
 
@@ -215,6 +236,22 @@ async fn per_task_overhead(sizes: &Sizes) -> anyhow::Result<()> {
     let (mut native, native_total) = results.pop().unwrap_or_default();
     let native_p50 = print_latencies("native Rust worker", &mut native, native_total);
     let wasm_p50 = print_latencies("armonik-wasm (Rust guest)", &mut wasm, wasm_total);
+    // The yardstick of the issue's title: the gRPC call that delivers a task, here a bare
+    // HealthCheck round trip to the same worker over the same socket.
+    let mut calls = Vec::with_capacity(sizes.tasks);
+    let started = Instant::now();
+    for _ in 0..sizes.tasks {
+        let t = Instant::now();
+        wasm_client.health_check().await?;
+        calls.push(t.elapsed());
+    }
+    let call_p50 = print_latencies("bare gRPC call", &mut calls, started.elapsed());
+    let added = wasm_p50.saturating_sub(native_p50);
+    println!(
+        "  armonik-wasm adds {:.1} µs per task (p50 against native): {:.2}x a bare gRPC call",
+        micros(added),
+        added.as_secs_f64() / call_p50.as_secs_f64()
+    );
     println!(
         "  worker CPU time per task: native {:.1} µs, armonik-wasm {:.1} µs",
         micros(cpu[0]),

@@ -72,6 +72,11 @@ impl AgentBridge {
         self.ledger
     }
 
+    /// Takes what the task did, leaving an empty ledger (the store is torn down later).
+    pub fn take_ledger(&mut self) -> Ledger {
+        std::mem::take(&mut self.ledger)
+    }
+
     /// Runs one agent call within the task's deadline and maps its error for the guest. A call
     /// that cannot finish before the deadline traps, so the guest is stopped instead of
     /// waiting on an agent that has already given up on the task.

@@ -71,6 +71,30 @@ async fn deep_recursion_is_a_stack_overflow_trap() {
 }
 
 #[tokio::test]
+async fn no_task_sees_memory_an_earlier_task_wrote() {
+    // Pooled instances are reused and reset by writing back only the pages a task dirtied
+    // (PAGEMAP_SCAN where the kernel has it): every task must still start from the
+    // component's pristine memory, in its data and in fresh heap, traps included.
+    let harness = Harness::start("hostile").await;
+    for round in 0..4 {
+        if round == 2 {
+            let trapped = hostile(&harness, "unreachable").await;
+            assert_eq!(trapped.err().map(|s| s.code()), Some(Code::Internal));
+        }
+        let folder = TaskFolder::new();
+        let request = folder.process_request().payload("residue 6").build();
+        let output = request.expected_output_keys[0].clone();
+        let result = harness.run_task(request).await;
+        assert!(
+            matches!(result, Ok(Output::Ok)),
+            "round {round}: {result:?}"
+        );
+        let report = String::from_utf8(folder.read(&output)).expect("report");
+        assert_eq!(report, "static=0 heap=0", "round {round}");
+    }
+}
+
+#[tokio::test]
 async fn nothing_outside_the_data_folder_is_read_or_written() {
     let harness = Harness::start("hostile").await;
     let outside = tempfile::tempdir().expect("temp dir");

@@ -25,11 +25,16 @@
 //!   expected output and notifies it (for calls made after the task's deadline).
 //! - `huge-output <MiB>`: streams `<MiB>` MiB of zeros to the first expected output in 1 MiB
 //!   writes, then notifies it.
+//! - `residue [<MiB>]`: looks for what an earlier task left in memory. Counts the nonzero
+//!   bytes of a 4 MiB static buffer (zero in a fresh instance) and of `<MiB>` (default 4)
+//!   new 1 MiB zeroed heap blocks, then fills both with `0xA5`; writes
+//!   `static=<count> heap=<count>` to the first expected output.
 //!
 //! Any other payload fails the task with `err("hostile: unknown mode ...")`.
 
 use std::hint::black_box;
 use std::io::Write;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 use std::{env, fs, net};
 
@@ -109,6 +114,15 @@ impl Task for Hostile {
                 h.notify_result_data(&[output])?;
                 return Ok(());
             }
+            "residue" => {
+                let heap_mib = if arg.trim().is_empty() {
+                    4
+                } else {
+                    arg.trim().parse()?
+                };
+                let report = residue(heap_mib);
+                return h.send_result(h.first_expected_result()?, report.as_bytes());
+            }
             _ => {}
         }
         Err(TaskError::failed(format!(
@@ -165,3 +179,31 @@ fn escape(h: &TaskHandler) -> String {
 }
 
 export_task!(Hostile);
+
+/// A buffer in the component's zero-initialised data: a task sees it all zero unless memory
+/// written by an earlier task survived. Atomics, so it is plain safe code.
+static RESIDUE: [AtomicU8; 4 << 20] = [const { AtomicU8::new(0) }; 4 << 20];
+
+/// Counts what an earlier task left in the static buffer and in fresh heap memory, then
+/// leaves its own marks for the next task to find. The heap blocks are `vec![0; n]`: on wasm
+/// the allocator takes fresh memory from `memory.grow`, which the spec guarantees zeroed, so it
+/// does not clear it again; a host that reused memory without resetting it shows here.
+fn residue(heap_mib: usize) -> String {
+    let left_static = RESIDUE
+        .iter()
+        .filter(|b| b.load(Ordering::Relaxed) != 0)
+        .count();
+    RESIDUE
+        .iter()
+        .for_each(|b| b.store(0xA5, Ordering::Relaxed));
+    let mut left_heap = 0;
+    let mut blocks = Vec::with_capacity(heap_mib);
+    for _ in 0..heap_mib {
+        let mut block = black_box(vec![0u8; 1 << 20]);
+        left_heap += block.iter().filter(|&&b| b != 0).count();
+        block.fill(0xA5);
+        // Kept until the end, so that each block is new memory.
+        blocks.push(black_box(block));
+    }
+    format!("static={left_static} heap={left_heap}")
+}
