@@ -19,16 +19,19 @@ use std::time::{Duration, Instant};
 use armonik::Output;
 use armonik::server::WorkerServiceExt as _;
 use armonik_wasm::agent_bridge::AgentBridge;
+use armonik_wasm::bindings::WorkerPre;
+use armonik_wasm::compile_cache::DiskCache;
 use armonik_wasm::components::Components;
 use armonik_wasm::guest_log::TaskIds;
 use armonik_wasm::local_agent::LocalAgent;
 use armonik_wasm::local_run::run_graph;
 use armonik_wasm::proto::v1::TaskOptions;
-use armonik_wasm::sandbox::{Sandbox, SandboxConfig, wasi_context};
+use armonik_wasm::sandbox::{Sandbox, SandboxConfig, TaskState, wasi_context};
 use armonik_wasm::task_runner::{RunnerConfig, TaskRunner};
 use common::*;
 use hyper_util::rt::TokioIo;
 use tokio_stream::wrappers::UnixListenerStream;
+use wasmtime::Store;
 
 /// Sizes of a full run and of the CI smoke run.
 struct Sizes {
@@ -274,9 +277,18 @@ async fn sandbox(pooling: bool) -> anyhow::Result<Arc<Sandbox>> {
     })?))
 }
 
-/// 2. Per-task instantiation: Store + WASI context with one preopen + instantiate.
+/// 2. Per-task instantiation: Store + WASI context with one preopen + instantiate, for the Rust
+///    echo guest and, when its tools are installed, the Python one.
 async fn instantiation(sizes: &Sizes) -> anyhow::Result<()> {
-    println!("\n2. instantiation: Store + WasiCtx (one preopen) + instantiate, Rust echo guest");
+    println!("\n2. instantiation: Store + WasiCtx (one preopen) + instantiate, echo guest");
+    let mut guests = vec![("Rust", guest("echo"))];
+    match polyglot::try_component(polyglot::Lang::Python, "echo") {
+        Ok(wasm) => guests.push(("Python", wasm)),
+        Err(error) => println!(
+            "  Python guest skipped: {}",
+            error.lines().next().unwrap_or_default()
+        ),
+    }
     let folder = tempfile::tempdir()?;
     let work = tempfile::tempdir()?;
     let agent: Arc<LocalAgent> = Arc::new(LocalAgent::new(work.path(), TaskOptions::default())?);
@@ -284,43 +296,58 @@ async fn instantiation(sizes: &Sizes) -> anyhow::Result<()> {
         session_id: "session".into(),
         task_id: "task".into(),
     });
-    let mut p50s = Vec::new();
-    for pooling in [false, true] {
-        let sandbox = sandbox(pooling).await?;
-        let components = Components::new(sandbox.clone(), Some(&guest("echo")), None).await?;
-        let pre = components
-            .for_task(&Default::default(), &[], folder.path())
-            .await?;
-        let mut samples = Vec::with_capacity(sizes.instantiations);
-        let started = Instant::now();
-        for i in 0..sizes.instantiations + 100 {
-            let t = Instant::now();
-            let wasi = wasi_context(folder.path(), &ids)?;
-            let bridge = AgentBridge::new(
-                agent.clone(),
-                String::new(),
-                String::new(),
-                1 << 20,
-                tokio::time::Instant::now() + Duration::from_secs(60),
-            );
-            let mut store = sandbox.new_store(
-                wasi,
-                bridge,
-                tokio::time::Instant::now() + Duration::from_secs(60),
-            );
-            pre.pre.instantiate_async(&mut store).await?;
-            if i >= 100 {
-                samples.push(t.elapsed());
+    for (language, wasm) in guests {
+        let mut p50s = Vec::new();
+        for pooling in [false, true] {
+            let sandbox = sandbox(pooling).await?;
+            let disk = DiskCache::open(&cache_dir(), sandbox.engine()).ok();
+            let components = Components::new(sandbox.clone(), Some(&wasm), disk).await?;
+            let pre = components
+                .for_task(&Default::default(), &[], folder.path())
+                .await?;
+            let mut samples = Vec::with_capacity(sizes.instantiations);
+            let started = Instant::now();
+            for i in 0..sizes.instantiations + 100 {
+                let t = Instant::now();
+                // Dropped at the end of the iteration, outside the measured time.
+                let _store = instantiate(&sandbox, &pre.pre, folder.path(), &ids, &agent).await?;
+                if i >= 100 {
+                    samples.push(t.elapsed());
+                }
             }
+            let name = format!(
+                "{language}, {}",
+                if pooling { "pooling" } else { "on-demand" }
+            );
+            p50s.push(print_latencies(&name, &mut samples, started.elapsed()));
         }
-        let name = if pooling { "pooling" } else { "on-demand" };
-        p50s.push(print_latencies(name, &mut samples, started.elapsed()));
+        println!(
+            "  ratio pooling / on-demand ({language}): p50 {:.2}x",
+            p50s[1].as_secs_f64() / p50s[0].as_secs_f64()
+        );
     }
-    println!(
-        "  ratio pooling / on-demand: p50 {:.2}x",
-        p50s[1].as_secs_f64() / p50s[0].as_secs_f64()
-    );
     Ok(())
+}
+
+/// One task's store and instance, made as the task runner makes them (the task is not run).
+async fn instantiate(
+    sandbox: &Sandbox,
+    pre: &WorkerPre<TaskState>,
+    folder: &Path,
+    ids: &Arc<TaskIds>,
+    agent: &Arc<LocalAgent>,
+) -> anyhow::Result<Store<TaskState>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let bridge = AgentBridge::new(
+        agent.clone(),
+        String::new(),
+        String::new(),
+        1 << 20,
+        deadline,
+    );
+    let mut store = sandbox.new_store(wasi_context(folder, ids)?, bridge, deadline);
+    pre.instantiate_async(&mut store).await?;
+    Ok(store)
 }
 
 /// Runs `armonik-wasm <args>` `n` times; median wall time from process start to exit.
@@ -541,17 +568,7 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
     let before = proc_status_kib(std::process::id(), "VmRSS:");
     let mut stores = Vec::with_capacity(sizes.instances);
     for _ in 0..sizes.instances {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        let bridge = AgentBridge::new(
-            agent.clone(),
-            String::new(),
-            String::new(),
-            1 << 20,
-            deadline,
-        );
-        let mut store = sandbox.new_store(wasi_context(folder.path(), &ids)?, bridge, deadline);
-        pre.pre.instantiate_async(&mut store).await?;
-        stores.push(store);
+        stores.push(instantiate(&sandbox, &pre.pre, folder.path(), &ids, &agent).await?);
     }
     let after = proc_status_kib(std::process::id(), "VmRSS:");
     println!(
