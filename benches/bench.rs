@@ -144,11 +144,14 @@ fn print_latencies(name: &str, samples: &mut [Duration], elapsed: Duration) -> D
 /// Runs `tasks` echo tasks of `payload` bytes on each client through Process over a unix
 /// socket, as the polling agent does, alternating between the clients so that both see the
 /// same machine noise; returns, per client, the latencies of the Process calls and their sum.
+/// With `settle`, the page cache is written back before each call (`sync`, not timed): a large
+/// echo then measures the workers, not what the kernel still had to flush from the call before.
 async fn drive(
     clients: &[&WorkerClient],
     agent: &FakeAgent,
     tasks: usize,
     payload: &[u8],
+    settle: bool,
 ) -> Vec<(Vec<Duration>, Duration)> {
     let mut results = vec![(Vec::with_capacity(tasks), Duration::ZERO); clients.len()];
     for _ in 0..tasks {
@@ -156,6 +159,10 @@ async fn drive(
             let folder = TaskFolder::new();
             let request = folder.process_request().payload(payload.to_vec()).build();
             agent.bind_request(&request);
+            if settle {
+                let synced = Command::new("sync").status();
+                assert!(matches!(synced, Ok(s) if s.success()), "sync: {synced:?}");
+            }
             let started = Instant::now();
             let result = client.process(request).await;
             let elapsed = started.elapsed();
@@ -230,10 +237,10 @@ async fn per_task_overhead(sizes: &Sizes) -> anyhow::Result<()> {
     let workers = start_workers().await?;
     let wasm_client = workers.wasm.client().await;
     let clients = [&workers.native_client, &wasm_client];
-    drive(&clients, &workers.agent, sizes.tasks / 10 + 10, b"").await;
+    drive(&clients, &workers.agent, sizes.tasks / 10 + 10, b"", false).await;
     let pids = [workers.native.id(), workers.wasm.pid()];
     let cpu_before = pids.map(cpu_time);
-    let mut results = drive(&clients, &workers.agent, sizes.tasks, b"").await;
+    let mut results = drive(&clients, &workers.agent, sizes.tasks, b"", false).await;
     let cpu = [0, 1].map(|i| cpu_time(pids[i]).saturating_sub(cpu_before[i]) / sizes.tasks as u32);
     let (mut wasm, wasm_total) = results.pop().unwrap_or_default();
     let (mut native, native_total) = results.pop().unwrap_or_default();
@@ -481,13 +488,13 @@ async fn data(sizes: &Sizes) -> anyhow::Result<()> {
     let wasm_client = workers.wasm.client().await;
     let payload: Vec<u8> = (0..sizes.echo_bytes).map(|i| (i % 251) as u8).collect();
     let mut rates = Vec::new();
-    // Three alternating rounds; the best of each, since a large write's speed depends on
-    // what the page cache still has to flush from the round before.
+    // Three alternating rounds, each from a written-back page cache; the best of each.
     let results = drive(
         &[&workers.native_client, &wasm_client],
         &workers.agent,
         3,
         &payload,
+        true,
     )
     .await;
     for (name, (times, _)) in ["native Rust worker", "armonik-wasm"].iter().zip(results) {
@@ -542,6 +549,7 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
         &workers.agent,
         sizes.tasks / 5 + 10,
         b"",
+        false,
     )
     .await;
     println!(

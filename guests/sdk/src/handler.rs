@@ -225,8 +225,63 @@ impl TaskHandler {
     fn write(&self, id: &str, data: &[u8]) -> Result<(), TaskError> {
         check_id(id)?;
         let path = self.path_of(id);
-        fs::write(&path, data).map_err(|e| TaskError::io(path, e))
+        write_file(&self.data_folder, id, data)
+            .unwrap_or_else(|| fs::write(&path, data))
+            .map_err(|e| TaskError::io(path, e))
     }
+}
+
+/// Bytes per positional write: large enough that a call's cost is nothing next to its copy,
+/// small enough that the host's copy of it stays in cache.
+#[cfg(target_arch = "wasm32")]
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Writes `data` to `folder/id` with WASI's positional `write`, when `folder` is a preopened
+/// directory (the data folder is). `std::fs` writes go through the preview 1 adapter's output
+/// stream, which wasmtime runs on its blocking thread pool: a thread hand-off per 64 KiB, about
+/// half the throughput of a large write. Positional writes run on the task's own thread.
+/// `None` when `folder` is not preopened (a handler built for unit tests on the host).
+#[cfg(target_arch = "wasm32")]
+fn write_file(folder: &Path, id: &str, data: &[u8]) -> Option<std::io::Result<()>> {
+    use crate::bindings::wasi::filesystem::preopens::get_directories;
+    use crate::bindings::wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+
+    let (dir, _) = get_directories()
+        .into_iter()
+        .find(|(_, path)| Path::new(path) == folder)?;
+    let io = |code: crate::bindings::wasi::filesystem::types::ErrorCode| {
+        std::io::Error::other(format!("{}: {}", code.name(), code.message()))
+    };
+    let write = || {
+        let file = dir
+            .open_at(
+                PathFlags::empty(),
+                id,
+                OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                DescriptorFlags::WRITE,
+            )
+            .map_err(io)?;
+        let (mut rest, mut offset) = (data, 0u64);
+        while !rest.is_empty() {
+            let chunk = &rest[..rest.len().min(WRITE_CHUNK)];
+            let written = file.write(chunk, offset).map_err(io)?;
+            // A write of nothing would loop forever; `std` reports it the same way.
+            let written = usize::try_from(written)
+                .ok()
+                .filter(|&n| n > 0 && n <= chunk.len())
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::WriteZero))?;
+            rest = &rest[written..];
+            offset += written as u64;
+        }
+        Ok(())
+    };
+    Some(write())
+}
+
+/// Off wasm there is no preopened directory to write through: `std::fs` it is.
+#[cfg(not(target_arch = "wasm32"))]
+fn write_file(_folder: &Path, _id: &str, _data: &[u8]) -> Option<std::io::Result<()>> {
+    None
 }
 
 /// Checks that `id` names a file directly in the data folder.
