@@ -74,10 +74,18 @@ async fn deep_recursion_is_a_stack_overflow_trap() {
 async fn no_task_sees_memory_an_earlier_task_wrote() {
     // Pooled instances are reused and reset by writing back only the pages a task dirtied
     // (PAGEMAP_SCAN where the kernel has it): every task must still start from the
-    // component's pristine memory, in its data and in fresh heap, traps included.
-    let harness = Harness::start("hostile").await;
-    for round in 0..4 {
-        if round == 2 {
+    // component's pristine memory, in its data and in fresh heap, traps included. One slot,
+    // so every task reuses the previous task's memory, and each arrives while the previous
+    // one may still be torn down (after its reply): it waits for the slot, never fails.
+    let harness = Harness::start_custom(
+        &guest("hostile"),
+        Transport::Unix,
+        &["--max-concurrent-tasks", "1"],
+        &[],
+    )
+    .await;
+    for round in 0..8 {
+        if round == 2 || round == 5 {
             let trapped = hostile(&harness, "unreachable").await;
             assert_eq!(trapped.err().map(|s| s.code()), Some(Code::Internal));
         }
