@@ -33,13 +33,7 @@ async fn next_task_runs(harness: &Harness) {
 
 #[tokio::test]
 async fn endless_allocation_stops_at_the_memory_limit() {
-    let harness = Harness::start_custom(
-        &guest("hostile"),
-        Transport::Unix,
-        &["--memory-limit-mib", "256"],
-        &[],
-    )
-    .await;
+    let harness = Harness::start_with("hostile", &["--memory-limit-mib", "256"]).await;
     let status = hostile(&harness, "alloc").await.expect_err("stopped");
     assert_eq!(status.code(), Code::Internal, "{status:?}");
     assert!(
@@ -77,13 +71,7 @@ async fn no_task_sees_memory_an_earlier_task_wrote() {
     // component's pristine memory, in its data and in fresh heap, traps included. One slot,
     // so every task reuses the previous task's memory, and each arrives while the previous
     // one may still be torn down (after its reply): it waits for the slot, never fails.
-    let harness = Harness::start_custom(
-        &guest("hostile"),
-        Transport::Unix,
-        &["--max-concurrent-tasks", "1"],
-        &[],
-    )
-    .await;
+    let harness = Harness::start_with("hostile", &["--max-concurrent-tasks", "1"]).await;
     for round in 0..8 {
         if round == 2 || round == 5 {
             let trapped = hostile(&harness, "unreachable").await;
@@ -206,13 +194,7 @@ async fn the_agent_going_down_mid_task_is_unavailable() {
 
 #[tokio::test]
 async fn a_cancelled_process_call_stops_the_guest() {
-    let harness = Harness::start_custom(
-        &guest("hostile"),
-        Transport::Unix,
-        &["--max-concurrent-tasks", "1"],
-        &[],
-    )
-    .await;
+    let harness = Harness::start_with("hostile", &["--max-concurrent-tasks", "1"]).await;
     let folder = TaskFolder::new();
     let request = folder
         .process_request()

@@ -404,13 +404,7 @@ async fn agent_down_is_unavailable() {
 
 #[tokio::test]
 async fn tasks_past_the_concurrency_bound_are_refused_not_queued() {
-    let harness = Harness::start_custom(
-        &guest("hostile"),
-        Transport::Unix,
-        &["--max-concurrent-tasks", "1"],
-        &[],
-    )
-    .await;
+    let harness = Harness::start_with("hostile", &["--max-concurrent-tasks", "1"]).await;
     let folder = TaskFolder::new();
     let request = folder
         .process_request()

@@ -2118,6 +2118,11 @@ impl Harness {
         Self::start_custom(&guest(component), Transport::Unix, &[], &[]).await
     }
 
+    /// Same as [`start`](Self::start) with extra `serve` arguments.
+    pub async fn start_with(component: &str, args: &[&str]) -> Self {
+        Self::start_custom(&guest(component), Transport::Unix, args, &[]).await
+    }
+
     /// Same as [`start`](Self::start) with the agent and the worker on TCP.
     pub async fn start_tcp(component: &str) -> Self {
         Self::start_custom(&guest(component), Transport::Tcp, &[], &[]).await
