@@ -67,12 +67,8 @@ impl AgentBridge {
         }
     }
 
-    /// What the task did, once it has returned.
-    pub fn into_ledger(self) -> Ledger {
-        self.ledger
-    }
-
-    /// Takes what the task did, leaving an empty ledger (the store is torn down later).
+    /// Takes what the task did, once it has returned, leaving an empty ledger (the store
+    /// that holds the bridge is torn down later).
     pub fn take_ledger(&mut self) -> Ledger {
         std::mem::take(&mut self.ledger)
     }

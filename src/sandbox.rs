@@ -202,18 +202,19 @@ impl Sandbox {
         pre: &WorkerPre<TaskState>,
         task: TaskRun<'_>,
     ) -> (Result<Result<(), String>, RunError>, Ledger) {
+        let mut bridge = task.bridge;
         let wasi = match wasi_context(task.data_folder, &task.ids) {
             Ok(wasi) => wasi,
-            Err(error) => return (Err(error), task.bridge.into_ledger()),
+            Err(error) => return (Err(error), bridge.take_ledger()),
         };
         let Ok(instance) = self.instances.clone().acquire_owned().await else {
             // Never closed; stated for completeness rather than unwrapped.
             return (
                 Err(RunError::Setup("the instance pool is closed".into())),
-                task.bridge.into_ledger(),
+                bridge.take_ledger(),
             );
         };
-        let mut store = self.new_store(wasi, task.bridge, task.deadline);
+        let mut store = self.new_store(wasi, bridge, task.deadline);
         let outcome = async {
             let worker = pre.instantiate_async(&mut store).await?;
             worker

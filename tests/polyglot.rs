@@ -558,8 +558,9 @@ async fn instantiation_cost() {
 
     use armonik_wasm::agent::Agent;
     use armonik_wasm::agent_bridge::AgentBridge;
-    use armonik_wasm::bindings::types::{TaskContext, TaskOptions};
+    use armonik_wasm::bindings::types::TaskContext;
     use armonik_wasm::compile_cache::DiskCache;
+    use armonik_wasm::convert::task_options_to_wit;
     use armonik_wasm::guest_log::TaskIds;
     use armonik_wasm::local_agent::LocalAgent;
     use armonik_wasm::sandbox::{Sandbox, SandboxConfig, wasi_context};
@@ -621,18 +622,7 @@ async fn instantiation_cost() {
             let context = TaskContext {
                 session_id: "session".into(),
                 task_id: ids.task_id.clone(),
-                options: TaskOptions {
-                    options: Vec::new(),
-                    max_duration_ms: None,
-                    max_retries: 0,
-                    priority: 0,
-                    partition_id: String::new(),
-                    application_name: String::new(),
-                    application_version: String::new(),
-                    application_namespace: String::new(),
-                    application_service: String::new(),
-                    engine_type: String::new(),
-                },
+                options: task_options_to_wit(&Default::default()),
                 payload_id: "payload".into(),
                 data_dependencies: Vec::new(),
                 expected_output_ids: vec!["out".into()],

@@ -118,9 +118,7 @@ impl TaskHandler {
     /// Produces result `id`: writes `data` to its file (created or truncated), then notifies
     /// the agent. The file must stay unchanged until the task returns.
     pub fn send_result(&self, id: &str, data: &[u8]) -> Result<(), TaskError> {
-        self.write(id, data)?;
-        self.notify_result_data(&[id])?;
-        Ok(())
+        self.send_results(&[(id, data)])
     }
 
     /// Produces several results: writes every file, then notifies them all in one call (none
@@ -129,8 +127,15 @@ impl TaskHandler {
         &self,
         results: &[(I, D)],
     ) -> Result<(), TaskError> {
+        let folder = ResultFolder::open(&self.data_folder);
         for (id, data) in results {
-            self.write(id.as_ref(), data.as_ref())?;
+            let id = id.as_ref();
+            check_id(id)?;
+            let path = self.path_of(id);
+            folder
+                .write(id, data.as_ref())
+                .unwrap_or_else(|| fs::write(&path, data))
+                .map_err(|e| TaskError::io(path, e))?;
         }
         if !results.is_empty() {
             let ids: Vec<&str> = results.iter().map(|(id, _)| id.as_ref()).collect();
@@ -220,15 +225,6 @@ impl TaskHandler {
         let path = self.path_of(id);
         fs::read(&path).map_err(|e| TaskError::io(path, e))
     }
-
-    /// Writes (creates or truncates) the file of result `id`.
-    fn write(&self, id: &str, data: &[u8]) -> Result<(), TaskError> {
-        check_id(id)?;
-        let path = self.path_of(id);
-        write_file(&self.data_folder, id, data)
-            .unwrap_or_else(|| fs::write(&path, data))
-            .map_err(|e| TaskError::io(path, e))
-    }
 }
 
 /// Bytes per positional write: large enough that a call's cost is nothing next to its copy,
@@ -236,52 +232,75 @@ impl TaskHandler {
 #[cfg(target_arch = "wasm32")]
 const WRITE_CHUNK: usize = 1 << 20;
 
-/// Writes `data` to `folder/id` with WASI's positional `write`, when `folder` is a preopened
-/// directory (the data folder is). `std::fs` writes go through the preview 1 adapter's output
-/// stream, which wasmtime runs on its blocking thread pool: a thread hand-off per 64 KiB, about
-/// half the throughput of a large write. Positional writes run on the task's own thread.
-/// `None` when `folder` is not preopened (a handler built for unit tests on the host).
+/// The data folder as WASI's preopened directory, looked up once for the results a call
+/// writes. Results are written with WASI's positional `write`: `std::fs` writes go through the
+/// preview 1 adapter's output stream, which wasmtime runs on its blocking thread pool (a
+/// thread hand-off per 64 KiB), while positional writes run on the task's own thread.
 #[cfg(target_arch = "wasm32")]
-fn write_file(folder: &Path, id: &str, data: &[u8]) -> Option<std::io::Result<()>> {
-    use crate::bindings::wasi::filesystem::preopens::get_directories;
-    use crate::bindings::wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+struct ResultFolder(Option<crate::bindings::wasi::filesystem::types::Descriptor>);
 
-    let (dir, _) = get_directories()
-        .into_iter()
-        .find(|(_, path)| Path::new(path) == folder)?;
-    let io = |code: crate::bindings::wasi::filesystem::types::ErrorCode| {
-        std::io::Error::other(format!("{}: {}", code.name(), code.message()))
-    };
-    let write = || {
-        let file = dir
-            .open_at(
-                PathFlags::empty(),
-                id,
-                OpenFlags::CREATE | OpenFlags::TRUNCATE,
-                DescriptorFlags::WRITE,
-            )
-            .map_err(io)?;
-        let (mut rest, mut offset) = (data, 0u64);
-        while !rest.is_empty() {
-            let chunk = &rest[..rest.len().min(WRITE_CHUNK)];
-            let written = file.write(chunk, offset).map_err(io)?;
-            // A write of nothing would loop forever; `std` reports it the same way.
-            let written = usize::try_from(written)
-                .ok()
-                .filter(|&n| n > 0 && n <= chunk.len())
-                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::WriteZero))?;
-            rest = &rest[written..];
-            offset += written as u64;
-        }
-        Ok(())
-    };
-    Some(write())
+#[cfg(target_arch = "wasm32")]
+impl ResultFolder {
+    /// The preopened directory at `folder`, if there is one (a handler built for unit tests
+    /// has none).
+    fn open(folder: &Path) -> Self {
+        let directories = crate::bindings::wasi::filesystem::preopens::get_directories();
+        Self(
+            directories
+                .into_iter()
+                .find_map(|(dir, path)| (Path::new(&path) == folder).then_some(dir)),
+        )
+    }
+
+    /// Writes (creates or truncates) file `id`; `None` without a preopened directory.
+    fn write(&self, id: &str, data: &[u8]) -> Option<std::io::Result<()>> {
+        use crate::bindings::wasi::filesystem::types::{
+            DescriptorFlags, ErrorCode, OpenFlags, PathFlags,
+        };
+
+        let dir = self.0.as_ref()?;
+        let io =
+            |code: ErrorCode| std::io::Error::other(format!("{}: {}", code.name(), code.message()));
+        let write = || {
+            let file = dir
+                .open_at(
+                    PathFlags::empty(),
+                    id,
+                    OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                    DescriptorFlags::WRITE,
+                )
+                .map_err(io)?;
+            let (mut rest, mut offset) = (data, 0u64);
+            while !rest.is_empty() {
+                let chunk = &rest[..rest.len().min(WRITE_CHUNK)];
+                let written = file.write(chunk, offset).map_err(io)?;
+                // A write of nothing would loop forever; `std` reports it the same way.
+                let written = usize::try_from(written)
+                    .ok()
+                    .filter(|&n| n > 0 && n <= chunk.len())
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::WriteZero))?;
+                rest = &rest[written..];
+                offset += written as u64;
+            }
+            Ok(())
+        };
+        Some(write())
+    }
 }
 
 /// Off wasm there is no preopened directory to write through: `std::fs` it is.
 #[cfg(not(target_arch = "wasm32"))]
-fn write_file(_folder: &Path, _id: &str, _data: &[u8]) -> Option<std::io::Result<()>> {
-    None
+struct ResultFolder;
+
+#[cfg(not(target_arch = "wasm32"))]
+impl ResultFolder {
+    fn open(_folder: &Path) -> Self {
+        Self
+    }
+
+    fn write(&self, _id: &str, _data: &[u8]) -> Option<std::io::Result<()>> {
+        None
+    }
 }
 
 /// Checks that `id` names a file directly in the data folder.
