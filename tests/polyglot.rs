@@ -451,6 +451,27 @@ macro_rules! language_tests {
     };
 }
 
+/// The C helpers fail the task, naming the file, when a result file cannot be opened (here
+/// the payload, removed after the request was built), and send nothing to the agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn c_unreadable_payload_is_an_error_naming_the_file() {
+    let harness = serve(Lang::C, "echo").await;
+    let folder = TaskFolder::new();
+    let request = folder.process_request().payload("gone").build();
+    std::fs::remove_file(folder.path().join(&request.payload_id)).expect("remove the payload");
+    let payload_id = request.payload_id.clone();
+    let details = error_details(harness.run_task(request).await, &harness);
+    assert!(
+        details.starts_with("I/O error on /data/") && details.contains(&payload_id),
+        "{details}"
+    );
+    assert!(
+        harness.agent.calls().is_empty(),
+        "{:?}",
+        harness.agent.calls()
+    );
+}
+
 language_tests!(python, Lang::Python);
 language_tests!(js, Lang::Js);
 language_tests!(c, Lang::C);

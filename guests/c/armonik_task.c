@@ -96,18 +96,28 @@ static char *path_of(armonik_task_t *task, const worker_string_t *id) {
     return path;
 }
 
+/* Opens the file of result `id` with fopen `mode`; on failure fails the task and returns NULL.
+ * On success `*path` holds the file's path, for messages, for the caller to free. */
+static FILE *open_result_file(armonik_task_t *task, const worker_string_t *id, const char *mode,
+                              char **path) {
+    *path = path_of(task, id);
+    if (*path == NULL) return NULL;
+    FILE *file = fopen(*path, mode);
+    if (file == NULL) {
+        armonik_fail(task, "I/O error on %s: %s", *path, strerror(errno));
+        free(*path);
+        *path = NULL;
+    }
+    return file;
+}
+
 bool armonik_read_result_file(armonik_task_t *task, const worker_string_t *id,
                               armonik_bytes_t *out) {
     out->data = NULL;
     out->len = 0;
-    char *path = path_of(task, id);
-    if (path == NULL) return false;
-    FILE *file = fopen(path, "rb");
-    if (file == NULL) {
-        armonik_fail(task, "I/O error on %s: %s", path, strerror(errno));
-        free(path);
-        return false;
-    }
+    char *path;
+    FILE *file = open_result_file(task, id, "rb", &path);
+    if (file == NULL) return false;
     size_t capacity = 64 * 1024, len = 0;
     uint8_t *data = xmalloc(capacity + 1);
     for (;;) {
@@ -159,14 +169,9 @@ const worker_string_t *armonik_first_expected_result(armonik_task_t *task) {
 
 bool armonik_write_result_file(armonik_task_t *task, const worker_string_t *id,
                                const uint8_t *data, size_t len) {
-    char *path = path_of(task, id);
-    if (path == NULL) return false;
-    FILE *file = fopen(path, "wb");
-    if (file == NULL) {
-        armonik_fail(task, "I/O error on %s: %s", path, strerror(errno));
-        free(path);
-        return false;
-    }
+    char *path;
+    FILE *file = open_result_file(task, id, "wb", &path);
+    if (file == NULL) return false;
     size_t written = len == 0 ? 0 : fwrite(data, 1, len, file);
     int error = errno;
     bool failed = written != len;
