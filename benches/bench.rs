@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use armonik::Output;
 use armonik::server::WorkerServiceExt as _;
-use armonik_wasm::agent_bridge::AgentBridge;
+use armonik_wasm::agent_bridge::{AgentBridge, TaskIdentity};
 use armonik_wasm::bindings::WorkerPre;
 use armonik_wasm::compile_cache::DiskCache;
 use armonik_wasm::components::Components;
 use armonik_wasm::guest_log::TaskIds;
+use armonik_wasm::host_files::Folder;
 use armonik_wasm::local_agent::LocalAgent;
 use armonik_wasm::local_run::run_graph;
 use armonik_wasm::proto::v1::TaskOptions;
@@ -310,10 +311,10 @@ async fn instantiation(sizes: &Sizes) -> anyhow::Result<()> {
         let mut p50s = Vec::new();
         for pooling in [false, true] {
             let sandbox = sandbox(pooling).await?;
-            let disk = DiskCache::open(&cache_dir(), sandbox.engine()).ok();
+            let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).ok();
             let components = Components::new(sandbox.clone(), Some(&wasm), disk).await?;
             let pre = components
-                .for_task(&Default::default(), &[], folder.path())
+                .for_task(&Default::default(), &[], &Folder::open(folder.path())?)
                 .await?;
             let mut samples = Vec::with_capacity(sizes.instantiations);
             let started = Instant::now();
@@ -350,10 +351,14 @@ async fn instantiate(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let bridge = AgentBridge::new(
         agent.clone(),
-        String::new(),
-        String::new(),
+        TaskIdentity {
+            token: String::new(),
+            session_id: String::new(),
+            expected_outputs: Vec::new(),
+        },
         1 << 20,
         deadline,
+        Arc::new(Folder::open(folder)?),
     );
     let mut store = sandbox.new_store(wasi_context(folder, ids)?, bridge, deadline);
     pre.instantiate_async(&mut store).await?;
@@ -430,8 +435,9 @@ async fn local_runner(
         RunnerConfig {
             max_concurrent_tasks: 1,
             default_max_duration: Duration::from_secs(600),
+            guest_threads: false,
         },
-    ));
+    )?);
     Ok((agent, runner, work))
 }
 
@@ -452,14 +458,14 @@ async fn compute(sizes: &Sizes) -> anyhow::Result<()> {
     let output = agent.create_result_metadata("summary");
     agent.submit(payload, Vec::new(), vec![output.clone()]);
     let started = Instant::now();
-    let report = run_graph(agent.clone(), runner, 1).await?;
+    let report = run_graph(agent.clone(), runner, 1, std::future::pending()).await?;
     let wasm_time = started.elapsed();
     anyhow::ensure!(
         report.summary().contains("(1 completed)"),
         "{}",
         report.summary()
     );
-    let wasm = std::fs::read_to_string(agent.data_path(&output))?;
+    let wasm = std::io::read_to_string(agent.open_data(&output)?)?;
     anyhow::ensure!(
         wasm == native.to_text(),
         "wasm {wasm} != native {}",
@@ -573,7 +579,7 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
     let sandbox = sandbox(true).await?;
     let components = Components::new(sandbox.clone(), Some(&guest("echo")), None).await?;
     let pre = components
-        .for_task(&Default::default(), &[], folder.path())
+        .for_task(&Default::default(), &[], &Folder::open(folder.path())?)
         .await?;
     let ids = Arc::new(TaskIds {
         session_id: "s".into(),

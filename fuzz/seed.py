@@ -76,7 +76,7 @@ SEEDS = {
     "library-in-folder": request(**library("dep")),
     "library-not-dependency": request(**library("lib", deps=["other"])),
     "library-bad-version": request(options=task_options([("ConventionVersion", "v2")])),
-    # Ids that are not a plain file name must never become host paths (sandbox::data_file):
+    # Ids that are not a plain file name must never become host paths (host_files::plain_name):
     # before b6f0c7a, Components::for_task read these (and /dev/zero until out of memory).
     "library-dotdot-path": request(**library("../../../../../../../../etc/passwd")),
     "library-absolute-path": request(**library("/etc/passwd")),
@@ -105,4 +105,19 @@ components = FUZZ / "corpus" / "load_component"
 write(components, {"empty-component": b"\0asm\x0d\0\x01\0", "core-module": b"\0asm\x01\0\0\0"})
 for guest in ("echo", "fail"):
     shutil.copyfile(GUESTS / f"{guest}.wasm", components / f"{guest}.wasm")
+
+
+def file_ops(*ops):
+    """host_files input: per operation, its number, the name's length, the name."""
+    return b"".join(bytes([op, len(name)]) + name for op, name in ops)
+
+
+# Every operation on every planted thing (see fuzz_targets/host_files.rs), and names that
+# are not plain.
+PLANTED = [b"up", b"abs", b"dangling", b"dirlink", b"dir", b"file", b"r"]
+ODD = [b"", b".", b"..", b"../outside/canary", b"dirlink/canary", b"/tmp/x", b"a\0b", b"x" * 255]
+write(FUZZ / "corpus" / "host_files", {
+    "every-op-on-planted": file_ops(*[(op, name) for op in range(9) for name in PLANTED]),
+    "every-op-on-odd-names": file_ops(*[(op, name) for op in range(9) for name in ODD]),
+})
 print(f"seeded {FUZZ / 'corpus'} and {FUZZ / 'repro'}")

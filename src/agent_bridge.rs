@@ -1,6 +1,16 @@
 //! The WIT `agent` interface, implemented by forwarding each call to an [`Agent`] with the
 //! task's communication token and session id, and keeping the ledger of what the task
 //! produced (for the output check of the task runner).
+//!
+//! The bridge also holds the host's side of the boundary for agent calls, before anything
+//! reaches the agent (ArmoniK's agent checks none of this, see the worker contract §6):
+//! - a task produces only results it owns: its expected outputs and the results it created
+//!   with `create-results-metadata`, each once, by notifying it or by delegating it to one
+//!   submitted task. Anything else is `invalid-argument`, so a task can neither overwrite
+//!   its inputs nor forge another task's output;
+//! - a data call (`get-resource-data`...) names a plain file of the data folder, and whatever
+//!   the guest left at that name (a link, a directory, a file) is removed first: ArmoniK's
+//!   agent writes `<folder>/<id>` following links and without truncating.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -15,6 +25,7 @@ use crate::bindings::types::{
     AgentError, ResultMetadata, SubmittedTask, TaskDefinition, TaskOptions, TaskRequest,
 };
 use crate::convert;
+use crate::host_files::{Folder, plain_name};
 use crate::proto::v1::agent as pb;
 
 /// A trap raised when the task's deadline passes during (or before) an agent call: the task
@@ -37,6 +48,16 @@ pub struct Ledger {
     pub agent_unavailable: Option<String>,
 }
 
+/// Who a task is, as the agent knows it.
+pub struct TaskIdentity {
+    /// The communication token of this attempt (never shown to the guest).
+    pub token: String,
+    /// The task's session.
+    pub session_id: String,
+    /// The results the task must produce.
+    pub expected_outputs: Vec<String>,
+}
+
 /// The per-task half of the agent bridge: who the task is and what it did.
 pub struct AgentBridge {
     agent: Arc<dyn Agent>,
@@ -44,27 +65,87 @@ pub struct AgentBridge {
     session_id: String,
     chunk_size: usize,
     deadline: Instant,
+    data_folder: Arc<Folder>,
+    /// Results the task may produce: its expected outputs, and those it created without data.
+    owned: HashSet<String>,
     ledger: Ledger,
 }
 
 impl AgentBridge {
     /// A bridge for one task. `chunk_size` is the agent's preferred message size (for the
-    /// legacy stream); `deadline` is when the task's time budget ends.
+    /// legacy stream); `deadline` is when the task's time budget ends; `data_folder` is the
+    /// task's folder, where data calls write.
     pub fn new(
         agent: Arc<dyn Agent>,
-        token: String,
-        session_id: String,
+        task: TaskIdentity,
         chunk_size: usize,
         deadline: Instant,
+        data_folder: Arc<Folder>,
     ) -> Self {
         Self {
             agent,
-            token,
-            session_id,
+            token: task.token,
+            session_id: task.session_id,
             chunk_size,
             deadline,
+            data_folder,
+            owned: task.expected_outputs.into_iter().collect(),
             ledger: Ledger::default(),
         }
+    }
+
+    /// Refuses to notify a result the task does not own, or has delegated.
+    fn check_notify(&self, ids: &[String]) -> Result<(), AgentError> {
+        for id in ids {
+            self.check_owned(id, "notify")?;
+            if self.ledger.delegated.contains(id) {
+                return Err(AgentError::InvalidArgument(format!(
+                    "cannot notify result `{id}`: the task delegated it to a submitted task"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses to delegate a result the task does not own, has notified, or delegates twice.
+    fn check_delegate<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), AgentError> {
+        let mut delegating = HashSet::new();
+        for id in ids {
+            self.check_owned(id, "delegate")?;
+            if self.ledger.notified.contains(id)
+                || self.ledger.delegated.contains(id)
+                || !delegating.insert(id)
+            {
+                return Err(AgentError::InvalidArgument(format!(
+                    "cannot delegate result `{id}`: the task already notified or delegated it (a result is produced once)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_owned(&self, id: &str, action: &str) -> Result<(), AgentError> {
+        if self.owned.contains(id) {
+            Ok(())
+        } else {
+            Err(AgentError::InvalidArgument(format!(
+                "cannot {action} result `{id}`: a task may produce only its expected outputs and the results it created with create-results-metadata"
+            )))
+        }
+    }
+
+    /// Makes the name a data call will write safe: a plain file name of the data folder, with
+    /// whatever the guest left there removed.
+    fn clear_for_data(&self, result_id: &str) -> Result<(), AgentError> {
+        plain_name(result_id).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
+        self.data_folder.clear(result_id).map_err(|error| {
+            AgentError::Internal(format!(
+                "cannot clear `{result_id}` in the data folder before fetching it: {error}"
+            ))
+        })
     }
 
     /// Takes what the task did, once it has returned, leaving an empty ledger (the store
@@ -134,6 +215,8 @@ impl Host for AgentBridge {
         let agent = self.agent.clone();
         let reply = self.call(agent.create_results_metadata(request)).await?;
         Ok(reply.map(|r| {
+            self.owned
+                .extend(r.results.iter().map(|m| m.result_id.clone()));
             r.results
                 .into_iter()
                 .map(convert::result_metadata_to_wit)
@@ -170,6 +253,9 @@ impl Host for AgentBridge {
         &mut self,
         result_ids: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<String>, AgentError>> {
+        if let Err(refused) = self.check_notify(&result_ids) {
+            return Ok(Err(refused));
+        }
         let request = pb::NotifyResultDataRequest {
             ids: result_ids
                 .into_iter()
@@ -195,6 +281,10 @@ impl Host for AgentBridge {
         tasks: Vec<TaskDefinition>,
         defaults: Option<TaskOptions>,
     ) -> wasmtime::Result<Result<Vec<SubmittedTask>, AgentError>> {
+        if let Err(refused) = self.check_delegate(tasks.iter().flat_map(|t| &t.expected_output_ids))
+        {
+            return Ok(Err(refused));
+        }
         let request = pb::SubmitTasksRequest {
             session_id: self.session_id.clone(),
             task_options: defaults.map(convert::task_options_from_wit),
@@ -226,6 +316,10 @@ impl Host for AgentBridge {
         tasks: Vec<TaskRequest>,
         defaults: Option<TaskOptions>,
     ) -> wasmtime::Result<Result<Vec<SubmittedTask>, AgentError>> {
+        if let Err(refused) = self.check_delegate(tasks.iter().flat_map(|t| &t.expected_output_ids))
+        {
+            return Ok(Err(refused));
+        }
         let stream = convert::create_task_stream(tasks, defaults, &self.token, self.chunk_size);
         let agent = self.agent.clone();
         let reply = match self.call(agent.create_task(stream)).await? {
@@ -268,6 +362,9 @@ impl Host for AgentBridge {
         &mut self,
         result_id: String,
     ) -> wasmtime::Result<Result<(), AgentError>> {
+        if let Err(refused) = self.clear_for_data(&result_id) {
+            return Ok(Err(refused));
+        }
         let request = self.data_request(result_id);
         let agent = self.agent.clone();
         Ok(self.call(agent.get_resource_data(request)).await?.map(drop))
@@ -277,6 +374,9 @@ impl Host for AgentBridge {
         &mut self,
         result_id: String,
     ) -> wasmtime::Result<Result<(), AgentError>> {
+        if let Err(refused) = self.clear_for_data(&result_id) {
+            return Ok(Err(refused));
+        }
         let request = self.data_request(result_id);
         let agent = self.agent.clone();
         Ok(self.call(agent.get_common_data(request)).await?.map(drop))
@@ -286,6 +386,9 @@ impl Host for AgentBridge {
         &mut self,
         result_id: String,
     ) -> wasmtime::Result<Result<(), AgentError>> {
+        if let Err(refused) = self.clear_for_data(&result_id) {
+            return Ok(Err(refused));
+        }
         let request = self.data_request(result_id);
         let agent = self.agent.clone();
         Ok(self.call(agent.get_direct_data(request)).await?.map(drop))

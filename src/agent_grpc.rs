@@ -50,7 +50,11 @@ impl GrpcAgent {
         };
         Ok(Self {
             // Responses are small; requests may carry up to the agent's own 4 MiB limit.
-            client: AgentClient::new(channel),
+            // Core's agent replies with messages of any size (50,000 created results are 5 MB):
+            // work it recorded must not be reported to the guest as failed.
+            client: AgentClient::new(channel)
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
         })
     }
 }

@@ -9,10 +9,12 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::agent_grpc::GrpcAgent;
-use crate::compile_cache::DiskCache;
+use crate::compile_cache::{self, CacheLimits, DiskCache};
 use crate::components::{self, Components, Origin, check_header};
 use crate::config::ChannelAddress;
-use crate::local_agent::{LocalAgent, ResultState};
+use crate::host_files::{Folder, safe_file_name};
+use crate::local_agent::LocalAgent;
+use crate::local_graph::ResultState;
 use crate::local_run;
 use crate::proto::v1::TaskOptions;
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -69,6 +71,15 @@ pub struct SandboxArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Size of the on-disk cache, in MiB, past which the least recently used entries are
+    /// evicted: about 30 Python components.
+    #[arg(long, env = "ArmonikWasm__CacheMaxMiB", default_value_t = compile_cache::DEFAULT_MAX_MIB)]
+    pub cache_max_mib: u64,
+
+    /// Entries of the on-disk cache past which the least recently used are evicted.
+    #[arg(long, env = "ArmonikWasm__CacheMaxEntries", default_value_t = compile_cache::DEFAULT_MAX_ENTRIES)]
+    pub cache_max_entries: usize,
+
     /// Allocate instances on demand instead of from the pooling allocator (which reserves
     /// address space up front, and is faster to instantiate from).
     #[arg(long, env = "ArmonikWasm__NoPooling")]
@@ -91,13 +102,19 @@ impl SandboxArgs {
         } else {
             self.cache_dir.clone().or_else(DiskCache::default_root)
         };
-        let disk = root.and_then(|root| match DiskCache::open(&root, sandbox.engine()) {
-            Ok(cache) => Some(cache),
-            Err(error) => {
-                tracing::warn!(root = %root.display(), %error, "compilation cache disabled");
-                None
-            }
-        });
+        let limits = CacheLimits {
+            max_bytes: self.cache_max_mib.saturating_mul(1024 * 1024),
+            max_entries: self.cache_max_entries,
+        };
+        let disk = root.and_then(
+            |root| match DiskCache::open(&root, sandbox.engine(), limits) {
+                Ok(cache) => Some(cache),
+                Err(error) => {
+                    tracing::warn!(root = %root.display(), %error, "compilation cache disabled");
+                    None
+                }
+            },
+        );
         Ok((sandbox, disk))
     }
 
@@ -184,8 +201,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         RunnerConfig {
             max_concurrent_tasks: usize::try_from(args.max_concurrent_tasks)?,
             default_max_duration,
+            guest_threads: true,
         },
-    ));
+    )?);
     let serving = Arc::new(AtomicBool::new(true));
     let service = WorkerService::new(runner.clone(), serving.clone());
     tracing::info!(%agent_address, "agent channel (connected on first use)");
@@ -311,6 +329,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
             .with_context(|| format!("cannot read the file of --dep {name}: {path}"))?;
         deps.push((name.to_owned(), data));
     }
+    for (n, name) in args.output_names.iter().enumerate() {
+        if name.is_empty() || args.output_names[..n].contains(name) {
+            anyhow::bail!("--output-name needs distinct, non-empty names, got `{name}`");
+        }
+    }
     let mut options = std::collections::HashMap::new();
     for option in &args.options {
         let (key, value) = split_pair(option, "--option", "KEY=VALUE")?;
@@ -324,8 +347,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
 
     let (sandbox, disk) = args.sandbox.build(u32::try_from(parallelism)?)?;
     let components = Components::new(sandbox.clone(), Some(&args.component), disk).await?;
+    // Private to this user: it holds every result of the graph.
     let work = tempfile::Builder::new()
         .prefix("armonik-wasm-run")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()?;
     let session_options = TaskOptions {
         options,
@@ -358,28 +383,39 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         RunnerConfig {
             max_concurrent_tasks: parallelism,
             default_max_duration,
+            guest_threads: false,
         },
-    ));
-    let report = local_run::run_graph(agent.clone(), runner, parallelism).await?;
+    )?);
+    let report =
+        match local_run::run_graph(agent.clone(), runner, parallelism, shutdown_signal()).await {
+            Ok(report) => report,
+            Err(error) => {
+                drop(agent);
+                remove_work_folder(work);
+                return Err(error);
+            }
+        };
 
     for task in report.tasks.iter().filter(|t| t.message.is_some()) {
         if let Some(message) = &task.message {
             eprintln!("task {} {:?}: {message}", task.id, task.state);
         }
     }
-    std::fs::create_dir_all(&args.outputs)
+    let outputs_folder = Folder::create(&args.outputs, false)
         .with_context(|| format!("cannot create {}", args.outputs.display()))?;
     let mut complete = true;
     for (name, id) in &outputs {
         match agent.result(id) {
             Some((_, ResultState::Completed)) => {
-                let target = args.outputs.join(name);
-                std::fs::copy(agent.data_path(id), &target)
+                let file_name = safe_file_name(name);
+                let target = args.outputs.join(&file_name);
+                let size = agent
+                    .open_data(id)
+                    .and_then(|mut data| outputs_folder.write_from(&file_name, &mut data))
                     .with_context(|| format!("cannot write {}", target.display()))?;
                 // Shown when it is short text; a large output is never read back whole.
-                let size = std::fs::metadata(&target)?.len();
                 let text = if size <= 4096 {
-                    String::from_utf8(std::fs::read(&target)?).ok()
+                    String::from_utf8(outputs_folder.read(&file_name)?).ok()
                 } else {
                     None
                 };
@@ -396,15 +432,62 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
     }
     if args.all_results {
-        let dir = args.outputs.join("results");
-        std::fs::create_dir_all(&dir)?;
-        for (id, name) in agent.completed_results() {
-            std::fs::copy(agent.data_path(&id), dir.join(format!("{name}.{id}")))?;
-        }
-        println!("every completed result written to {}", dir.display());
+        write_all_results(&agent, &args.outputs.join("results"))?;
     }
     println!("{}", report.summary());
+    drop(agent);
+    remove_work_folder(work);
     Ok(complete)
+}
+
+/// Removes `run`'s work folder (result data, task folders), saying so if that fails.
+fn remove_work_folder(work: tempfile::TempDir) {
+    let path = work.path().to_owned();
+    // Emptied first through `host_files`, which removes trees of any depth; then the folder.
+    let removed = Folder::open(&path)
+        .and_then(|folder| folder.remove_contents())
+        .and_then(|()| work.close());
+    if let Err(error) = removed {
+        eprintln!(
+            "warning: cannot remove the work folder {}: {error}",
+            path.display()
+        );
+    }
+}
+
+/// Writes every completed result of the graph to `dir`, as `<mapped name>.<id>` (see
+/// [`safe_file_name`]; just `<id>` for an unnamed result). A result that cannot be written
+/// is reported and the others are still written.
+fn write_all_results(agent: &LocalAgent, dir: &std::path::Path) -> anyhow::Result<()> {
+    let folder =
+        Folder::create(dir, false).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut failed = 0;
+    let results = agent.completed_results();
+    for (id, name) in &results {
+        let file_name = match safe_file_name(name) {
+            mapped if mapped.is_empty() => id.clone(),
+            mapped => format!("{mapped}.{id}"),
+        };
+        let written = agent
+            .open_data(id)
+            .and_then(|mut data| folder.write_from(&file_name, &mut data));
+        if let Err(error) = written {
+            failed += 1;
+            eprintln!(
+                "cannot write result {id} to {}: {error}",
+                dir.join(&file_name).display()
+            );
+        }
+    }
+    println!(
+        "{} completed results written to {}",
+        results.len() - failed,
+        dir.display()
+    );
+    if failed > 0 {
+        anyhow::bail!("{failed} results could not be written to {}", dir.display());
+    }
+    Ok(())
 }
 
 fn split_pair<'a>(value: &'a str, flag: &str, form: &str) -> anyhow::Result<(&'a str, &'a str)> {

@@ -5,30 +5,83 @@
 //! fingerprint covers everything wasmtime requires to match (its version, the compiler
 //! settings, the enabled features), so a host built or configured differently never reads an
 //! artifact it cannot run.
+//!
+//! An entry is native code the host runs, so it is trusted only if it is the host's own: the
+//! engine folder and each entry must be owned by this user and writable by no one else
+//! (folders the host creates are mode 0700, entries 0600); a link is never followed. Anything
+//! else (a shared cache folder, an entry another user planted) is ignored with a warning and
+//! the component compiled in memory.
+//!
+//! The cache is bounded by total size and number of entries: after each write, the least
+//! recently used entries (by modification time, which a load refreshes) are evicted until it
+//! fits, as wasmtime's own cache does.
 
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::host_files::Folder;
+
 /// Environment variable that moves the cache.
 pub const CACHE_DIR_ENV: &str = "ARMONIK_WASM_CACHE_DIR";
+
+/// How large the cache may grow.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    /// Total size of the entries, in bytes.
+    pub max_bytes: u64,
+    /// Number of entries.
+    pub max_entries: usize,
+}
+
+/// Default size limit, in MiB: about 30 Python components (35 MB each), or the versions of
+/// a handful of applications a worker alternates between; hundreds of Rust ones.
+pub const DEFAULT_MAX_MIB: u64 = 1024;
+/// Default entry limit.
+pub const DEFAULT_MAX_ENTRIES: usize = 100;
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_MIB << 20,
+            max_entries: DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
 
 /// The compiled-component cache of one engine configuration.
 #[derive(Clone)]
 pub struct DiskCache {
-    dir: PathBuf,
+    folder: Arc<Folder>,
+    limits: CacheLimits,
 }
 
 impl DiskCache {
-    /// Opens (creating it if needed) the cache under `root` for `engine`.
-    pub fn open(root: &Path, engine: &Engine) -> std::io::Result<Self> {
+    /// Opens (creating it, private, if needed) the cache under `root` for `engine`.
+    ///
+    /// # Errors
+    /// The folder cannot be made or opened, or it does not belong to this user alone
+    /// (`PermissionDenied`): the caller then runs without the cache.
+    pub fn open(
+        root: &std::path::Path,
+        engine: &Engine,
+        limits: CacheLimits,
+    ) -> std::io::Result<Self> {
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        let dir = root.join(format!("{:016x}", hasher.finish()));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self { dir })
+        // The root is checked too: whoever can write there can swap the engine folder.
+        let root = Folder::create(root, true)?;
+        root.check_private()?;
+        let folder = root.subfolder(&format!("{:016x}", hasher.finish()))?;
+        folder.check_private()?;
+        Ok(Self {
+            folder: Arc::new(folder),
+            limits,
+        })
     }
 
     /// The default root: `$ARMONIK_WASM_CACHE_DIR`, else `$XDG_CACHE_HOME/armonik-wasm`, else
@@ -44,45 +97,74 @@ impl DiskCache {
             .or_else(|| var("HOME").map(|d| d.join(".cache").join("armonik-wasm")))
     }
 
-    fn path(&self, digest: &str) -> PathBuf {
-        self.dir.join(format!("{digest}.cwasm"))
+    fn entry(digest: &str) -> String {
+        format!("{digest}.cwasm")
     }
 
-    /// The cached compilation of the component with this content digest, if any. A damaged
-    /// entry is removed, so it gets recompiled.
+    /// The cached compilation of the component with this content digest, if there is one the
+    /// host wrote. A damaged entry is removed, so it gets recompiled; one that is not the
+    /// host's own is left alone and ignored (the next compilation replaces it).
     pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
-        let path = self.path(digest);
-        if !path.exists() {
-            return None;
-        }
-        // SAFETY: the file was written by `store` below, from wasmtime's own serialization of
-        // a component this host compiled, in a directory keyed by the engine's compatibility
-        // hash; wasmtime checks its header and version again on load.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        let name = Self::entry(digest);
+        let bytes = match self.folder.open_own_file(&name).and_then(|mut file| {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)?;
+            // Used now: the last entry the eviction takes.
+            file.set_modified(std::time::SystemTime::now())?;
+            Ok(bytes)
+        }) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(error) => {
+                tracing::warn!(%error, "ignoring a compile cache entry that is not the host's own");
+                return None;
+            }
+        };
+        // SAFETY: the bytes come from a regular file of a folder only this user can write,
+        // owned by this user and writable by no one else: one `store` below wrote, from
+        // wasmtime's own serialization of a component this host compiled, in a folder keyed
+        // by the engine's compatibility hash. wasmtime checks its header and version again.
+        match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(error) => {
-                tracing::warn!(path = %path.display(), %error, "dropping an unusable cache entry");
-                let _ = std::fs::remove_file(&path);
+                tracing::warn!(entry = %name, %error, "dropping an unusable cache entry");
+                let _ = self.folder.remove_file(&name);
                 None
             }
         }
     }
 
-    /// Saves a compiled component. Failing to write is only logged: the cache is an
-    /// optimisation.
+    /// Saves a compiled component, atomically (written aside, then renamed into place).
+    /// Failing to write is only logged: the cache is an optimisation.
     pub fn store(&self, digest: &str, component: &Component) {
         let written = component
             .serialize()
             .map_err(anyhow::Error::from)
-            .and_then(|bytes| {
-                // Write then rename, so a concurrent reader never sees half a file.
-                let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
-                std::io::Write::write_all(&mut file, &bytes)?;
-                file.persist(self.path(digest))?;
-                Ok(())
-            });
+            .and_then(|bytes| Ok(self.folder.write(&Self::entry(digest), &bytes)?));
         if let Err(error) = written {
             tracing::warn!(%error, "cannot write to the compilation cache");
         }
+        if let Err(error) = self.evict() {
+            tracing::warn!(%error, "cannot trim the compilation cache");
+        }
+    }
+
+    /// Removes the least recently used entries until the cache fits its limits.
+    fn evict(&self) -> std::io::Result<()> {
+        let mut entries = self.folder.files()?;
+        let mut bytes: u64 = entries.iter().map(|(_, size, _)| size).sum();
+        let mut count = entries.len();
+        // Oldest first; the name breaks ties so the order is stable.
+        entries.sort_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.cmp(&b.0)));
+        for (name, size, _) in entries {
+            if bytes <= self.limits.max_bytes && count <= self.limits.max_entries {
+                break;
+            }
+            self.folder.remove_file(&name)?;
+            tracing::info!(entry = %name, size, "evicted from the compilation cache");
+            bytes -= size;
+            count -= 1;
+        }
+        Ok(())
     }
 }

@@ -10,13 +10,17 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Semaphore;
+
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt as _;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Precompiled};
 
 use crate::bindings::WorkerPre;
 use crate::compile_cache::DiskCache;
-use crate::sandbox::{Sandbox, TaskState, data_file};
+use crate::host_files::Folder;
+use crate::sandbox::{Sandbox, TaskState};
 
 /// Task option naming the dynamic-worker convention in use.
 pub const CONVENTION_VERSION: &str = "ConventionVersion";
@@ -120,12 +124,39 @@ struct Cache {
     order: VecDeque<String>,
 }
 
+impl Cache {
+    /// Keeps a prepared component, evicting the oldest past [`CACHE_CAPACITY`].
+    fn insert(&mut self, prepared: Prepared) -> Arc<Prepared> {
+        let prepared = Arc::new(prepared);
+        if self.order.len() >= CACHE_CAPACITY
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.by_digest.remove(&oldest);
+            self.by_blob.retain(|_, p| p.digest != oldest);
+        }
+        self.order.push_back(prepared.digest.clone());
+        self.by_digest
+            .insert(prepared.digest.clone(), prepared.clone());
+        prepared
+    }
+}
+
+/// Locks the cache, which holds no invariant a panic could break halfway.
+fn lock(cache: &Mutex<Cache>) -> std::sync::MutexGuard<'_, Cache> {
+    cache.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The components of this host: the default one, and those loaded from task data.
 pub struct Components {
     sandbox: Arc<Sandbox>,
     default: Option<Arc<Prepared>>,
-    cache: Mutex<Cache>,
+    cache: Arc<Mutex<Cache>>,
     disk: Option<DiskCache>,
+    /// One compilation at a time: a Python component takes seconds of both cores and about a
+    /// GiB. Tasks needing a component being compiled wait for it instead of compiling it
+    /// again, and a compilation whose task gave up (its deadline, a cancel) still lands in the
+    /// cache for the next task that needs it.
+    compiling: Arc<Semaphore>,
 }
 
 impl Components {
@@ -139,7 +170,8 @@ impl Components {
         let components = Self {
             sandbox,
             default: None,
-            cache: Mutex::default(),
+            cache: Arc::default(),
+            compiling: Arc::new(Semaphore::new(1)),
             disk,
         };
         let default = match default {
@@ -169,7 +201,7 @@ impl Components {
         &self,
         options: &HashMap<String, String>,
         data_dependencies: &[String],
-        data_folder: &Path,
+        data_folder: &Folder,
     ) -> Result<Arc<Prepared>, LoadError> {
         let Some(version) = options.get(CONVENTION_VERSION) else {
             return self.default.clone().ok_or_else(|| {
@@ -196,12 +228,19 @@ impl Components {
         if let Some(prepared) = self.lock().by_blob.get(blob) {
             return Ok(prepared.clone());
         }
-        let path = data_file(data_folder, blob).ok_or_else(|| {
-            LoadError::Selection(format!("{LIBRARY_BLOB_ID} `{blob}` is not a result id"))
+        // A regular file of the folder, never a link a guest of an earlier attempt planted.
+        let read = async {
+            let file = data_folder.open_file(blob)?;
+            let mut bytes = Vec::new();
+            tokio::fs::File::from_std(file)
+                .read_to_end(&mut bytes)
+                .await?;
+            Ok::<_, std::io::Error>(bytes)
+        };
+        let bytes = read.await.map_err(|error| LoadError::Read {
+            path: data_folder.path().join(blob),
+            error,
         })?;
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|error| LoadError::Read { path, error })?;
         let prepared = self.load(bytes, Origin::Blob(blob.clone())).await?;
         let mut cache = self.lock();
         if cache.by_blob.len() >= BLOB_IDS_CAPACITY {
@@ -215,14 +254,30 @@ impl Components {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
-        // The cache holds no invariant a panic could break halfway.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.cache)
     }
 
     /// Compiles (or deserializes) and links `bytes` unless a component with the same content
     /// is cached.
     async fn load(&self, bytes: Vec<u8>, origin: Origin) -> Result<Arc<Prepared>, LoadError> {
-        let digest = hex(&Sha256::digest(&bytes));
+        // Hashing a 19 MB Python component takes tens of milliseconds: off the async threads,
+        // and where a task's deadline can end the wait.
+        let (bytes, digest) = tokio::task::spawn_blocking(move || {
+            let digest = hex(&Sha256::digest(&bytes));
+            (bytes, digest)
+        })
+        .await
+        .map_err(|e| LoadError::Selection(format!("cannot hash the component: {e}")))?;
+        if let Some(prepared) = self.lock().by_digest.get(&digest) {
+            return Ok(prepared.clone());
+        }
+        let permit = self
+            .compiling
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| LoadError::Selection(format!("component compilation failed: {e}")))?;
+        // Another task may have compiled it while this one waited.
         if let Some(prepared) = self.lock().by_digest.get(&digest) {
             return Ok(prepared.clone());
         }
@@ -231,9 +286,11 @@ impl Components {
         let span = tracing::info_span!("compile", %origin, %digest);
         let sandbox = self.sandbox.clone();
         let disk = self.disk.clone();
-        let task_digest = digest.clone();
-        let prepared = tokio::task::spawn_blocking(move || {
+        let memory = self.cache.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let _span = span.enter();
+            let task_digest = digest;
             let cache = disk.as_ref().map(|disk| (disk, task_digest.as_str()));
             let component = compile(sandbox.engine(), &bytes, &origin, cache)?;
             let pre = sandbox
@@ -242,25 +299,13 @@ impl Components {
                     origin: origin.clone(),
                     reason: format!("{e:#}"),
                 })?;
-            Ok::<_, LoadError>(Prepared {
+            Ok(lock(&memory).insert(Prepared {
                 digest: task_digest,
                 pre,
-            })
+            }))
         })
         .await
-        .map_err(|e| LoadError::Selection(format!("component compilation failed: {e}")))??;
-
-        let prepared = Arc::new(prepared);
-        let mut cache = self.lock();
-        if cache.order.len() >= CACHE_CAPACITY
-            && let Some(oldest) = cache.order.pop_front()
-        {
-            cache.by_digest.remove(&oldest);
-            cache.by_blob.retain(|_, p| p.digest != oldest);
-        }
-        cache.order.push_back(digest.clone());
-        cache.by_digest.insert(digest, prepared.clone());
-        Ok(prepared)
+        .map_err(|e| LoadError::Selection(format!("component compilation failed: {e}")))?
     }
 }
 

@@ -174,6 +174,48 @@ pub fn create_task_stream(
     stream
 }
 
+/// The task options and the tasks (header, payload) of a legacy CreateTask stream.
+pub type ParsedTasks = (
+    Option<pb::TaskOptions>,
+    Vec<(pb::TaskRequestHeader, Vec<u8>)>,
+);
+
+/// Reads the legacy CreateTask grammar: an init request, then per task a header, data chunks
+/// and a completion marker, then `last_task`.
+pub fn parse_create_task(stream: Vec<pb_agent::CreateTaskRequest>) -> Result<ParsedTasks, String> {
+    use pb::{data_chunk, init_task_request};
+    use pb_agent::create_task_request::Type;
+    let mut messages = stream.into_iter().map(|m| m.r#type);
+    let options = match messages.next() {
+        Some(Some(Type::InitRequest(init))) => init.task_options,
+        _ => return Err("CreateTask must start with an init request".into()),
+    };
+    let mut tasks = Vec::new();
+    loop {
+        let header = match messages.next() {
+            Some(Some(Type::InitTask(init))) => match init.r#type {
+                Some(init_task_request::Type::Header(header)) => header,
+                Some(init_task_request::Type::LastTask(true)) => break,
+                _ => return Err("expected a task header or last_task".into()),
+            },
+            _ => return Err("the stream ended before last_task".into()),
+        };
+        let mut payload = Vec::new();
+        loop {
+            match messages.next() {
+                Some(Some(Type::TaskPayload(chunk))) => match chunk.r#type {
+                    Some(data_chunk::Type::Data(data)) => payload.extend_from_slice(&data),
+                    Some(data_chunk::Type::DataComplete(true)) => break,
+                    _ => return Err("malformed payload chunk".into()),
+                },
+                _ => return Err("a task payload is not terminated by data_complete".into()),
+            }
+        }
+        tasks.push((header, payload));
+    }
+    Ok((options, tasks))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +265,27 @@ mod tests {
                 r#type: Some(pb::data_chunk::Type::Data(d))
             })) if d.is_empty()
         ));
+    }
+
+    #[test]
+    fn legacy_stream_is_parsed_and_malformed_ones_rejected() {
+        use crate::bindings::types::TaskRequest;
+        let stream = crate::convert::create_task_stream(
+            vec![TaskRequest {
+                payload: vec![1, 2, 3],
+                data_dependencies: vec!["d".into()],
+                expected_output_ids: vec!["o".into()],
+            }],
+            None,
+            "token",
+            2,
+        );
+        let (_, tasks) = parse_create_task(stream.clone()).expect("valid stream");
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].1, vec![1, 2, 3]);
+        assert_eq!(tasks[0].0.expected_output_keys, vec!["o".to_owned()]);
+        let truncated = stream[..stream.len() - 1].to_vec();
+        assert!(parse_create_task(truncated).is_err());
+        assert!(parse_create_task(stream[1..].to_vec()).is_err());
     }
 }

@@ -4,8 +4,10 @@
 //! [`transport`] (the Worker gRPC service) → [`task_runner`] (a request in, an outcome out) →
 //! [`sandbox`] (engine, store, limits; [`components`] picks and caches the component) →
 //! [`agent_bridge`] (the WIT `agent` interface) → [`agent`] (the Agent trait, implemented over
-//! gRPC by [`agent_grpc`], and in-process by [`local_agent`] for `run`, whose scheduler is
-//! [`local_run`]).
+//! gRPC by [`agent_grpc`], and in-process by [`local_agent`] for `run`, over the task graph
+//! of [`local_graph`] with ArmoniK's option merge ([`task_options`]), scheduled by
+//! [`local_run`]). Every file the host touches for a task or on its own stores goes through
+//! [`host_files`].
 
 pub mod agent;
 pub mod agent_bridge;
@@ -17,10 +19,13 @@ pub mod components;
 pub mod config;
 pub mod convert;
 pub mod guest_log;
+pub mod host_files;
 pub mod limits;
 pub mod local_agent;
+pub mod local_graph;
 pub mod local_run;
 pub mod proto;
 pub mod sandbox;
+pub mod task_options;
 pub mod task_runner;
 pub mod transport;

@@ -7,15 +7,27 @@
 //! otherwise; a task becomes runnable once all its dependencies are completed; an error
 //! status is retried up to `max_retries` times under the id `<first id>###<n>`; a failed or
 //! timed-out task aborts its outputs and cancels every task depending on them.
+//!
+//! Stricter than ArmoniK where it protects the results: a task may notify or delegate only
+//! results it owns (its expected outputs, the results it created without data), and a
+//! completed result never changes. Every file operation goes through [`host_files`]: the
+//! store and the task folders are private to this user, and nothing a guest plants in its
+//! folder is followed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use tonic::{Code, Status};
 
 use crate::agent::Agent;
+use crate::convert::parse_create_task;
+use crate::host_files::{self, Folder};
+use crate::local_graph::{
+    Attempt, Graph, ResultRecord, ResultState, TaskRecord, TaskState, count_states, record,
+};
 use crate::proto::v1::agent::{
     self as pb, CreateResultsMetaDataRequest, CreateResultsMetaDataResponse, CreateResultsRequest,
     CreateResultsResponse, CreateTaskReply, CreateTaskRequest, DataRequest, DataResponse,
@@ -24,91 +36,10 @@ use crate::proto::v1::agent::{
 use crate::proto::v1::result_status::ResultStatus;
 use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Configuration, TaskOptions, output};
+use crate::task_options::merge_options;
 
 /// The message size the embedded agent asks guests to respect (ArmoniK's default).
 const CHUNK_SIZE: i32 = 2 * 1024 * 1024;
-
-/// Where a result is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResultState {
-    /// Created, no data yet.
-    Created,
-    /// Data available.
-    Completed,
-    /// Its producer failed: it will never have data.
-    Aborted,
-}
-
-/// Where a task is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TaskState {
-    /// Waiting for its dependencies.
-    Pending,
-    /// Being processed.
-    Running,
-    /// Returned ok; what it did is committed.
-    Completed,
-    /// Failed for good: `Output.error`, or an error status past `max_retries`.
-    Error,
-    /// Ran past its max duration.
-    Timeout,
-    /// Failed with an error status; a copy runs again.
-    Retried,
-    /// A dependency will never be produced.
-    Cancelled,
-}
-
-#[derive(Debug, Clone)]
-struct ResultRecord {
-    name: String,
-    state: ResultState,
-    created_at: SystemTime,
-}
-
-/// A task of the local graph.
-#[derive(Debug, Clone)]
-pub struct TaskRecord {
-    /// Its id (`<first id>###<n>` for the n-th retry).
-    pub id: String,
-    /// Result id of its payload.
-    pub payload_id: String,
-    /// Result ids it reads.
-    pub data_dependencies: Vec<String>,
-    /// Result ids it must produce.
-    pub expected_outputs: Vec<String>,
-    /// Its options, merged with the request's and the session's.
-    pub options: TaskOptions,
-    /// Which retry this is (0 for the first attempt).
-    pub retry: i32,
-    /// The id of its first attempt.
-    pub first_id: String,
-    /// Its state.
-    pub state: TaskState,
-    /// Why it failed or was cancelled.
-    pub message: Option<String>,
-}
-
-/// What one running task did, not yet visible to anyone else.
-#[derive(Debug)]
-struct Attempt {
-    task_id: String,
-    folder: PathBuf,
-    results: Vec<(String, ResultRecord)>,
-    notified: Vec<String>,
-    tasks: Vec<TaskRecord>,
-}
-
-#[derive(Debug, Default)]
-struct Graph {
-    results: HashMap<String, ResultRecord>,
-    tasks: HashMap<String, TaskRecord>,
-    /// Task ids in submission order, for reports.
-    order: Vec<String>,
-    /// Ids of the tasks not started yet, in submission order, so tasks run first-come
-    /// first-served; a task cancelled while waiting is dropped at the next scan.
-    pending: Vec<String>,
-    attempts: HashMap<String, Attempt>,
-}
 
 /// A task ready to be handed to the task runner.
 pub struct Dispatch {
@@ -121,20 +52,22 @@ pub struct LocalAgent {
     session_id: String,
     defaults: TaskOptions,
     /// Result data, one file per completed result, named by id.
-    store: PathBuf,
+    store: Folder,
     /// Parent of the per-attempt data folders.
-    work: PathBuf,
+    work: Folder,
     graph: Mutex<Graph>,
 }
 
 impl LocalAgent {
     /// An agent for one session whose tasks default to `defaults`; result data and task
-    /// folders live under `dir`.
-    pub fn new(dir: &Path, defaults: TaskOptions) -> std::io::Result<Self> {
-        let store = dir.join("results");
-        let work = dir.join("tasks");
-        std::fs::create_dir_all(&store)?;
-        std::fs::create_dir_all(&work)?;
+    /// folders live under `dir`, in folders only this user can read.
+    ///
+    /// # Errors
+    /// The folders cannot be made.
+    pub fn new(dir: &Path, defaults: TaskOptions) -> io::Result<Self> {
+        let dir = Folder::create(dir, true)?;
+        let store = dir.subfolder("results")?;
+        let work = dir.subfolder("tasks")?;
         Ok(Self {
             session_id: uuid::Uuid::new_v4().to_string(),
             defaults,
@@ -155,9 +88,9 @@ impl LocalAgent {
     }
 
     /// Creates a completed result holding `data` (a client's CreateResults).
-    pub fn create_result(&self, name: &str, data: &[u8]) -> std::io::Result<String> {
+    pub fn create_result(&self, name: &str, data: &[u8]) -> io::Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
-        std::fs::write(self.store.join(&id), data)?;
+        self.store.write(&id, data)?;
         self.lock()
             .results
             .insert(id.clone(), record(name.to_owned(), ResultState::Completed));
@@ -198,7 +131,7 @@ impl LocalAgent {
 
     /// Starts the oldest task whose dependencies are all completed: makes its token and data
     /// folder, with its payload and dependencies in it. `None` if no task is ready.
-    pub fn start_next(&self) -> std::io::Result<Option<Dispatch>> {
+    pub fn start_next(&self) -> io::Result<Option<Dispatch>> {
         let mut graph = self.lock();
         let Graph {
             tasks,
@@ -220,20 +153,13 @@ impl LocalAgent {
             return Ok(None);
         };
         let token = uuid::Uuid::new_v4().to_string();
-        let folder = self.work.join(&token);
-        std::fs::create_dir_all(&folder)?;
+        let folder = self.work.subfolder(&token)?;
         let Some(task) = graph.tasks.get_mut(&task_id) else {
             return Ok(None);
         };
         // Copies, not links: a task that writes to an input file must not change the result.
         for id in std::iter::once(&task.payload_id).chain(&task.data_dependencies) {
-            let source = self.store.join(id);
-            if source.exists() {
-                std::fs::copy(&source, folder.join(id))?;
-            } else {
-                // ArmoniK stores a notified result without a file as empty data.
-                std::fs::write(folder.join(id), b"")?;
-            }
+            self.copy_input(id, &folder)?;
         }
         task.state = TaskState::Running;
         let request = ProcessRequest {
@@ -244,7 +170,7 @@ impl LocalAgent {
             expected_output_keys: task.expected_outputs.clone(),
             payload_id: task.payload_id.clone(),
             data_dependencies: task.data_dependencies.clone(),
-            data_folder: folder.to_string_lossy().into_owned(),
+            data_folder: folder.path().to_string_lossy().into_owned(),
             configuration: Some(Configuration {
                 data_chunk_max_size: CHUNK_SIZE,
             }),
@@ -270,15 +196,20 @@ impl LocalAgent {
             return TaskState::Error;
         };
         let task_id = attempt.task_id.clone();
-        let folder = attempt.folder.clone();
         let output = outcome
             .as_ref()
             .map(|reply| reply.output.as_ref().and_then(|o| o.r#type.clone()));
         let state = match output {
-            Ok(Some(output::Type::Ok(_))) => {
-                self.commit(&mut graph, attempt);
-                TaskState::Completed
-            }
+            Ok(Some(output::Type::Ok(_))) => match self.store_notified(&graph, &attempt) {
+                Ok(()) => {
+                    self.commit(&mut graph, attempt);
+                    TaskState::Completed
+                }
+                Err(message) => {
+                    self.discard(&attempt);
+                    graph.fail(&task_id, TaskState::Error, message)
+                }
+            },
             Ok(Some(output::Type::Error(error))) => {
                 self.discard(&attempt);
                 graph.fail(&task_id, TaskState::Error, error.details)
@@ -298,7 +229,9 @@ impl LocalAgent {
             }
         };
         // After the commit, which moves the notified files out of it.
-        let _ = std::fs::remove_dir_all(folder);
+        if let Err(error) = self.work.remove_subfolder(token) {
+            tracing::warn!(%token, %error, "cannot remove a task's data folder");
+        }
         state
     }
 
@@ -362,9 +295,51 @@ impl LocalAgent {
         results
     }
 
-    /// Where a completed result's data is.
-    pub fn data_path(&self, id: &str) -> PathBuf {
-        self.store.join(id)
+    /// Copies result `id` into a task's folder as `<folder>/<id>`, replacing whatever is at
+    /// that name (never through a link). A result completed without a file reads as empty,
+    /// as in ArmoniK.
+    fn copy_input(&self, id: &str, folder: &Folder) -> io::Result<()> {
+        match self.store.copy_file(id, folder, id) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                folder.clear(id)?;
+                folder.write(id, b"")
+            }
+            copied => copied.map(drop),
+        }
+    }
+
+    /// Opens a completed result's data (empty if it was completed without a file).
+    ///
+    /// # Errors
+    /// The result has no data file that can be read.
+    pub fn open_data(&self, id: &str) -> io::Result<std::fs::File> {
+        self.store.open_file(id)
+    }
+
+    /// Moves each file the attempt notified into the store, before anything of the attempt
+    /// is committed: all of them, or none and an error saying why.
+    fn store_notified(&self, graph: &Graph, attempt: &Attempt) -> Result<(), String> {
+        for (n, id) in attempt.notified.iter().enumerate() {
+            let moved = if graph
+                .results
+                .get(id)
+                .is_some_and(|r| r.state == ResultState::Completed)
+            {
+                Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "it is already completed, and a completed result never changes",
+                ))
+            } else {
+                attempt.folder.move_file(id, &self.store, id)
+            };
+            if let Err(error) = moved {
+                for stored in &attempt.notified[..n] {
+                    let _ = self.store.remove_file(stored);
+                }
+                return Err(format!("cannot store the notified result {id}: {error}"));
+            }
+        }
+        Ok(())
     }
 
     fn commit(&self, graph: &mut Graph, attempt: Attempt) {
@@ -372,12 +347,6 @@ impl LocalAgent {
             graph.results.insert(id, result);
         }
         for id in attempt.notified {
-            let source = attempt.folder.join(&id);
-            let target = self.store.join(&id);
-            // The runner has checked that each notified result is a file of the folder.
-            if std::fs::rename(&source, &target).is_err() {
-                let _ = std::fs::copy(&source, &target);
-            }
             if let Some(result) = graph.results.get_mut(&id) {
                 result.state = ResultState::Completed;
             }
@@ -393,7 +362,9 @@ impl LocalAgent {
     /// Drops the data of results the attempt created with data.
     fn discard(&self, attempt: &Attempt) {
         for (id, _) in &attempt.results {
-            let _ = std::fs::remove_file(self.store.join(id));
+            if let Err(error) = self.store.remove_file(id) {
+                tracing::warn!(result_id = %id, %error, "cannot remove a discarded result's data");
+            }
         }
     }
 
@@ -404,7 +375,7 @@ impl LocalAgent {
         graph: &'g mut Graph,
         token: &str,
         session_id: Option<&str>,
-    ) -> Result<(&'g mut Attempt, &'g HashMap<String, ResultRecord>), Status> {
+    ) -> Result<Caller<'g>, Status> {
         if token.is_empty() {
             return Err(Status::invalid_argument("Missing communication token"));
         }
@@ -416,12 +387,22 @@ impl LocalAgent {
             )));
         }
         let Graph {
-            attempts, results, ..
+            attempts,
+            results,
+            tasks,
+            ..
         } = graph;
         let attempt = attempts
             .get_mut(token)
             .ok_or_else(|| Status::invalid_argument("Wrong communication token"))?;
-        Ok((attempt, results))
+        let expected = tasks
+            .get(&attempt.task_id)
+            .map_or(&[][..], |t| &t.expected_outputs[..]);
+        Ok(Caller {
+            attempt,
+            committed: results,
+            expected,
+        })
     }
 
     /// Records a result the attempt creates, with its data in the store when given; it becomes
@@ -435,7 +416,8 @@ impl LocalAgent {
         let id = uuid::Uuid::new_v4().to_string();
         let state = match data {
             Some(data) => {
-                std::fs::write(self.store.join(&id), data)
+                self.store
+                    .write(&id, data)
                     .map_err(|e| Status::internal(format!("cannot store result data: {e}")))?;
                 ResultState::Completed
             }
@@ -467,86 +449,6 @@ impl LocalAgent {
     }
 }
 
-impl Graph {
-    /// Adds a task waiting for its dependencies.
-    fn add_task(&mut self, task: TaskRecord) {
-        self.order.push(task.id.clone());
-        self.pending.push(task.id.clone());
-        self.tasks.insert(task.id.clone(), task);
-    }
-    /// Fails a task for good: its outputs are aborted and whatever depends on them cancelled.
-    fn fail(&mut self, task_id: &str, state: TaskState, message: String) -> TaskState {
-        let outputs = match self.tasks.get_mut(task_id) {
-            Some(task) => {
-                task.state = state;
-                task.message = Some(message);
-                task.expected_outputs.clone()
-            }
-            None => Vec::new(),
-        };
-        self.abort(outputs);
-        state
-    }
-
-    /// Retries a task that failed with an error status, or fails it past `max_retries`.
-    fn retry_or_fail(&mut self, task_id: &str, message: String) -> TaskState {
-        let Some(task) = self.tasks.get_mut(task_id) else {
-            return TaskState::Error;
-        };
-        if task.retry >= task.options.max_retries {
-            return self.fail(task_id, TaskState::Error, message);
-        }
-        task.state = TaskState::Retried;
-        task.message = Some(message);
-        let retry = task.retry + 1;
-        let copy = TaskRecord {
-            id: format!("{}###{retry}", task.first_id),
-            retry,
-            state: TaskState::Pending,
-            message: None,
-            ..task.clone()
-        };
-        self.add_task(copy);
-        TaskState::Retried
-    }
-
-    /// Aborts results that will never be produced, and cancels their consumers, transitively.
-    fn abort(&mut self, mut results: Vec<String>) {
-        while let Some(id) = results.pop() {
-            match self.results.get_mut(&id) {
-                Some(result) if result.state == ResultState::Created => {
-                    result.state = ResultState::Aborted;
-                }
-                _ => continue,
-            }
-            for task in self.tasks.values_mut() {
-                if task.state == TaskState::Pending && task.data_dependencies.contains(&id) {
-                    task.state = TaskState::Cancelled;
-                    task.message = Some(format!("its dependency {id} was aborted"));
-                    results.extend(task.expected_outputs.iter().cloned());
-                }
-            }
-        }
-    }
-}
-
-/// How many of `states` are in each state.
-pub fn count_states(states: impl Iterator<Item = TaskState>) -> BTreeMap<TaskState, usize> {
-    let mut counts = BTreeMap::new();
-    for state in states {
-        *counts.entry(state).or_insert(0) += 1;
-    }
-    counts
-}
-
-fn record(name: String, state: ResultState) -> ResultRecord {
-    ResultRecord {
-        name,
-        state,
-        created_at: SystemTime::now(),
-    }
-}
-
 fn metadata(session_id: &str, id: &str, record: &ResultRecord) -> pb::ResultMetaData {
     let since_epoch = record
         .created_at
@@ -565,56 +467,59 @@ fn metadata(session_id: &str, id: &str, record: &ResultRecord) -> pb::ResultMeta
     }
 }
 
-/// ArmoniK's option merge: a field set in `task` wins over `defaults`; the option maps are
-/// merged key by key; `priority` is not merged (unset means 0), as in ArmoniK.
-pub fn merge_options(task: Option<&TaskOptions>, defaults: &TaskOptions) -> TaskOptions {
-    let Some(task) = task else {
-        return defaults.clone();
-    };
-    let pick = |own: &String, default: &String| {
-        if own.is_empty() {
-            default.clone()
-        } else {
-            own.clone()
-        }
-    };
-    let mut options = defaults.options.clone();
-    options.extend(task.options.iter().map(|(k, v)| (k.clone(), v.clone())));
-    TaskOptions {
-        options,
-        max_duration: task
-            .max_duration
-            .filter(|d| d.seconds > 0 || d.nanos > 0)
-            .or(defaults.max_duration),
-        max_retries: if task.max_retries > 0 {
-            task.max_retries
-        } else {
-            defaults.max_retries
-        },
-        priority: task.priority,
-        partition_id: pick(&task.partition_id, &defaults.partition_id),
-        application_name: pick(&task.application_name, &defaults.application_name),
-        application_version: pick(&task.application_version, &defaults.application_version),
-        application_namespace: pick(&task.application_namespace, &defaults.application_namespace),
-        application_service: pick(&task.application_service, &defaults.application_service),
-        engine_type: pick(&task.engine_type, &defaults.engine_type),
-    }
+/// The attempt making an agent call, with what its ids are checked against.
+struct Caller<'g> {
+    attempt: &'g mut Attempt,
+    /// The results committed so far.
+    committed: &'g HashMap<String, ResultRecord>,
+    /// The task's expected outputs.
+    expected: &'g [String],
 }
 
-/// Fails with INVALID_ARGUMENT if an id is neither a committed result nor one the task made.
-fn check_known<'a>(
-    ids: impl IntoIterator<Item = &'a String>,
-    committed: &HashMap<String, ResultRecord>,
-    attempt: &Attempt,
-) -> Result<(), Status> {
-    for id in ids {
-        if !committed.contains_key(id) && !attempt.results.iter().any(|(own, _)| own == id) {
-            return Err(Status::invalid_argument(format!(
-                "unknown result id `{id}`"
-            )));
+impl Caller<'_> {
+    /// Fails with INVALID_ARGUMENT if an id is neither a committed result nor one the task
+    /// made.
+    fn check_known<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> Result<(), Status> {
+        for id in ids {
+            if !self.committed.contains_key(id)
+                && !self.attempt.results.iter().any(|(own, _)| own == id)
+            {
+                return Err(Status::invalid_argument(format!(
+                    "unknown result id `{id}`"
+                )));
+            }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Fails with INVALID_ARGUMENT unless the task may produce each result (notify it, or
+    /// delegate it to a subtask): one of its expected outputs, or a result it created without
+    /// data, and not completed. ArmoniK checks none of this; without it a task could
+    /// overwrite its inputs or forge another task's output.
+    fn check_owned<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String>,
+        action: &str,
+    ) -> Result<(), Status> {
+        for id in ids {
+            let own = self.expected.contains(id)
+                || self
+                    .attempt
+                    .results
+                    .iter()
+                    .any(|(own, r)| own == id && r.state == ResultState::Created);
+            let completed = self
+                .committed
+                .get(id)
+                .is_some_and(|r| r.state == ResultState::Completed);
+            if !own || completed {
+                return Err(Status::invalid_argument(format!(
+                    "cannot {action} result `{id}`: a task may produce only its expected outputs and the results it created with create-results-metadata, and a completed result never changes"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -624,7 +529,7 @@ impl Agent for LocalAgent {
         request: CreateResultsMetaDataRequest,
     ) -> Result<CreateResultsMetaDataResponse, Status> {
         let mut graph = self.lock();
-        let (attempt, _) = self.caller(
+        let caller = self.caller(
             &mut graph,
             &request.communication_token,
             Some(&request.session_id),
@@ -632,7 +537,7 @@ impl Agent for LocalAgent {
         let results = request
             .results
             .into_iter()
-            .map(|create| self.stage_result(attempt, create.name, None))
+            .map(|create| self.stage_result(caller.attempt, create.name, None))
             .collect::<Result<_, _>>()?;
         Ok(CreateResultsMetaDataResponse {
             results,
@@ -645,7 +550,7 @@ impl Agent for LocalAgent {
         request: CreateResultsRequest,
     ) -> Result<CreateResultsResponse, Status> {
         let mut graph = self.lock();
-        let (attempt, _) = self.caller(
+        let caller = self.caller(
             &mut graph,
             &request.communication_token,
             Some(&request.session_id),
@@ -653,7 +558,7 @@ impl Agent for LocalAgent {
         let results = request
             .results
             .into_iter()
-            .map(|create| self.stage_result(attempt, create.name, Some(&create.data)))
+            .map(|create| self.stage_result(caller.attempt, create.name, Some(&create.data)))
             .collect::<Result<_, _>>()?;
         Ok(CreateResultsResponse {
             results,
@@ -666,10 +571,15 @@ impl Agent for LocalAgent {
         request: NotifyResultDataRequest,
     ) -> Result<NotifyResultDataResponse, Status> {
         let mut graph = self.lock();
-        let (attempt, committed) = self.caller(&mut graph, &request.communication_token, None)?;
+        let caller = self.caller(&mut graph, &request.communication_token, None)?;
         let ids: Vec<String> = request.ids.into_iter().map(|i| i.result_id).collect();
-        check_known(&ids, committed, attempt)?;
-        attempt.notified.extend(ids.iter().cloned());
+        caller.check_owned(&ids, "notify")?;
+        for id in &ids {
+            // Notifying twice is harmless, as in ArmoniK; the file is stored once.
+            if !caller.attempt.notified.contains(id) {
+                caller.attempt.notified.push(id.clone());
+            }
+        }
         Ok(NotifyResultDataResponse { result_ids: ids })
     }
 
@@ -678,7 +588,7 @@ impl Agent for LocalAgent {
         request: SubmitTasksRequest,
     ) -> Result<SubmitTasksResponse, Status> {
         let mut graph = self.lock();
-        let (attempt, committed) = self.caller(
+        let caller = self.caller(
             &mut graph,
             &request.communication_token,
             Some(&request.session_id),
@@ -686,13 +596,10 @@ impl Agent for LocalAgent {
         let defaults = merge_options(request.task_options.as_ref(), &self.defaults);
         let mut task_infos = Vec::with_capacity(request.task_creations.len());
         for creation in request.task_creations {
-            check_known(
-                std::iter::once(&creation.payload_id)
-                    .chain(&creation.data_dependencies)
-                    .chain(&creation.expected_output_keys),
-                committed,
-                attempt,
+            caller.check_known(
+                std::iter::once(&creation.payload_id).chain(&creation.data_dependencies),
             )?;
+            caller.check_owned(&creation.expected_output_keys, "delegate")?;
             let task = self.new_task(creation, &defaults);
             task_infos.push(pb::submit_tasks_response::TaskInfo {
                 task_id: task.id.clone(),
@@ -700,7 +607,7 @@ impl Agent for LocalAgent {
                 data_dependencies: task.data_dependencies.clone(),
                 payload_id: task.payload_id.clone(),
             });
-            attempt.tasks.push(task);
+            caller.attempt.tasks.push(task);
         }
         Ok(SubmitTasksResponse {
             task_infos,
@@ -718,12 +625,17 @@ impl Agent for LocalAgent {
             communication_token: token.clone(),
         };
         let (options, tasks) = match parse_create_task(stream) {
+            // ArmoniK's agent fails a stream without tasks with a status (UNKNOWN: its state
+            // machine refuses `last_task` right after the init request), not in the reply.
+            Ok((_, tasks)) if tasks.is_empty() => {
+                return Err(Status::unknown("CreateTask needs at least one task"));
+            }
             Ok(parsed) => parsed,
             // Like ArmoniK: a malformed stream is reported in the reply, not as a status.
             Err(error) => return Ok(reply(pb::create_task_reply::Response::Error(error))),
         };
         let mut graph = self.lock();
-        let (attempt, committed) = match self.caller(&mut graph, &token, None) {
+        let caller = match self.caller(&mut graph, &token, None) {
             Ok(caller) => caller,
             Err(status) => {
                 return Ok(reply(pb::create_task_reply::Response::Error(
@@ -735,14 +647,10 @@ impl Agent for LocalAgent {
         let mut statuses = Vec::with_capacity(tasks.len());
         for (header, payload) in tasks {
             use pb::create_task_reply::creation_status::Status as Creation;
-            if let Err(status) = check_known(
-                header
-                    .data_dependencies
-                    .iter()
-                    .chain(&header.expected_output_keys),
-                committed,
-                attempt,
-            ) {
+            let checked = caller
+                .check_known(&header.data_dependencies)
+                .and_then(|()| caller.check_owned(&header.expected_output_keys, "delegate"));
+            if let Err(status) = checked {
                 statuses.push(pb::create_task_reply::CreationStatus {
                     status: Some(Creation::Error(status.message().to_owned())),
                 });
@@ -750,7 +658,7 @@ impl Agent for LocalAgent {
             }
             // Each payload becomes a new unnamed result, as in ArmoniK.
             let payload_id = self
-                .stage_result(attempt, String::new(), Some(&payload))?
+                .stage_result(caller.attempt, String::new(), Some(&payload))?
                 .result_id;
             let task = self.new_task(
                 pb::submit_tasks_request::TaskCreation {
@@ -769,7 +677,7 @@ impl Agent for LocalAgent {
                     payload_id: task.payload_id.clone(),
                 })),
             });
-            attempt.tasks.push(task);
+            caller.attempt.tasks.push(task);
         }
         Ok(reply(pb::create_task_reply::Response::CreationStatusList(
             pb::create_task_reply::CreationStatusList {
@@ -780,21 +688,18 @@ impl Agent for LocalAgent {
 
     async fn get_resource_data(&self, request: DataRequest) -> Result<DataResponse, Status> {
         let mut graph = self.lock();
-        let (attempt, committed) = self.caller(&mut graph, &request.communication_token, None)?;
-        if committed
-            .get(&request.result_id)
+        let caller = self.caller(&mut graph, &request.communication_token, None)?;
+        let id = host_files::plain_name(&request.result_id)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if caller
+            .committed
+            .get(id)
             .is_none_or(|r| r.state != ResultState::Completed)
         {
-            return Err(Status::not_found(format!(
-                "result `{}` has no data",
-                request.result_id
-            )));
+            return Err(Status::not_found(format!("result `{id}` has no data")));
         }
-        std::fs::copy(
-            self.store.join(&request.result_id),
-            attempt.folder.join(&request.result_id),
-        )
-        .map_err(|e| Status::internal(format!("cannot copy the result's data: {e}")))?;
+        self.copy_input(id, &caller.attempt.folder)
+            .map_err(|e| Status::internal(format!("cannot copy the result's data: {e}")))?;
         Ok(DataResponse {
             result_id: request.result_id,
         })
@@ -810,123 +715,5 @@ impl Agent for LocalAgent {
         Err(Status::unimplemented(
             "GetDirectData is not implemented (ArmoniK's agent does not implement it either)",
         ))
-    }
-}
-
-type ParsedTasks = (
-    Option<TaskOptions>,
-    Vec<(crate::proto::v1::TaskRequestHeader, Vec<u8>)>,
-);
-
-/// Reads the legacy CreateTask grammar: an init request, then per task a header, data chunks
-/// and a completion marker, then `last_task`.
-fn parse_create_task(stream: Vec<CreateTaskRequest>) -> Result<ParsedTasks, String> {
-    use crate::proto::v1::{data_chunk, init_task_request};
-    use pb::create_task_request::Type;
-    let mut messages = stream.into_iter().map(|m| m.r#type);
-    let options = match messages.next() {
-        Some(Some(Type::InitRequest(init))) => init.task_options,
-        _ => return Err("CreateTask must start with an init request".into()),
-    };
-    let mut tasks = Vec::new();
-    loop {
-        let header = match messages.next() {
-            Some(Some(Type::InitTask(init))) => match init.r#type {
-                Some(init_task_request::Type::Header(header)) => header,
-                Some(init_task_request::Type::LastTask(true)) => break,
-                _ => return Err("expected a task header or last_task".into()),
-            },
-            _ => return Err("the stream ended before last_task".into()),
-        };
-        let mut payload = Vec::new();
-        loop {
-            match messages.next() {
-                Some(Some(Type::TaskPayload(chunk))) => match chunk.r#type {
-                    Some(data_chunk::Type::Data(data)) => payload.extend_from_slice(&data),
-                    Some(data_chunk::Type::DataComplete(true)) => break,
-                    _ => return Err("malformed payload chunk".into()),
-                },
-                _ => return Err("a task payload is not terminated by data_complete".into()),
-            }
-        }
-        tasks.push((header, payload));
-    }
-    if tasks.is_empty() {
-        return Err("CreateTask needs at least one task".into());
-    }
-    Ok((options, tasks))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn task_options_win_over_request_over_session() {
-        let session = TaskOptions {
-            options: [
-                ("a".into(), "session".into()),
-                ("b".into(), "session".into()),
-            ]
-            .into(),
-            max_duration: Some(prost_types::Duration {
-                seconds: 60,
-                nanos: 0,
-            }),
-            max_retries: 3,
-            priority: 5,
-            partition_id: "default".into(),
-            application_name: "app".into(),
-            ..TaskOptions::default()
-        };
-        let request = TaskOptions {
-            options: [("b".into(), "request".into())].into(),
-            max_retries: 1,
-            partition_id: "gpu".into(),
-            ..TaskOptions::default()
-        };
-        let task = TaskOptions {
-            options: [("c".into(), "task".into())].into(),
-            max_duration: Some(prost_types::Duration {
-                seconds: 5,
-                nanos: 0,
-            }),
-            priority: 2,
-            ..TaskOptions::default()
-        };
-        let merged = merge_options(Some(&task), &merge_options(Some(&request), &session));
-        assert_eq!(merged.options["a"], "session");
-        assert_eq!(merged.options["b"], "request");
-        assert_eq!(merged.options["c"], "task");
-        assert_eq!(merged.max_duration.map(|d| d.seconds), Some(5));
-        assert_eq!(merged.max_retries, 1);
-        assert_eq!(merged.partition_id, "gpu");
-        assert_eq!(merged.application_name, "app");
-        // Priority is not merged, as in ArmoniK.
-        assert_eq!(merged.priority, 2);
-        assert_eq!(merge_options(Some(&request), &session).priority, 0);
-        assert_eq!(merge_options(None, &session), session);
-    }
-
-    #[test]
-    fn legacy_stream_is_parsed_and_malformed_ones_rejected() {
-        use crate::bindings::types::TaskRequest;
-        let stream = crate::convert::create_task_stream(
-            vec![TaskRequest {
-                payload: vec![1, 2, 3],
-                data_dependencies: vec!["d".into()],
-                expected_output_ids: vec!["o".into()],
-            }],
-            None,
-            "token",
-            2,
-        );
-        let (_, tasks) = parse_create_task(stream.clone()).expect("valid stream");
-        assert_eq!(tasks.len(), 1);
-        assert_eq!(tasks[0].1, vec![1, 2, 3]);
-        assert_eq!(tasks[0].0.expected_output_keys, vec!["o".to_owned()]);
-        let truncated = stream[..stream.len() - 1].to_vec();
-        assert!(parse_create_task(truncated).is_err());
-        assert!(parse_create_task(stream[1..].to_vec()).is_err());
     }
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::local_agent::{LocalAgent, TaskRecord, TaskState, count_states};
+use crate::local_agent::LocalAgent;
+use crate::local_graph::{TaskRecord, TaskState, count_states};
 use crate::task_runner::TaskRunner;
 
 /// How a local run ended.
@@ -41,16 +42,25 @@ impl Report {
     }
 }
 
+/// Why a graph stopped before its end.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: the running tasks were stopped")]
+pub struct Interrupted;
+
 /// Runs every task of the agent's graph, up to `parallelism` at once, until none is left
-/// runnable; tasks waiting on results that will never come are then cancelled.
+/// runnable; tasks waiting on results that will never come are then cancelled. When `stop`
+/// resolves first (SIGINT), the running guests are stopped and waited for, so their folders
+/// can be removed, and the result is [`Interrupted`].
 pub async fn run_graph(
     agent: Arc<LocalAgent>,
     runner: Arc<TaskRunner>,
     parallelism: usize,
+    stop: impl Future<Output = ()>,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let progress = Progress::new();
     let mut running = JoinSet::new();
+    let mut stop = std::pin::pin!(stop);
     loop {
         while running.len() < parallelism.max(1) {
             let Some(dispatch) = agent.start_next()? else {
@@ -63,7 +73,16 @@ pub async fn run_graph(
                 (token, task_id, runner.process(dispatch.request).await)
             });
         }
-        let Some(joined) = running.join_next().await else {
+        let joined = tokio::select! {
+            joined = running.join_next() => joined,
+            () = &mut stop => {
+                // Aborted at their next epoch tick; shutdown waits until each has stopped.
+                running.shutdown().await;
+                progress.finish();
+                return Err(Interrupted.into());
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
         let (token, task_id, outcome) = joined?;

@@ -23,7 +23,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async_main(cli))
+    let code = runtime.block_on(async_main(cli));
+    // A compilation a cancelled task left running (see `components`) must not hold the exit.
+    runtime.shutdown_background();
+    code
 }
 
 async fn async_main(cli: Cli) -> std::process::ExitCode {

@@ -34,17 +34,6 @@ const CORE_INSTANCES_PER_TASK: u32 = 64;
 const MEMORIES_PER_TASK: u32 = 16;
 const TABLES_PER_TASK: u32 = 64;
 
-/// The path of result `id` in a task's data folder, if `id` is a plain file name. Result ids
-/// come from the agent (GUIDs in ArmoniK) or, when a task names them, from the guest: an id
-/// such as `../x` or `/etc/passwd` must never become a host path.
-pub fn data_file(data_folder: &Path, id: &str) -> Option<std::path::PathBuf> {
-    let mut components = Path::new(id).components();
-    match (components.next(), components.next()) {
-        (Some(std::path::Component::Normal(_)), None) => Some(data_folder.join(id)),
-        _ => None,
-    }
-}
-
 /// Bytes of each pooled memory and table reset in place between tasks (see `engine_config`).
 const KEEP_RESIDENT: usize = 1 << 20;
 
@@ -184,6 +173,9 @@ impl Sandbox {
             },
         );
         store.limiter(|state| &mut state.limiter);
+        // What one host call may copy out of the guest (wasmtime's default is 128 MiB, which
+        // traps a single large `write`): the task's whole memory, which bounds it anyway.
+        store.set_hostcall_fuel(self.config.memory_limit);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline {
@@ -215,19 +207,45 @@ impl Sandbox {
             );
         };
         let mut store = self.new_store(wasi, bridge, task.deadline);
-        let outcome = async {
+        let call = async {
             let worker = pre.instantiate_async(&mut store).await?;
-            worker
+            let returned = worker
                 .armonik_worker_task()
                 .call_process(&mut store, &task.context)
-                .await
-        }
-        .await
-        .map_err(|error| classify(error, task.max_duration));
+                .await?;
+            finish_writes(&mut store).await?;
+            Ok(returned)
+        };
+        // The epoch deadline stops wasm code; this stops everything else the task may be
+        // waiting on (a WASI sleep or poll, a pending write, an agent call).
+        let outcome = match tokio::time::timeout_at(task.deadline, call).await {
+            Ok(returned) => returned.map_err(|error| classify(error, task.max_duration)),
+            Err(_elapsed) => Err(RunError::Deadline(task.max_duration)),
+        };
         let ledger = store.data_mut().bridge.take_ledger();
         retire(store, instance);
         (outcome, ledger)
     }
+}
+
+/// Waits until every write the guest issued through an output stream it left open has landed
+/// in its file. wasmtime-wasi runs a stream's write on the blocking pool and answers `flush`
+/// at once, so without this the host could check, reply and commit while the file is still
+/// short, and the write land after ArmoniK has read it.
+///
+/// # Errors
+/// A trap when a pending write failed: what the task wrote is not what it meant to write.
+async fn finish_writes(store: &mut Store<TaskState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::p2::{DynOutputStream, StreamError};
+    for entry in store.data_mut().table.iter_mut() {
+        if let Some(stream) = entry.downcast_mut::<DynOutputStream>() {
+            stream.ready().await;
+            if let Err(StreamError::LastOperationFailed(error)) = stream.check_write() {
+                return Err(error.context("a write the task left pending failed"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Tears a finished task's store down after its reply has gone out. Dropping a store resets
@@ -318,18 +336,4 @@ fn classify(error: wasmtime::Error, max_duration: Duration) -> RunError {
     }
     // `{:?}` gives the trap message followed by the wasm backtrace.
     RunError::Trap(format!("{error:?}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_plain_names_are_data_files() {
-        let folder = Path::new("/cache/shared/t");
-        assert_eq!(data_file(folder, "abc"), Some(folder.join("abc")));
-        for id in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a/../b"] {
-            assert_eq!(data_file(folder, id), None, "{id:?}");
-        }
-    }
 }

@@ -1,24 +1,25 @@
 //! From a `ProcessRequest` to a `ProcessReply` or a gRPC status: picks the component, runs
 //! the task in the sandbox, and applies the outcome table (see the README).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 use tonic::Status;
 use tracing::Instrument;
 
 use crate::agent::Agent;
-use crate::agent_bridge::{AgentBridge, Ledger};
+use crate::agent_bridge::{AgentBridge, Ledger, TaskIdentity};
 use crate::bindings::types::TaskContext;
 use crate::components::Components;
 use crate::convert;
 use crate::guest_log::TaskIds;
+use crate::host_files::Folder;
 use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Empty, Output, output};
-use crate::sandbox::{GUEST_DATA_FOLDER, RunError, Sandbox, TaskRun, data_file};
+use crate::sandbox::{GUEST_DATA_FOLDER, RunError, Sandbox, TaskRun};
 
 /// The agent's preferred message size when the request does not say (ArmoniK's default
 /// `Submitter__PreferredMessageSize`).
@@ -36,6 +37,24 @@ pub struct RunnerConfig {
     pub max_concurrent_tasks: usize,
     /// Time budget of a task whose options set none.
     pub default_max_duration: Duration,
+    /// Run guests on threads of their own rather than the caller's. A worker needs it: a
+    /// guest blocked in a long file write or `sync` must never delay HealthCheck, which
+    /// ArmoniK's agent gives 5 s before it declares the worker dead and stops. `run` has no
+    /// control path to protect and saves the hop between threads.
+    pub guest_threads: bool,
+}
+
+/// The threads guests run on (see [`RunnerConfig::guest_threads`]).
+struct GuestThreads(Option<tokio::runtime::Runtime>);
+
+impl Drop for GuestThreads {
+    fn drop(&mut self) {
+        // A runtime may not block in an async context; guests still running are dropped at
+        // their next epoch tick.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Runs tasks: the host's logic between the Worker service and the sandbox.
@@ -43,25 +62,42 @@ pub struct TaskRunner {
     sandbox: Arc<Sandbox>,
     components: Components,
     agent: Arc<dyn Agent>,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
+    guest_threads: Option<GuestThreads>,
     config: RunnerConfig,
 }
 
 impl TaskRunner {
     /// A runner over a sandbox, its components and the agent that tasks call.
+    ///
+    /// # Errors
+    /// The guest threads cannot be started.
     pub fn new(
         sandbox: Arc<Sandbox>,
         components: Components,
         agent: Arc<dyn Agent>,
         config: RunnerConfig,
-    ) -> Self {
-        Self {
+    ) -> std::io::Result<Self> {
+        let guest_threads = if config.guest_threads {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                // One thread per task that may run at once: a guest blocked in a write
+                // delays no other.
+                .worker_threads(config.max_concurrent_tasks.max(1))
+                .thread_name("guest")
+                .enable_all()
+                .build()?;
+            Some(GuestThreads(Some(runtime)))
+        } else {
+            None
+        };
+        Ok(Self {
             sandbox,
             components,
             agent,
-            slots: Semaphore::new(config.max_concurrent_tasks),
+            slots: Arc::new(Semaphore::new(config.max_concurrent_tasks)),
+            guest_threads,
             config,
-        }
+        })
     }
 
     /// Resolves once no task is running.
@@ -74,8 +110,11 @@ impl TaskRunner {
     /// Runs one task, as `Worker.Process` does. `Ok` carries the task's `Output`; `Err` is a
     /// status ArmoniK retries (a trap, the agent out of reach) or records as a timeout
     /// (DEADLINE_EXCEEDED).
-    pub async fn process(&self, request: ProcessRequest) -> Result<ProcessReply, Status> {
-        let _slot = self.slots.try_acquire().map_err(|_| {
+    pub async fn process(
+        self: &Arc<Self>,
+        request: ProcessRequest,
+    ) -> Result<ProcessReply, Status> {
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
             Status::unavailable(format!(
                 "this worker already runs {} tasks, its limit",
                 self.config.max_concurrent_tasks
@@ -86,9 +125,12 @@ impl TaskRunner {
             session_id = %request.session_id,
             task_id = %request.task_id,
         );
-        async {
+        let runner = self.clone();
+        let task = async move {
+            // Held until the guest has stopped, not only until the caller gave up on it.
+            let _slot = slot;
             let started = std::time::Instant::now();
-            let outcome = self.run(request).await;
+            let outcome = runner.run(request).await;
             match &outcome {
                 Ok(ProcessReply {
                     output:
@@ -101,22 +143,38 @@ impl TaskRunner {
             }
             outcome
         }
-        .instrument(span)
-        .await
+        .instrument(span);
+        match self
+            .guest_threads
+            .as_ref()
+            .and_then(|threads| threads.0.as_ref())
+        {
+            None => task.await,
+            // Dropping the handle (ArmoniK cancelled the call) aborts the guest at its next
+            // epoch tick.
+            Some(threads) => AbortOnDropHandle::new(threads.spawn(task))
+                .await
+                .unwrap_or_else(|error| {
+                    Err(Status::internal(format!(
+                        "the task's host side failed: {error}"
+                    )))
+                }),
+        }
     }
 
     async fn run(&self, request: ProcessRequest) -> Result<ProcessReply, Status> {
         let options = request.task_options.unwrap_or_default();
-        let data_folder = Path::new(&request.data_folder);
-        let component = match self
-            .components
-            .for_task(&options.options, &request.data_dependencies, data_folder)
-            .await
-        {
-            Ok(component) => component,
-            Err(error) => return Ok(failed(error.to_string())),
+        // Held open for the whole task: the host reads and clears names in it only through
+        // this handle (see `host_files`).
+        let data_folder = match Folder::open(std::path::Path::new(&request.data_folder)) {
+            Ok(folder) => Arc::new(folder),
+            Err(error) => {
+                return Ok(failed(format!(
+                    "cannot open the data folder {}: {error}",
+                    request.data_folder
+                )));
+            }
         };
-
         let max_duration = options
             .max_duration
             .as_ref()
@@ -125,6 +183,19 @@ impl TaskRunner {
             .unwrap_or(self.config.default_max_duration)
             .min(MAX_TASK_DURATION);
         let deadline = Instant::now() + max_duration;
+        // Loading (compiling a task's library) is part of the task's time.
+        let loading =
+            self.components
+                .for_task(&options.options, &request.data_dependencies, &data_folder);
+        let component = match tokio::time::timeout_at(deadline, loading).await {
+            Ok(Ok(component)) => component,
+            Ok(Err(error)) => return Ok(failed(error.to_string())),
+            Err(_elapsed) => {
+                return Err(Status::deadline_exceeded(format!(
+                    "the task's max duration of {max_duration:?} elapsed while its component was being loaded"
+                )));
+            }
+        };
         let chunk_size = request
             .configuration
             .as_ref()
@@ -147,14 +218,18 @@ impl TaskRunner {
         };
         let bridge = AgentBridge::new(
             self.agent.clone(),
-            request.communication_token,
-            request.session_id,
+            TaskIdentity {
+                token: request.communication_token,
+                session_id: request.session_id,
+                expected_outputs: request.expected_output_keys.clone(),
+            },
             chunk_size,
             deadline,
+            data_folder.clone(),
         );
         let run = TaskRun {
             context,
-            data_folder,
+            data_folder: data_folder.path(),
             bridge,
             ids,
             max_duration,
@@ -174,7 +249,7 @@ impl TaskRunner {
             Err(error @ RunError::Setup(_)) => Ok(failed(error.to_string())),
             Ok(Err(details)) => Ok(failed(details)),
             Ok(Ok(())) => Ok(
-                match check_outputs(&request.expected_output_keys, &ledger, data_folder) {
+                match check_outputs(&request.expected_output_keys, &ledger, &data_folder) {
                     Ok(()) => ProcessReply {
                         output: Some(Output {
                             r#type: Some(output::Type::Ok(Empty {})),
@@ -200,7 +275,7 @@ fn failed(details: String) -> ProcessReply {
 /// created) or delegated to a subtask, and every notified result is a regular file in the
 /// data folder (the agent would store a missing one as empty, and would follow a symlink out
 /// of the folder).
-fn check_outputs(expected: &[String], ledger: &Ledger, data_folder: &Path) -> Result<(), String> {
+fn check_outputs(expected: &[String], ledger: &Ledger, data_folder: &Folder) -> Result<(), String> {
     let missing: Vec<&str> = expected
         .iter()
         .filter(|id| {
@@ -213,11 +288,7 @@ fn check_outputs(expected: &[String], ledger: &Ledger, data_folder: &Path) -> Re
     let mut notified: Vec<&str> = ledger
         .notified
         .iter()
-        .filter(|id| {
-            !data_file(data_folder, id).is_some_and(|path| {
-                std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
-            })
-        })
+        .filter(|id| !data_folder.is_file(id))
         .map(String::as_str)
         .collect();
     notified.sort_unstable();

@@ -64,7 +64,13 @@ pub async fn serve(
     service: WorkerService,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let router = Server::builder().add_service(WorkerServer::new(service));
+    // ArmoniK's agent sends requests of any size (a task option may be megabytes), as Core's
+    // own services accept them; tonic's 4 MiB default would refuse them with OUT_OF_RANGE.
+    let router = Server::builder().add_service(
+        WorkerServer::new(service)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX),
+    );
     match address {
         ChannelAddress::Unix(path) => {
             match std::fs::remove_file(path) {

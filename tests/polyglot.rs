@@ -578,11 +578,12 @@ async fn instantiation_cost() {
     use std::sync::Arc;
 
     use armonik_wasm::agent::Agent;
-    use armonik_wasm::agent_bridge::AgentBridge;
+    use armonik_wasm::agent_bridge::{AgentBridge, TaskIdentity};
     use armonik_wasm::bindings::types::TaskContext;
     use armonik_wasm::compile_cache::DiskCache;
     use armonik_wasm::convert::task_options_to_wit;
     use armonik_wasm::guest_log::TaskIds;
+    use armonik_wasm::host_files::Folder;
     use armonik_wasm::local_agent::LocalAgent;
     use armonik_wasm::sandbox::{Sandbox, SandboxConfig, wasi_context};
     use sha2::{Digest, Sha256};
@@ -594,12 +595,13 @@ async fn instantiation_cost() {
         pooling: true,
     })
     .expect("sandbox");
-    let disk = DiskCache::open(&cache_dir(), sandbox.engine()).expect("cache");
+    let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).expect("cache");
     let dir = tempfile::tempdir().expect("temp dir");
     let agent: Arc<dyn Agent> =
         Arc::new(LocalAgent::new(dir.path(), Default::default()).expect("local agent"));
     let folder = TaskFolder::new();
     folder.write("payload", "8 bytes!");
+    let data_folder = Arc::new(Folder::open(folder.path()).expect("data folder"));
     let guests = [
         ("Rust", guest("fail")),
         ("C", component(Lang::C, "fail")),
@@ -631,10 +633,14 @@ async fn instantiation_cost() {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
             let bridge = AgentBridge::new(
                 agent.clone(),
-                "token".into(),
-                "session".into(),
+                TaskIdentity {
+                    token: "token".into(),
+                    session_id: "session".into(),
+                    expected_outputs: vec!["out".into()],
+                },
                 1 << 20,
                 deadline,
+                data_folder.clone(),
             );
             let wasi = wasi_context(folder.path(), &ids).expect("wasi");
             let mut store = sandbox.new_store(wasi, bridge, deadline);

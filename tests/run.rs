@@ -368,7 +368,8 @@ fn compiled_components_are_cached_on_disk_and_a_damaged_entry_is_recompiled() {
 }
 
 /// The embedded agent answers the guest's agent calls as ArmoniK's does: results and tasks
-/// are created, unknown ids and missing data are refused, Get{Common,Direct}Data do not exist.
+/// are created, unknown ids, results the task does not own and missing data are refused,
+/// Get{Common,Direct}Data do not exist.
 #[test]
 fn the_embedded_agent_answers_every_agent_operation() {
     let script = "metadata a b\ncreate inline hello\nnotify unknown-id text\nsubmit unknown-id - -\n\
@@ -383,8 +384,9 @@ fn the_embedded_agent_answers_every_agent_operation() {
         "{report}"
     );
     assert!(lines[1].starts_with("ok inline="), "{report}");
+    // Stricter than ArmoniK: a task notifies only results it owns.
     assert!(
-        lines[2].starts_with("err invalid-argument unknown result id"),
+        lines[2].starts_with("err invalid-argument cannot notify result `unknown-id`"),
         "{report}"
     );
     assert!(

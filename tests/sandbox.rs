@@ -147,9 +147,11 @@ async fn a_notified_symlink_out_of_the_folder_is_refused() {
     std::fs::write(&secret, "host secret").expect("secret");
     let folder = TaskFolder::new();
     std::os::unix::fs::symlink(&secret, folder.path().join("planted")).expect("symlink");
+    // `planted` is the task's own expected output: only its kind of file is at fault.
     let request = folder
         .process_request()
         .payload("notify-missing planted")
+        .expected_output("planted")
         .build();
     match harness.run_task(request).await {
         Ok(Output::Error { details }) => assert!(details.contains("planted"), "{details}"),

@@ -126,6 +126,7 @@ async fn every_agent_operation_reaches_the_agent_with_token_and_session() {
         .process_request()
         .payload(script)
         .dependency("dep-1", "dependency")
+        .expected_output("extra-out")
         .option("k", "v")
         .max_duration(Duration::from_secs(120))
         .build();
@@ -218,6 +219,7 @@ async fn notified_result_without_file_is_an_error_naming_it() {
     let request = folder
         .process_request()
         .payload("notify-missing ghost-result")
+        .expected_output("ghost-result")
         .build();
     let details = error_details(harness.run_task(request).await);
     assert!(details.contains("ghost-result"), "{details}");

@@ -21,7 +21,7 @@ const MAX_FILES: usize = 64;
 
 struct Host {
     runtime: tokio::runtime::Runtime,
-    runner: TaskRunner,
+    runner: Arc<TaskRunner>,
     scratch: tempfile::TempDir,
     /// The default component's bytes, also given as the data of a task's library blob.
     library: Vec<u8>,
@@ -63,14 +63,18 @@ static HOST: LazyLock<Host> = LazyLock::new(|| {
     // the bridge and the outcome table.
     let agent = LocalAgent::new(&scratch.path().join("agent"), TaskOptions::default())
         .expect("local agent");
-    let runner = TaskRunner::new(
-        sandbox,
-        components,
-        Arc::new(agent),
-        RunnerConfig {
-            max_concurrent_tasks: 1,
-            default_max_duration: Duration::from_secs(2),
-        },
+    let runner = Arc::new(
+        TaskRunner::new(
+            sandbox,
+            components,
+            Arc::new(agent),
+            RunnerConfig {
+                max_concurrent_tasks: 1,
+                default_max_duration: Duration::from_secs(2),
+                guest_threads: false,
+            },
+        )
+        .expect("task runner"),
     );
     Host {
         runtime,

@@ -252,15 +252,23 @@ impl Ran {
     }
 }
 
-/// Runs `armonik-wasm <args>` to its end, as a user would (default log filter, stdin closed),
-/// with the shared compilation cache.
-pub fn armonik_wasm(args: &[&str]) -> Ran {
-    let output = Command::new(env!("CARGO_BIN_EXE_armonik-wasm"))
+/// `armonik-wasm <args>` as a user would run it (default log filter, stdin closed), with the
+/// shared compilation cache; not started yet.
+pub fn armonik_wasm_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_armonik-wasm"));
+    command
         .args(args)
         .env("ARMONIK_WASM_CACHE_DIR", cache_dir())
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `armonik-wasm <args>` to its end, as a user would (default log filter, stdin closed),
+/// with the shared compilation cache.
+pub fn armonik_wasm(args: &[&str]) -> Ran {
+    let output = armonik_wasm_command(args)
         .output()
         .expect("armonik-wasm starts");
     Ran {
@@ -725,11 +733,20 @@ impl AgentService for AgentSvc {
                     .resources
                     .get(&result_id)
                     .ok_or_else(|| Status::not_found("ResultId not found"))?;
+                // Core's `Agent.GetResourceData`: `new FileStream(path, FileMode.OpenOrCreate)`,
+                // which follows links and does not truncate; whatever the task left at that
+                // name is the worker's to clear.
                 let path = bound.data_folder.join(&result_id);
-                std::fs::write(&path, data).map_err(|error| {
-                    // Core: an unhandled IOException, i.e. UNKNOWN.
-                    Status::unknown(format!("cannot write {}: {error}", path.display()))
-                })?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&path)
+                    .and_then(|mut file| std::io::Write::write_all(&mut file, data))
+                    .map_err(|error| {
+                        // Core: an unhandled IOException, i.e. UNKNOWN.
+                        Status::unknown(format!("cannot write {}: {error}", path.display()))
+                    })?;
                 Ok(agent::get_resource_data::Response { result_id })
             },
         )
@@ -1165,8 +1182,9 @@ fn serve_agent(
 ///   status `Created` (Core completes them only in post-processing); CreateResults keeps the
 ///   data in memory. NotifyResultData records and echoes the ids. SubmitTasks returns fresh task
 ///   ids. CreateTask reassembles the legacy stream (payload also written to the folder, as Core).
-///   GetResourceData copies a [`add_resource`](Self::add_resource) result into
-///   `<data_folder>/<id>` (`NOT_FOUND "ResultId not found"` otherwise). GetCommonData /
+///   GetResourceData writes a [`add_resource`](Self::add_resource) result into
+///   `<data_folder>/<id>` as Core does: opened with create + write, following links and
+///   without truncating (`NOT_FOUND "ResultId not found"` for an unknown id). GetCommonData /
 ///   GetDirectData ⇒ `UNIMPLEMENTED` (after the token check).
 /// - Every call is recorded ([`calls`](Self::calls)), failed ones included. Records accumulate
 ///   across tasks until [`clear_records`](Self::clear_records).

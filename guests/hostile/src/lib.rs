@@ -30,15 +30,103 @@
 //!   new 1 MiB zeroed heap blocks, then fills both with `0xA5`; writes
 //!   `static=<count> heap=<count>` to the first expected output.
 //!
+//! The modes below probe the host's side of the boundary: what the host does with files,
+//! names and ids a task chose. Those that report write it to every expected output (one
+//! `send_results`); a failed step is a report line, never a panic. An outcome is written
+//! `ok[ <details>]` or `err <error>`, `<error>` being the SDK's message (for an agent call,
+//! `agent call <call> failed: <kind>: <message>`, `<kind>` being the agent error's case:
+//! `invalid-argument`, `not-found`...).
+//!
+//! - `plant <link|dir|file|kept> [<link target>]`: for the first data dependency `<dep>`,
+//!   removes whatever is at `/data/<dep>` and plants there a symlink to `<link target>`
+//!   (as given: WASI refuses absolute targets, `../../x` ones are made), a directory with a
+//!   file `inner` in it, or a regular file longer than any test result, of other bytes;
+//!   `kept` leaves whatever is there (something the test planted). Then calls
+//!   `get-resource-data(<dep>)` and reports four lines: `plant=<outcome>`,
+//!   `get=<outcome>`, `type=<file|dir|symlink|other>` (of `/data/<dep>`, not followed) and
+//!   `data=<the bytes now at /data/<dep>, lossy UTF-8>` (`type=err ...` / `data=err ...` when
+//!   they cannot be read).
+//! - `get-bad-ids`: calls `get-resource-data` directly (without the SDK's id check) with
+//!   `../x`, `a/b`, `/etc/passwd` and the empty id, one line each: `get <id:?>: <outcome>`.
+//! - `names <name>\n<name>...`: `create-results` with the names of the payload's lines after
+//!   the first (any text but a line break: NUL, `/`, empty...), the data of the i-th being
+//!   `i` in decimal; reports the created result ids, one per line, in order.
+//! - `write <text>`: writes `<text>` to every expected output.
+//! - `copy`: writes the first data dependency's bytes to every expected output.
+//! - `notify <which>...`: for each `<which>` (below), writes `evil` to `/data/<id>`, then
+//!   notifies `<id>`; one line each: `<which>: <outcome>`.
+//! - `submit <which>...`: creates a payload result holding `write forged`, then for each
+//!   `<which>` submits one task over it whose expected output is `<id>`; one line each:
+//!   `<which>: <outcome>`.
+//!
+//!   `<which>` is `payload` (the task's payload), `dep` (its first data dependency),
+//!   `created` (a result it creates now with `create-results`, data `created`), `metadata`
+//!   (a result it creates now with `create-results-metadata`), or else a result id, taken as
+//!   is. (The report itself notifies the task's own expected outputs.)
+//! - `siblings <notify|submit>`: creates results `A` and `B` (metadata only), then submits
+//!   three tasks: the forger, expected output `A`, payload `<notify|submit> <B's id>` (it
+//!   tries to produce its sibling's `B`, and reports into `A`); the honest one, depending on
+//!   `A`, expected output `B`, payload `write honest`; the copier, depending on `B`, payload
+//!   `copy`, to which the root task delegates its first expected output. Whatever the forger
+//!   does, the root's output must be `honest`.
+//! - `streams <count> <KiB> [notify-first]`: opens the first expected output through the
+//!   preopened data folder (`wasi:filesystem/types`), takes `<count>` output streams with
+//!   `write-via-stream` at offsets `i × <KiB> KiB`, and on each calls `check-write`, `write`
+//!   (`<KiB>` KiB of the byte `0xA5`, in as many writes as `check-write` allows) and
+//!   `flush`, leaving every stream (and the file) open; then notifies the output (with
+//!   `notify-first`, notifies it before the first write, so the task returns right after
+//!   its last write). The host must see all `<count> × <KiB>` KiB, without a zero byte,
+//!   before it replies.
+//!
+//! The modes below probe what a task may cost the host: time past its deadline, writes that
+//! hold a thread, files it leaves behind, logs and agent calls at the edges. Those that
+//! produce something write it to every expected output (one `send_results`) unless said
+//! otherwise; a bad argument fails the task with `err(...)`, never a panic.
+//!
+//! - `sleep <ms>`: `std::thread::sleep` for `<ms>` milliseconds (a WASI monotonic-clock wait,
+//!   not guest code the epoch deadline can stop), then writes `slept`.
+//! - `poll-clock <ms>`: subscribes to the monotonic clock `<ms>` milliseconds ahead
+//!   (`wasi:clocks/monotonic-clock.subscribe-duration`, imported by hand: the SDK's world
+//!   does not name that interface) and waits on it with `wasi:io/poll.poll`, then writes
+//!   `polled`.
+//! - `big-writes <MiB total> <MiB per write>`: opens the first expected output through the
+//!   preopened data folder and fills it with `<MiB total>` MiB of the byte `0xA5`, in
+//!   positional `write`s (`wasi:filesystem/types.descriptor.write`) of `<MiB per write>` MiB
+//!   each (the last one shorter if it does not divide), then `sync`s it and notifies it.
+//! - `one-write <MiB>`: writes `<MiB>` MiB of the byte `0xA5` to the first expected output
+//!   in a single positional `write` call of one buffer, then notifies it; a short write fails
+//!   the task with `err("one-write: wrote <n> of <m> bytes")`.
+//! - `litter <files> <depth> <sparse GiB>`: leaves in the data folder `<files>` one-byte files
+//!   `litter-<i>`, a directory tree `deep/d/d/...` `<depth>` levels deep (made one level at a
+//!   time through directory descriptors, so no path is long) and a sparse file `sparse` of
+//!   `<sparse GiB>` GiB (`set-len`, nothing written), then writes
+//!   `littered files=<files> depth=<depth> sparse=<bytes>`.
+//! - `forge-log`: prints six lines that try to pass for the host's log records or to carry
+//!   other ids, each holding `evil` (forged `session_id=evil task_id=evil` fields, a forged
+//!   record line, a carriage return, ANSI escapes `\x1b[2K`, a NUL, a quote closing the
+//!   host's quoted field) to stdout, the same prefixed `stderr ` to stderr, then to stdout a
+//!   seventh without its newline, ending in a carriage return; then writes `forged`.
+//! - `empty-lists`: calls every agent function that takes a list with an empty one
+//!   (`create-results-metadata`, `create-results`, `notify-result-data`, `submit-tasks`,
+//!   `create-tasks`, in that order) and reports one line each: `<call>: <outcome>`, the
+//!   outcome of a call that succeeded being `ok <count of items returned>`.
+//!
 //! Any other payload fails the task with `err("hostile: unknown mode ...")`.
 
 use std::hint::black_box;
 use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
-use std::{env, fs, net};
+use std::{env, fs, io, net};
 
-use armonik_wasm_sdk::{Task, TaskError, TaskHandler, export_task};
+use armonik_wasm_sdk::bindings::armonik::worker::agent;
+use armonik_wasm_sdk::bindings::wasi::filesystem::preopens;
+use armonik_wasm_sdk::bindings::wasi::filesystem::types::{
+    Descriptor, DescriptorFlags, OpenFlags, PathFlags,
+};
+use armonik_wasm_sdk::bindings::wasi::io::poll;
+use armonik_wasm_sdk::{Task, TaskDefinition, TaskError, TaskHandler, TaskRequest, export_task};
 
 /// The hostile task.
 struct Hostile;
@@ -48,7 +136,7 @@ impl Task for Hostile {
         let payload = String::from_utf8(h.payload()?)?;
         let (mode, arg) = payload
             .trim()
-            .split_once(' ')
+            .split_once(char::is_whitespace)
             .unwrap_or((payload.trim(), ""));
         match mode {
             "panic" => panic!("hostile: panicking on purpose"),
@@ -123,6 +211,60 @@ impl Task for Hostile {
                 let report = residue(heap_mib);
                 return h.send_result(h.first_expected_result()?, report.as_bytes());
             }
+            "plant" => {
+                let (kind, target) = arg.trim().split_once(' ').unwrap_or((arg.trim(), ""));
+                return send_to_all(h, plant(h, kind, target)?);
+            }
+            "get-bad-ids" => return send_to_all(h, get_bad_ids()),
+            "names" => return send_to_all(h, names(h, arg)?),
+            "write" => return send_to_all(h, arg),
+            "copy" => {
+                let data = h.data_dependency(first_dependency(h)?)?;
+                return send_to_all(h, data);
+            }
+            "notify" => return send_to_all(h, notify(h, arg)),
+            "submit" => return send_to_all(h, submit(h, arg)?),
+            "siblings" => return siblings(h, arg.trim()),
+            "streams" => {
+                let args: Vec<&str> = arg.split_whitespace().collect();
+                let (count, kib, notify_first) = match args.as_slice() {
+                    [count, kib] => (count, kib, false),
+                    [count, kib, "notify-first"] => (count, kib, true),
+                    _ => return Err("usage: streams <count> <KiB> [notify-first]".into()),
+                };
+                return streams(h, count.parse()?, kib.parse()?, notify_first);
+            }
+            "sleep" => {
+                std::thread::sleep(Duration::from_millis(arg.trim().parse()?));
+                return send_to_all(h, "slept");
+            }
+            "poll-clock" => {
+                let ms: u64 = arg.trim().parse()?;
+                let until = subscribe_duration(ms.saturating_mul(1_000_000));
+                poll::poll(&[&until]);
+                return send_to_all(h, "polled");
+            }
+            "big-writes" => {
+                let args: Vec<&str> = arg.split_whitespace().collect();
+                let [total, per_write] = args.as_slice() else {
+                    return Err("usage: big-writes <MiB total> <MiB per write>".into());
+                };
+                return big_writes(h, total.parse()?, per_write.parse()?);
+            }
+            "one-write" => return one_write(h, arg.trim().parse()?),
+            "litter" => {
+                let args: Vec<&str> = arg.split_whitespace().collect();
+                let [files, depth, sparse_gib] = args.as_slice() else {
+                    return Err("usage: litter <files> <depth> <sparse GiB>".into());
+                };
+                let report = litter(h, files.parse()?, depth.parse()?, sparse_gib.parse()?)?;
+                return send_to_all(h, report);
+            }
+            "forge-log" => {
+                forge_log();
+                return send_to_all(h, "forged");
+            }
+            "empty-lists" => return send_to_all(h, empty_lists(h)),
             _ => {}
         }
         Err(TaskError::failed(format!(
@@ -176,6 +318,442 @@ fn escape(h: &TaskHandler) -> String {
         outcome(write)
     ));
     report.join("\n")
+}
+
+/// No ids, as a list (a task without data dependencies).
+const NONE: [&str; 0] = [];
+
+/// Writes `data` to every expected output of the task.
+fn send_to_all(h: &TaskHandler, data: impl AsRef<[u8]>) -> Result<(), TaskError> {
+    let results: Vec<(&str, &[u8])> = (h.expected_results().iter())
+        .map(|id| (id.as_str(), data.as_ref()))
+        .collect();
+    h.send_results(&results)
+}
+
+/// `ok[ <details>]` or `err <error>`.
+fn outcome(result: Result<String, TaskError>) -> String {
+    match result {
+        Ok(details) => format!("ok {details}").trim_end().to_owned(),
+        Err(e) => format!("err {e}"),
+    }
+}
+
+/// The task's first data dependency.
+fn first_dependency(h: &TaskHandler) -> Result<&str, TaskError> {
+    (h.data_dependencies().first())
+        .map(String::as_str)
+        .ok_or_else(|| TaskError::failed("this task has no data dependency"))
+}
+
+/// The data folder as the preopened WASI directory.
+fn data_dir(h: &TaskHandler) -> Result<Descriptor, TaskError> {
+    (preopens::get_directories().into_iter())
+        .find_map(|(dir, path)| (Path::new(&path) == h.data_folder()).then_some(dir))
+        .ok_or_else(|| TaskError::failed("the data folder is not a preopened directory"))
+}
+
+/// A WASI error as a task error.
+fn wasi_error(call: &str, error: impl std::fmt::Debug) -> TaskError {
+    TaskError::failed(format!("{call}: {error:?}"))
+}
+
+/// Removes whatever is at `path` (a directory with its content; a link, not its target).
+fn clear(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Plants a `kind` of thing at the first dependency's name, asks the host for the
+/// dependency's data, and says what is at that name afterwards.
+fn plant(h: &TaskHandler, kind: &str, target: &str) -> Result<String, TaskError> {
+    let dep = first_dependency(h)?;
+    let path = h.path_of(dep);
+    let planted = match kind {
+        "kept" => Ok(()),
+        "link" => clear(&path).map_err(TaskError::from).and_then(|()| {
+            (data_dir(h)?.symlink_at(target, dep)).map_err(|e| wasi_error("symlink-at", e))
+        }),
+        "dir" => clear(&path)
+            .and_then(|()| fs::create_dir(&path))
+            .and_then(|()| fs::write(path.join("inner"), b"planted inside"))
+            .map_err(TaskError::from),
+        "file" => clear(&path)
+            .and_then(|()| {
+                fs::write(
+                    &path,
+                    "planted: a file longer than the result, of other bytes",
+                )
+            })
+            .map_err(TaskError::from),
+        _ => Err(TaskError::failed(format!("plant: unknown kind {kind:?}"))),
+    };
+    let got = get_resource_data(dep);
+    let kind_now = fs::symlink_metadata(&path).map_or_else(
+        |e| format!("err {e}"),
+        |meta| {
+            let kind = meta.file_type();
+            let name = if kind.is_symlink() {
+                "symlink"
+            } else if kind.is_dir() {
+                "dir"
+            } else if kind.is_file() {
+                "file"
+            } else {
+                "other"
+            };
+            name.to_owned()
+        },
+    );
+    let data = fs::read(&path).map_or_else(
+        |e| format!("err {e}"),
+        |data| String::from_utf8_lossy(&data).into_owned(),
+    );
+    Ok(format!(
+        "plant={}\nget={got}\ntype={kind_now}\ndata={data}",
+        outcome(planted.map(|()| String::new())),
+    ))
+}
+
+/// Asks for the data of ids that are not plain file names, bypassing the SDK's check.
+fn get_bad_ids() -> String {
+    let lines: Vec<String> = ["../x", "a/b", "/etc/passwd", ""]
+        .iter()
+        .map(|id| format!("get {id:?}: {}", get_resource_data(id)))
+        .collect();
+    lines.join("\n")
+}
+
+/// `get-resource-data(id)`, straight to the host (the SDK would check the id first): its
+/// outcome.
+fn get_resource_data(id: &str) -> String {
+    let got = agent::get_resource_data(id).map_err(|e| TaskError::agent("get-resource-data", e));
+    outcome(got.map(|()| String::new()))
+}
+
+/// The result id a `<which>` of `notify` / `submit` names (see the module documentation).
+fn target(h: &TaskHandler, which: &str) -> Result<String, TaskError> {
+    let created = |r: Vec<armonik_wasm_sdk::ResultMetadata>| {
+        r.into_iter()
+            .next()
+            .map(|r| r.result_id)
+            .ok_or_else(|| TaskError::failed("the agent created no result"))
+    };
+    match which {
+        "payload" => Ok(h.payload_id().to_owned()),
+        "dep" => first_dependency(h).map(str::to_owned),
+        "created" => created(h.create_results(&[("created", "created")])?),
+        "metadata" => created(h.create_results_metadata(&["metadata"])?),
+        id => Ok(id.to_owned()),
+    }
+}
+
+/// Creates one result per line of `lines`, named by it, with its index as data; returns
+/// their ids, one per line.
+fn names(h: &TaskHandler, lines: &str) -> Result<String, TaskError> {
+    let results: Vec<(&str, String)> = (lines.split('\n').enumerate())
+        .map(|(i, name)| (name, i.to_string()))
+        .collect();
+    let created = h.create_results(&results)?;
+    let ids: Vec<&str> = created.iter().map(|r| r.result_id.as_str()).collect();
+    Ok(ids.join("\n"))
+}
+
+/// Writes `evil` over each target's file, then notifies it.
+fn notify(h: &TaskHandler, whiches: &str) -> String {
+    for_each_target(h, whiches, |id| {
+        fs::write(h.path_of(id), b"evil").map_err(|e| TaskError::io(h.path_of(id), e))?;
+        h.notify_result_data(&[id]).map(|ids| ids.join(" "))
+    })
+}
+
+/// Submits, for each target, a task (payload `write forged`) that is to produce it.
+fn submit(h: &TaskHandler, whiches: &str) -> Result<String, TaskError> {
+    let payload = h.create_results(&[("forged-payload", "write forged")])?;
+    let payload = payload.first().ok_or("create-results returned nothing")?;
+    Ok(for_each_target(h, whiches, |id| {
+        let task = TaskDefinition::new(&payload.result_id, NONE, [id]);
+        let tasks = h.submit_tasks([task], None)?;
+        let ids: Vec<&str> = tasks.iter().map(|t| t.task_id.as_str()).collect();
+        Ok(ids.join(" "))
+    }))
+}
+
+/// Runs `act` on the id of each `<which>` of `whiches`; one line `<which>: <outcome>` each.
+fn for_each_target(
+    h: &TaskHandler,
+    whiches: &str,
+    act: impl Fn(&str) -> Result<String, TaskError>,
+) -> String {
+    let lines: Vec<String> = whiches
+        .split_whitespace()
+        .map(|which| {
+            format!(
+                "{which}: {}",
+                outcome(target(h, which).and_then(|id| act(&id)))
+            )
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// The forger, the honest producer and the copier (see the module documentation).
+fn siblings(h: &TaskHandler, how: &str) -> Result<(), TaskError> {
+    let created = h.create_results_metadata(&["A", "B"])?;
+    let [a, b] = created.as_slice() else {
+        return Err(TaskError::failed(
+            "create-results-metadata did not create A and B",
+        ));
+    };
+    let (a, b) = (&a.result_id, &b.result_id);
+    let payloads = h.create_results(&[
+        ("forger", format!("{how} {b}")),
+        ("honest", "write honest".to_owned()),
+        ("copier", "copy".to_owned()),
+    ])?;
+    let [forger, honest, copier] = payloads.as_slice() else {
+        return Err(TaskError::failed(
+            "create-results did not create three payloads",
+        ));
+    };
+    let output = h.first_expected_result()?;
+    h.submit_tasks(
+        [
+            TaskDefinition::new(&forger.result_id, NONE, [a]),
+            TaskDefinition::new(&honest.result_id, [a], [b]),
+            TaskDefinition::new(&copier.result_id, [b], [output]),
+        ],
+        None,
+    )?;
+    Ok(())
+}
+
+/// Writes `count` blocks of `kib` KiB to the first expected output, each through its own
+/// output stream left open with its write possibly still in flight, and notifies it (before
+/// the first write, or after the last).
+fn streams(h: &TaskHandler, count: u64, kib: u64, notify_first: bool) -> Result<(), TaskError> {
+    let output = h.first_expected_result()?;
+    if notify_first {
+        h.notify_result_data(&[output])?;
+    }
+    let file = create_file(h, output)?;
+    let block = vec![0xA5u8; usize::try_from(kib * 1024).map_err(|e| e.to_string())?];
+    for i in 0..count {
+        let stream = file
+            .write_via_stream(i * kib * 1024)
+            .map_err(|e| wasi_error("write-via-stream", e))?;
+        let mut rest = block.as_slice();
+        while !rest.is_empty() {
+            let permitted = stream
+                .check_write()
+                .map_err(|e| wasi_error("check-write", e))?;
+            if permitted == 0 {
+                stream.subscribe().block();
+                continue;
+            }
+            let n = rest
+                .len()
+                .min(usize::try_from(permitted).unwrap_or(usize::MAX));
+            stream
+                .write(&rest[..n])
+                .map_err(|e| wasi_error("write", e))?;
+            rest = &rest[n..];
+        }
+        stream.flush().map_err(|e| wasi_error("flush", e))?;
+        // Kept open: the host must still see the write land before it replies.
+        std::mem::forget(stream);
+    }
+    std::mem::forget(file);
+    if !notify_first {
+        h.notify_result_data(&[output])?;
+    }
+    Ok(())
+}
+
+/// `wasi:clocks/monotonic-clock.subscribe-duration`, imported by hand: the SDK's world does
+/// not name the monotonic clock, but `std` imports it (for `sleep`) at the version below,
+/// with its `pollable` from the same `wasi:io/poll` as the SDK's bindings.
+#[cfg(target_arch = "wasm32")]
+fn subscribe_duration(nanoseconds: u64) -> poll::Pollable {
+    #[link(wasm_import_module = "wasi:clocks/monotonic-clock@0.2.6")]
+    unsafe extern "C" {
+        #[link_name = "subscribe-duration"]
+        fn subscribe_duration(when: i64) -> i32;
+    }
+    // The canonical ABI passes a u64 as an i64 and a handle as an i32, bit for bit.
+    #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+    // SAFETY: the import has the canonical ABI signature of `subscribe-duration` (a u64 in,
+    // an owned `pollable` handle out), and the handle is owned by the `Pollable` made of it.
+    unsafe {
+        poll::Pollable::from_handle(subscribe_duration(nanoseconds as i64) as u32)
+    }
+}
+
+/// Off wasm (unit builds of the crate) there is no clock to subscribe to.
+#[cfg(not(target_arch = "wasm32"))]
+fn subscribe_duration(_nanoseconds: u64) -> poll::Pollable {
+    unreachable!("poll-clock runs only as a component")
+}
+
+/// Bytes in a MiB.
+const MIB: u64 = 1 << 20;
+
+/// `mib` MiB as a buffer length.
+fn mib_len(mib: u64) -> Result<usize, TaskError> {
+    usize::try_from(mib.saturating_mul(MIB)).map_err(|e| TaskError::failed(e.to_string()))
+}
+
+/// Opens file `name` of the data folder for writing (created or truncated), through the
+/// preopened directory.
+fn create_file(h: &TaskHandler, name: &str) -> Result<Descriptor, TaskError> {
+    data_dir(h)?
+        .open_at(
+            PathFlags::empty(),
+            name,
+            OpenFlags::CREATE | OpenFlags::TRUNCATE,
+            DescriptorFlags::WRITE,
+        )
+        .map_err(|e| wasi_error("open-at", e))
+}
+
+/// Fills the first expected output with `total` MiB in positional writes of `per_write` MiB,
+/// syncs it, then notifies it.
+fn big_writes(h: &TaskHandler, total: u64, per_write: u64) -> Result<(), TaskError> {
+    if per_write == 0 {
+        return Err("big-writes: <MiB per write> must be at least 1".into());
+    }
+    let output = h.first_expected_result()?;
+    let file = create_file(h, output)?;
+    let block = vec![0xA5u8; mib_len(per_write.min(total))?];
+    let end = total.saturating_mul(MIB);
+    let mut offset = 0u64;
+    while offset < end {
+        let want = usize::try_from(end - offset)
+            .unwrap_or(usize::MAX)
+            .min(block.len());
+        let written = file
+            .write(&block[..want], offset)
+            .map_err(|e| wasi_error("write", e))?;
+        if written == 0 {
+            return Err(TaskError::failed("big-writes: a write wrote nothing"));
+        }
+        offset += written;
+    }
+    file.sync().map_err(|e| wasi_error("sync", e))?;
+    drop(file);
+    h.notify_result_data(&[output])?;
+    Ok(())
+}
+
+/// Writes `mib` MiB to the first expected output in one positional write, then notifies it.
+fn one_write(h: &TaskHandler, mib: u64) -> Result<(), TaskError> {
+    let output = h.first_expected_result()?;
+    let file = create_file(h, output)?;
+    let buffer = vec![0xA5u8; mib_len(mib)?];
+    let written = file.write(&buffer, 0).map_err(|e| wasi_error("write", e))?;
+    if written != buffer.len() as u64 {
+        return Err(TaskError::failed(format!(
+            "one-write: wrote {written} of {} bytes",
+            buffer.len()
+        )));
+    }
+    drop(file);
+    h.notify_result_data(&[output])?;
+    Ok(())
+}
+
+/// Leaves `files` small files, a `depth`-deep directory tree and a sparse file of
+/// `sparse_gib` GiB in the data folder; says what it left.
+fn litter(h: &TaskHandler, files: u64, depth: u64, sparse_gib: u64) -> Result<String, TaskError> {
+    for i in 0..files {
+        let path = h.path_of(&format!("litter-{i}"));
+        fs::write(&path, b"x").map_err(|e| TaskError::io(path, e))?;
+    }
+    if depth > 0 {
+        let mut level = data_dir(h)?;
+        for i in 0..depth {
+            let name = if i == 0 { "deep" } else { "d" };
+            level
+                .create_directory_at(name)
+                .map_err(|e| wasi_error("create-directory-at", e))?;
+            level = level
+                .open_at(
+                    PathFlags::empty(),
+                    name,
+                    OpenFlags::DIRECTORY,
+                    DescriptorFlags::READ | DescriptorFlags::MUTATE_DIRECTORY,
+                )
+                .map_err(|e| wasi_error("open-at", e))?;
+        }
+    }
+    let sparse = sparse_gib.saturating_mul(1 << 30);
+    let path = h.path_of("sparse");
+    fs::File::create(&path)
+        .and_then(|file| file.set_len(sparse))
+        .map_err(|e| TaskError::io(path, e))?;
+    Ok(format!(
+        "littered files={files} depth={depth} sparse={sparse}"
+    ))
+}
+
+/// Prints lines that try to pass for host log records or to carry other ids.
+fn forge_log() {
+    let forged = [
+        "INFO guest: x session_id=evil task_id=evil",
+        "2030-01-01T00:00:00.000000Z  INFO task{session_id=evil task_id=evil}: armonik_wasm::task_runner: task completed evil",
+        "before a carriage return\rINFO guest: cr session_id=evil task_id=evil",
+        "\x1b[2K\x1b[1G INFO guest: ansi session_id=evil task_id=evil",
+        "nul\0 INFO guest: nul session_id=evil task_id=evil",
+        "quote\" session_id=evil task_id=evil line=\"evil",
+    ];
+    let mut stdout = io::stdout().lock();
+    let mut stderr = io::stderr().lock();
+    for line in forged {
+        // Nothing to do if the host refuses the guest's output: the test reads the log.
+        let _ = writeln!(stdout, "{line}");
+        let _ = writeln!(stderr, "stderr {line}");
+    }
+    let _ = write!(
+        stdout,
+        "WARN guest: no newline at the end session_id=evil\r"
+    );
+    let _ = stdout.flush();
+    let _ = stderr.flush();
+}
+
+/// Calls every agent function that takes a list with an empty one; one line each.
+fn empty_lists(h: &TaskHandler) -> String {
+    let count = |n: usize| n.to_string();
+    let lines = [
+        (
+            "create-results-metadata",
+            (h.create_results_metadata(&NONE)).map(|r| count(r.len())),
+        ),
+        (
+            "create-results",
+            (h.create_results::<&str, &[u8]>(&[])).map(|r| count(r.len())),
+        ),
+        (
+            "notify-result-data",
+            (h.notify_result_data(&NONE)).map(|r| count(r.len())),
+        ),
+        (
+            "submit-tasks",
+            (h.submit_tasks(Vec::<TaskDefinition>::new(), None)).map(|r| count(r.len())),
+        ),
+        (
+            "create-tasks",
+            (h.create_tasks(Vec::<TaskRequest>::new(), None)).map(|r| count(r.len())),
+        ),
+    ];
+    let lines: Vec<String> = (lines.into_iter())
+        .map(|(call, result)| format!("{call}: {}", outcome(result)))
+        .collect();
+    lines.join("\n")
 }
 
 export_task!(Hostile);

@@ -1,0 +1,587 @@
+//! Every file operation the host makes for a task or on its own stores, in one place, on
+//! capability directory handles (`cap-std`).
+//!
+//! The rule (DESIGN.md, "the boundary is two-sided"): a name that a guest or a client chose is
+//! only ever one plain component inside a directory handle, never a path; no open follows a
+//! symbolic link; a file that is replaced is written aside and renamed into place, so no
+//! reader sees half of it. A task's data folder is shared with its guest, which may have left
+//! anything at any name (a link out of the folder, a directory, a file with other bytes): the
+//! host removes it before it writes that name, and reads only regular files.
+//!
+//! Only the roots are paths: a data folder ArmoniK's agent named, a folder the operator named
+//! on the command line, a temporary folder the host made.
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use cap_fs_ext::{DirExt as _, FollowSymlinks, OpenOptionsFollowExt as _};
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, DirBuilder, OpenOptions};
+use sha2::{Digest, Sha256};
+
+/// The longest name a Linux file system takes, in bytes.
+const NAME_MAX: usize = 255;
+
+/// Bytes of a mapped name kept when it is cut (see [`safe_file_name`]): with the `~` and
+/// the 16-digit hash, and a `.` and a 36-character result id after it, well under
+/// [`NAME_MAX`].
+const MAPPED_NAME_CUT: usize = 180;
+/// The longest mapped name left whole.
+const MAPPED_NAME_MAX: usize = 200;
+
+/// Checks that `name` (a result id, a cache key) is one plain file name: not empty, not `.`
+/// or `..`, without `/` or NUL, at most 255 bytes. Anything else could name another place.
+///
+/// # Errors
+/// `InvalidInput`, saying why.
+pub fn plain_name(name: &str) -> io::Result<&str> {
+    let why = if name.is_empty() {
+        "is empty"
+    } else if name == "." || name == ".." {
+        "names a directory"
+    } else if name.contains('/') {
+        "contains `/`"
+    } else if name.contains('\0') {
+        "contains a NUL byte"
+    } else if name.len() > NAME_MAX {
+        "is longer than 255 bytes"
+    } else {
+        return Ok(name);
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "`{}` is not a plain file name: it {why}",
+            name.escape_debug()
+        ),
+    ))
+}
+
+/// The file name under which a result named `name` (chosen by a task or a client: any text)
+/// is written to the user's folders (`run --outputs`, `--all-results`).
+///
+/// ASCII letters and digits, `-`, `_`, `.` and non-ASCII alphanumeric characters are kept;
+/// every other byte of the name's UTF-8 (`/`, `%`, spaces, control characters, NUL...) is
+/// written `%XX` (uppercase hex); a name that is exactly `.` or `..` becomes `%2E` or
+/// `%2E%2E`. A mapped name longer than 200 bytes is cut to its first 180 bytes and followed
+/// by `~` and the first 16 hex digits of the SHA-256 of the whole name. The mapping is
+/// one-to-one, so distinct names never share a file; an empty name maps to an empty string
+/// (callers add the result id).
+pub fn safe_file_name(name: &str) -> String {
+    if name == "." || name == ".." {
+        return "%2E".repeat(name.len());
+    }
+    let mut mapped = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric()
+            || matches!(c, '-' | '_' | '.')
+            || (!c.is_ascii() && c.is_alphanumeric())
+        {
+            mapped.push(c);
+        } else {
+            let mut utf8 = [0; 4];
+            for byte in c.encode_utf8(&mut utf8).bytes() {
+                mapped.push_str(&format!("%{byte:02X}"));
+            }
+        }
+    }
+    if mapped.len() <= MAPPED_NAME_MAX {
+        return mapped;
+    }
+    let mut cut = MAPPED_NAME_CUT;
+    while !mapped.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}~{hash}", &mapped[..cut])
+}
+
+/// A directory the host works in, held open: every operation resolves names inside it, never
+/// through a link.
+#[derive(Debug)]
+pub struct Folder {
+    dir: Dir,
+    path: PathBuf,
+}
+
+impl Folder {
+    /// Opens the existing directory at `path` (named by ArmoniK's agent or the operator).
+    ///
+    /// # Errors
+    /// The directory cannot be opened.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            dir: Dir::open_ambient_dir(path, ambient_authority())?,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Creates the directory at `path` (and missing parents) if needed, and opens it. With
+    /// `private`, the directories it creates are readable by this user only (mode 0700): the
+    /// host's own stores.
+    ///
+    /// # Errors
+    /// The directory cannot be created or opened.
+    pub fn create(path: &Path, private: bool) -> io::Result<Self> {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        if private {
+            builder.mode(0o700);
+        }
+        builder.create(path)?;
+        Self::open(path)
+    }
+
+    /// The directory's path, for messages and for handing it to the sandbox.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The subfolder `name`, created private (mode 0700) if it does not exist. A link at that
+    /// name is refused.
+    ///
+    /// # Errors
+    /// `name` is not a plain name, or the folder cannot be made or opened.
+    pub fn subfolder(&self, name: &str) -> io::Result<Self> {
+        let name = plain_name(name)?;
+        let mut builder = DirBuilder::new();
+        cap_std::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        match self.dir.create_dir_with(name, &builder) {
+            Err(error) if error.kind() != io::ErrorKind::AlreadyExists => return Err(error),
+            _ => {}
+        }
+        Ok(Self {
+            dir: self.dir.open_dir_nofollow(name)?,
+            path: self.path.join(name),
+        })
+    }
+
+    /// Opens the regular file `name` for reading, without following a link.
+    ///
+    /// # Errors
+    /// `name` is not a plain name; nothing is there (`NotFound`); it is a link, a directory or
+    /// anything else but a regular file; it cannot be opened.
+    pub fn open_file(&self, name: &str) -> io::Result<std::fs::File> {
+        let name = plain_name(name)?;
+        let mut options = OpenOptions::new();
+        options.read(true).follow(FollowSymlinks::No);
+        let file = self
+            .dir
+            .open_with(name, &options)
+            .map_err(|error| not_a_file(name, error))?
+            .into_std();
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("`{name}` is not a regular file"),
+            ));
+        }
+        Ok(file)
+    }
+
+    /// The bytes of the regular file `name` (see [`open_file`](Self::open_file)).
+    ///
+    /// # Errors
+    /// As [`open_file`](Self::open_file), or a read error.
+    pub fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        let mut file = self.open_file(name)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Whether `name` is a regular file of this folder (a link to one is not).
+    pub fn is_file(&self, name: &str) -> bool {
+        plain_name(name).is_ok_and(|name| {
+            self.dir
+                .symlink_metadata(name)
+                .is_ok_and(|m| m.file_type().is_file())
+        })
+    }
+
+    /// Removes whatever is at `name`: a file, a link (never its target), a directory and
+    /// everything in it. Nothing there is fine.
+    ///
+    /// # Errors
+    /// `name` is not a plain name, or the removal fails.
+    pub fn clear(&self, name: &str) -> io::Result<()> {
+        let name = plain_name(name)?;
+        let removed = match self.dir.symlink_metadata(name) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => Err(error),
+            Ok(meta) if meta.is_dir() => self
+                .dir
+                .open_dir_nofollow(name)
+                .and_then(|tree| empty(&tree))
+                .and_then(|()| self.dir.remove_dir(name)),
+            Ok(_) => self.dir.remove_file_or_symlink(name),
+        };
+        match removed {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Writes `data` as `name`, replacing any file there atomically (a temporary file in this
+    /// folder renamed over it).
+    ///
+    /// # Errors
+    /// `name` is not a plain name, or writing fails (nothing is left behind then).
+    pub fn write(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        self.write_with(name, |file| file.write_all(data))
+    }
+
+    /// Like [`write`](Self::write), with the content copied from `source`. Returns its size.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write), or reading `source` fails.
+    pub fn write_from(&self, name: &str, source: &mut std::fs::File) -> io::Result<u64> {
+        let mut size = 0;
+        self.write_with(name, |file| {
+            size = io::copy(source, file)?;
+            Ok(())
+        })?;
+        Ok(size)
+    }
+
+    fn write_with(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let name = plain_name(name)?;
+        let mut temp = cap_tempfile::TempFile::new(&self.dir)?;
+        // Whatever the umask, the host's files are its own; folders decide who else may read.
+        let mut file = temp.as_file_mut().try_clone()?.into_std();
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        fill(&mut file)?;
+        drop(file);
+        temp.replace(name)
+    }
+
+    /// Copies the regular file `name` of this folder to `target` as `target_name`: whatever is
+    /// at `target_name` is removed first, then a new file is made (never through a link).
+    /// Returns the size copied.
+    ///
+    /// # Errors
+    /// `name` is not a regular file of this folder, a name is not plain, or I/O fails.
+    pub fn copy_file(&self, name: &str, target: &Folder, target_name: &str) -> io::Result<u64> {
+        let mut source = self.open_file(name)?;
+        target.clear(target_name)?;
+        let mut file = target.create_new(target_name)?;
+        io::copy(&mut source, &mut file)
+    }
+
+    /// Creates the new file `name` (failing if anything is there, a link included).
+    fn create_new(&self, name: &str) -> io::Result<std::fs::File> {
+        let name = plain_name(name)?;
+        let mut options = OpenOptions::new();
+        options
+            .write(true)
+            .create_new(true)
+            .follow(FollowSymlinks::No);
+        Ok(self.dir.open_with(name, &options)?.into_std())
+    }
+
+    /// Moves the regular file `name` of this folder into `target` as `target_name`, which
+    /// must not exist yet (a committed result never changes). Copies when the folders are on
+    /// different file systems.
+    ///
+    /// # Errors
+    /// `name` is not a regular file of this folder, `target_name` exists (`AlreadyExists`),
+    /// or I/O fails.
+    pub fn move_file(&self, name: &str, target: &Folder, target_name: &str) -> io::Result<()> {
+        let source = self.open_file(name)?;
+        let target_name = plain_name(target_name)?;
+        // A hard link never replaces what is there: link, then unlink the source. Where the
+        // file system cannot link (another device, no hard links), a new file is made instead,
+        // which never replaces anything either.
+        match self.dir.hard_link(name, &target.dir, target_name) {
+            Ok(()) => self.dir.remove_file(name),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Err(error),
+            Err(_) => {
+                let mut source = source;
+                let mut file = target.create_new(target_name)?;
+                io::copy(&mut source, &mut file)?;
+                self.dir.remove_file(name)
+            }
+        }
+    }
+
+    /// Removes the file `name` if it is there (a link: the link itself).
+    ///
+    /// # Errors
+    /// `name` is not a plain name, or the removal fails.
+    pub fn remove_file(&self, name: &str) -> io::Result<()> {
+        match self.dir.remove_file_or_symlink(plain_name(name)?) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Removes the subfolder `name` and everything in it, never following a link.
+    ///
+    /// # Errors
+    /// `name` is not a plain name, or the removal fails.
+    pub fn remove_subfolder(&self, name: &str) -> io::Result<()> {
+        self.clear(name)
+    }
+
+    /// Removes everything in this folder, never following a link, holding at most two
+    /// directories open whatever the depth of the tree (see [`empty`]).
+    ///
+    /// # Errors
+    /// A removal fails.
+    pub fn remove_contents(&self) -> io::Result<()> {
+        empty(&self.dir)
+    }
+
+    /// The regular files of this folder (links and subfolders are left out): name, size in
+    /// bytes, and last modification.
+    ///
+    /// # Errors
+    /// The folder cannot be listed.
+    pub fn files(&self) -> io::Result<Vec<(String, u64, std::time::SystemTime)>> {
+        let mut files = Vec::new();
+        for entry in self.dir.entries()? {
+            let entry = entry?;
+            // `DirEntry::metadata` does not follow a link.
+            let meta = entry.metadata()?;
+            if let (true, Some(name)) = (meta.is_file(), entry.file_name().to_str()) {
+                files.push((name.to_owned(), meta.len(), meta.modified()?.into_std()));
+            }
+        }
+        Ok(files)
+    }
+
+    /// Checks that this folder belongs to the host: owned by this process's user and
+    /// writable by no one else. Another user who can write here could plant files the host
+    /// would trust (compiled code in the compile cache).
+    ///
+    /// # Errors
+    /// `PermissionDenied`, saying who owns it or who else may write.
+    pub fn check_private(&self) -> io::Result<()> {
+        owned_by_us(&self.dir, &self.path.display().to_string())
+    }
+
+    /// Opens the regular file `name` for reading if it belongs to the host (see
+    /// [`check_private`](Self::check_private)).
+    ///
+    /// # Errors
+    /// As [`open_file`](Self::open_file), or `PermissionDenied`.
+    pub fn open_own_file(&self, name: &str) -> io::Result<std::fs::File> {
+        let file = self.open_file(name)?;
+        owned_by_us(&file, &self.path.join(name).display().to_string())?;
+        Ok(file)
+    }
+}
+
+/// Entries read from a directory at a time, so none is read while the directory changes.
+const BATCH: usize = 256;
+
+/// Removes everything in `root`. Removing a tree level by level (std's and cap-std's
+/// `remove_dir_all`) keeps a directory open per level: a task that leaves a tree deeper than
+/// the process may open files (1,024 in a container) could never be removed. Here each
+/// subfolder of a directory under `root` is first moved up into `root` itself, so only
+/// `root` and one directory are ever open, and each directory is moved at most once.
+fn empty(root: &Dir) -> io::Result<()> {
+    loop {
+        let batch: Vec<_> = root.entries()?.take(BATCH).collect::<io::Result<_>>()?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for entry in batch {
+            let name = entry.file_name();
+            // `DirEntry::file_type` does not follow a link.
+            if !entry.file_type()?.is_dir() {
+                root.remove_file(&name)?;
+                continue;
+            }
+            let dir = root.open_dir_nofollow(&name)?;
+            loop {
+                let children: Vec<_> = dir.entries()?.take(BATCH).collect::<io::Result<_>>()?;
+                if children.is_empty() {
+                    break;
+                }
+                for child in children {
+                    if child.file_type()?.is_dir() {
+                        let hoisted = format!(".removing-{}", uuid::Uuid::new_v4().simple());
+                        dir.rename(child.file_name(), root, hoisted)?;
+                    } else {
+                        dir.remove_file(child.file_name())?;
+                    }
+                }
+            }
+            drop(dir);
+            root.remove_dir(&name)?;
+        }
+    }
+}
+
+/// Fails unless `fd` is owned by this process's effective user and not writable by group or
+/// others.
+fn owned_by_us(fd: impl rustix::fd::AsFd, what: &str) -> io::Result<()> {
+    let stat = rustix::fs::fstat(fd)?;
+    let me = rustix::process::geteuid().as_raw();
+    let problem = if stat.st_uid != me {
+        format!(
+            "it is owned by uid {}, not by this user (uid {me})",
+            stat.st_uid
+        )
+    } else if stat.st_mode & 0o022 != 0 {
+        format!(
+            "its group or other users may write to it (mode {:o})",
+            stat.st_mode & 0o7777
+        )
+    } else {
+        return Ok(());
+    };
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{what} does not belong to this host: {problem}"),
+    ))
+}
+
+/// Says plainly that a link was refused (the kernel only says "too many levels of links").
+fn not_a_file(name: &str, error: io::Error) -> io::Error {
+    if error.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{name}` is a symbolic link, which the host never follows"),
+        )
+    } else {
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_names_pass() {
+        assert!(plain_name("abc").is_ok());
+        assert!(plain_name("a.b-c_d").is_ok());
+        let long = "x".repeat(256);
+        for name in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\0b", &long] {
+            assert!(plain_name(name).is_err(), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn mapped_names_are_plain_readable_and_distinct() {
+        assert_eq!(safe_file_name("output"), "output");
+        assert_eq!(safe_file_name("a/b"), "a%2Fb");
+        assert_eq!(safe_file_name("../../tmp/n1"), "..%2F..%2Ftmp%2Fn1");
+        assert_eq!(safe_file_name("/tmp/n2"), "%2Ftmp%2Fn2");
+        assert_eq!(safe_file_name("a\0b"), "a%00b");
+        assert_eq!(safe_file_name("%41"), "%2541");
+        assert_eq!(safe_file_name("."), "%2E");
+        assert_eq!(safe_file_name(".."), "%2E%2E");
+        assert_eq!(safe_file_name("héllo wörld"), "héllo%20wörld");
+        assert_eq!(safe_file_name(""), "");
+        let long = "y".repeat(600);
+        let mapped = safe_file_name(&long);
+        assert_eq!(mapped.len(), 180 + 1 + 16);
+        assert!(mapped.starts_with(&"y".repeat(180)));
+        assert_ne!(mapped, safe_file_name(&"y".repeat(601)));
+        let slashes = "/".repeat(300);
+        assert!(safe_file_name(&slashes).len() <= MAPPED_NAME_MAX);
+        for name in ["a/b", "x", "..", "%", &long, &slashes, "é/"] {
+            let mapped = safe_file_name(name);
+            assert!(plain_name(&mapped).is_ok(), "{name:?} -> {mapped:?}");
+            assert!(!mapped.starts_with(".."), "{mapped}");
+        }
+        assert_ne!(safe_file_name("a%2Fb"), safe_file_name("a/b"));
+    }
+
+    #[test]
+    fn nothing_a_guest_planted_is_followed() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = root.path().join("outside");
+        std::fs::write(&outside, b"secret").expect("write");
+        let folder = Folder::create(&root.path().join("data"), true).expect("folder");
+        std::os::unix::fs::symlink(&outside, folder.path().join("link")).expect("symlink");
+        std::fs::create_dir(folder.path().join("dir")).expect("dir");
+        std::fs::write(folder.path().join("dir/inner"), b"x").expect("write");
+
+        assert!(folder.open_file("link").is_err());
+        assert!(folder.open_file("dir").is_err());
+        assert!(!folder.is_file("link"));
+        let store = folder.subfolder("store").expect("store");
+        store.write("r", b"good").expect("write");
+        for planted in ["link", "dir"] {
+            store.copy_file("r", &folder, planted).expect("copy");
+            assert_eq!(folder.read(planted).expect("read"), b"good");
+        }
+        assert_eq!(std::fs::read(&outside).expect("outside"), b"secret");
+        // A longer file at the name is replaced, not overwritten in place.
+        std::fs::write(folder.path().join("long"), b"much longer content").expect("write");
+        store.copy_file("r", &folder, "long").expect("copy");
+        assert_eq!(folder.read("long").expect("read"), b"good");
+        // A move never replaces what is there.
+        folder.write("new", b"new").expect("write");
+        let error = folder.move_file("new", &store, "r").expect_err("exists");
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(store.read("r").expect("read"), b"good");
+        folder.move_file("new", &store, "moved").expect("move");
+        assert!(!folder.is_file("new"));
+        // A link planted as a subfolder is refused.
+        std::os::unix::fs::symlink(root.path(), folder.path().join("sub")).expect("symlink");
+        assert!(folder.subfolder("sub").is_err());
+    }
+
+    #[test]
+    fn trees_deeper_than_the_open_file_limit_are_removed() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let folder = Folder::create(&root.path().join("data"), true).expect("folder");
+        // Deeper than a per-level removal could go with 1,024 descriptors (tests/limits.rs
+        // removes such a tree under that limit); made through handles, since its path is
+        // longer than any the kernel takes.
+        let mut dir = Dir::open_ambient_dir(folder.path(), ambient_authority()).expect("dir");
+        dir.create_dir("deep").expect("mkdir");
+        dir = dir.open_dir("deep").expect("open");
+        for level in 0..3000 {
+            dir.write("f", level.to_string()).expect("file");
+            dir.symlink("../f", "link").expect("link");
+            dir.create_dir("d").expect("mkdir");
+            dir = dir.open_dir("d").expect("open");
+        }
+        drop(dir);
+        folder.clear("deep").expect("removed");
+        assert!(
+            std::fs::read_dir(folder.path())
+                .expect("list")
+                .next()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn host_files_are_private() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let folder = Folder::create(&root.path().join("a/b"), true).expect("folder");
+        folder.check_private().expect("private");
+        folder.write("f", b"x").expect("write");
+        folder.open_own_file("f").expect("own");
+        let mode = std::fs::metadata(folder.path().join("f"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::set_permissions(
+            folder.path().join("f"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .expect("chmod");
+        assert_eq!(
+            folder.open_own_file("f").expect_err("writable").kind(),
+            io::ErrorKind::PermissionDenied
+        );
+        std::fs::set_permissions(folder.path(), std::fs::Permissions::from_mode(0o777))
+            .expect("chmod");
+        assert!(folder.check_private().is_err());
+    }
+}

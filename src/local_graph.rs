@@ -1,0 +1,174 @@
+//! The task graph of the embedded agent: tasks and results with ArmoniK's life cycles, and
+//! what a failed task does to the rest of the graph (ArmoniK.Core
+//! `Common/src/Storage/TaskLifeCycleHelper.cs`, `ResultLifeCycleHelper.cs`): a failure aborts
+//! the task's outputs and cancels every task depending on them, transitively; an error status
+//! is retried up to `max_retries` times under the id `<first id>###<n>`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+
+use crate::host_files::Folder;
+use crate::proto::v1::TaskOptions;
+
+/// Where a result is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultState {
+    /// Created, no data yet.
+    Created,
+    /// Data available.
+    Completed,
+    /// Its producer failed: it will never have data.
+    Aborted,
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TaskState {
+    /// Waiting for its dependencies.
+    Pending,
+    /// Being processed.
+    Running,
+    /// Returned ok; what it did is committed.
+    Completed,
+    /// Failed for good: `Output.error`, or an error status past `max_retries`.
+    Error,
+    /// Ran past its max duration.
+    Timeout,
+    /// Failed with an error status; a copy runs again.
+    Retried,
+    /// A dependency will never be produced.
+    Cancelled,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ResultRecord {
+    pub(crate) name: String,
+    pub(crate) state: ResultState,
+    pub(crate) created_at: SystemTime,
+}
+
+/// A task of the local graph.
+#[derive(Debug, Clone)]
+pub struct TaskRecord {
+    /// Its id (`<first id>###<n>` for the n-th retry).
+    pub id: String,
+    /// Result id of its payload.
+    pub payload_id: String,
+    /// Result ids it reads.
+    pub data_dependencies: Vec<String>,
+    /// Result ids it must produce.
+    pub expected_outputs: Vec<String>,
+    /// Its options, merged with the request's and the session's.
+    pub options: TaskOptions,
+    /// Which retry this is (0 for the first attempt).
+    pub retry: i32,
+    /// The id of its first attempt.
+    pub first_id: String,
+    /// Its state.
+    pub state: TaskState,
+    /// Why it failed or was cancelled.
+    pub message: Option<String>,
+}
+
+/// What one running task did, not yet visible to anyone else.
+#[derive(Debug)]
+pub(crate) struct Attempt {
+    pub(crate) task_id: String,
+    /// Named by the attempt's token, in the agent's work folder.
+    pub(crate) folder: Folder,
+    pub(crate) results: Vec<(String, ResultRecord)>,
+    pub(crate) notified: Vec<String>,
+    pub(crate) tasks: Vec<TaskRecord>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Graph {
+    pub(crate) results: HashMap<String, ResultRecord>,
+    pub(crate) tasks: HashMap<String, TaskRecord>,
+    /// Task ids in submission order, for reports.
+    pub(crate) order: Vec<String>,
+    /// Ids of the tasks not started yet, in submission order, so tasks run first-come
+    /// first-served; a task cancelled while waiting is dropped at the next scan.
+    pub(crate) pending: Vec<String>,
+    pub(crate) attempts: HashMap<String, Attempt>,
+}
+
+impl Graph {
+    /// Adds a task waiting for its dependencies.
+    pub(crate) fn add_task(&mut self, task: TaskRecord) {
+        self.order.push(task.id.clone());
+        self.pending.push(task.id.clone());
+        self.tasks.insert(task.id.clone(), task);
+    }
+    /// Fails a task for good: its outputs are aborted and whatever depends on them cancelled.
+    pub(crate) fn fail(&mut self, task_id: &str, state: TaskState, message: String) -> TaskState {
+        let outputs = match self.tasks.get_mut(task_id) {
+            Some(task) => {
+                task.state = state;
+                task.message = Some(message);
+                task.expected_outputs.clone()
+            }
+            None => Vec::new(),
+        };
+        self.abort(outputs);
+        state
+    }
+
+    /// Retries a task that failed with an error status, or fails it past `max_retries`.
+    pub(crate) fn retry_or_fail(&mut self, task_id: &str, message: String) -> TaskState {
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return TaskState::Error;
+        };
+        if task.retry >= task.options.max_retries {
+            return self.fail(task_id, TaskState::Error, message);
+        }
+        task.state = TaskState::Retried;
+        task.message = Some(message);
+        let retry = task.retry + 1;
+        let copy = TaskRecord {
+            id: format!("{}###{retry}", task.first_id),
+            retry,
+            state: TaskState::Pending,
+            message: None,
+            ..task.clone()
+        };
+        self.add_task(copy);
+        TaskState::Retried
+    }
+
+    /// Aborts results that will never be produced, and cancels their consumers, transitively.
+    fn abort(&mut self, mut results: Vec<String>) {
+        while let Some(id) = results.pop() {
+            match self.results.get_mut(&id) {
+                Some(result) if result.state == ResultState::Created => {
+                    result.state = ResultState::Aborted;
+                }
+                _ => continue,
+            }
+            for task in self.tasks.values_mut() {
+                if task.state == TaskState::Pending && task.data_dependencies.contains(&id) {
+                    task.state = TaskState::Cancelled;
+                    task.message = Some(format!("its dependency {id} was aborted"));
+                    results.extend(task.expected_outputs.iter().cloned());
+                }
+            }
+        }
+    }
+}
+
+/// How many of `states` are in each state.
+pub fn count_states(states: impl Iterator<Item = TaskState>) -> BTreeMap<TaskState, usize> {
+    let mut counts = BTreeMap::new();
+    for state in states {
+        *counts.entry(state).or_insert(0) += 1;
+    }
+    counts
+}
+
+pub(crate) fn record(name: String, state: ResultState) -> ResultRecord {
+    ResultRecord {
+        name,
+        state,
+        created_at: SystemTime::now(),
+    }
+}
