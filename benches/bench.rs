@@ -435,9 +435,9 @@ async fn local_runner(
         RunnerConfig {
             max_concurrent_tasks: 1,
             default_max_duration: Duration::from_secs(600),
-            guest_threads: false,
         },
-    )?);
+        None,
+    ));
     Ok((agent, runner, work))
 }
 

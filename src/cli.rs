@@ -18,7 +18,7 @@ use crate::local_graph::ResultState;
 use crate::local_run;
 use crate::proto::v1::TaskOptions;
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::task_runner::{RunnerConfig, TaskRunner};
+use crate::task_runner::{GuestThread, RunnerConfig, TaskRunner};
 use crate::transport::{self, WorkerService};
 
 /// Runs ArmoniK tasks as sandboxed WebAssembly components.
@@ -193,7 +193,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let (sandbox, disk) = args.sandbox.build(args.max_concurrent_tasks)?;
     let components = Components::new(sandbox.clone(), args.component.as_deref(), disk).await?;
-    let agent = GrpcAgent::connect_lazy(&agent_address).context("invalid agent channel")?;
+    let guest_thread = GuestThread::start().context("cannot start the guest thread")?;
+    // The agent's channel runs on the guest thread, where the calls come from.
+    let agent = {
+        let _guest = guest_thread.enter();
+        GrpcAgent::connect_lazy(&agent_address).context("invalid agent channel")?
+    };
     let runner = Arc::new(TaskRunner::new(
         sandbox,
         components,
@@ -201,9 +206,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         RunnerConfig {
             max_concurrent_tasks: usize::try_from(args.max_concurrent_tasks)?,
             default_max_duration,
-            guest_threads: true,
         },
-    )?);
+        Some(guest_thread),
+    ));
     let serving = Arc::new(AtomicBool::new(true));
     let service = WorkerService::new(runner.clone(), serving.clone());
     tracing::info!(%agent_address, "agent channel (connected on first use)");
@@ -383,9 +388,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         RunnerConfig {
             max_concurrent_tasks: parallelism,
             default_max_duration,
-            guest_threads: false,
         },
-    )?);
+        None,
+    ));
     let report =
         match local_run::run_graph(agent.clone(), runner, parallelism, shutdown_signal()).await {
             Ok(report) => report,

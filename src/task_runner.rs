@@ -37,23 +37,53 @@ pub struct RunnerConfig {
     pub max_concurrent_tasks: usize,
     /// Time budget of a task whose options set none.
     pub default_max_duration: Duration,
-    /// Run guests on threads of their own rather than the caller's. A worker needs it: a
-    /// guest blocked in a long file write or `sync` must never delay HealthCheck, which
-    /// ArmoniK's agent gives 5 s before it declares the worker dead and stops. `run` has no
-    /// control path to protect and saves the hop between threads.
-    pub guest_threads: bool,
 }
 
-/// The threads guests run on (see [`RunnerConfig::guest_threads`]).
-struct GuestThreads(Option<tokio::runtime::Runtime>);
+/// A thread of its own for guests, apart from the caller's. A worker needs it: a guest
+/// blocked in a long file write or `sync` must never delay HealthCheck, which ArmoniK's agent
+/// gives 5 s before it declares the worker dead and stops (`run` has no such control path,
+/// and saves the hop).
+///
+/// It is a current-thread runtime driven by its own thread. Handing a task over costs one
+/// wake-up each way, provided the agent's channel lives on this thread too (create it inside
+/// [`enter`](Self::enter)): otherwise each agent call crosses threads twice more. Guests share
+/// the thread as they would share the caller's, yielding at each epoch tick; ArmoniK sends one
+/// task at a time.
+pub struct GuestThread {
+    handle: tokio::runtime::Handle,
+    /// Dropped with the runner: the thread's runtime then stops, dropping any guest still
+    /// running, outside the caller's async context.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
 
-impl Drop for GuestThreads {
-    fn drop(&mut self) {
-        // A runtime may not block in an async context; guests still running are dropped at
-        // their next epoch tick.
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
+impl GuestThread {
+    /// Starts the thread.
+    ///
+    /// # Errors
+    /// The runtime or the thread cannot be made.
+    pub fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("guest".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            handle,
+            _stop: stop,
+        })
+    }
+
+    /// Makes this thread's runtime the current one until the guard drops: what is created
+    /// meanwhile (a gRPC channel's tasks) runs on the guest thread.
+    pub fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+        self.handle.enter()
     }
 }
 
@@ -63,41 +93,28 @@ pub struct TaskRunner {
     components: Components,
     agent: Arc<dyn Agent>,
     slots: Arc<Semaphore>,
-    guest_threads: Option<GuestThreads>,
+    guest_thread: Option<GuestThread>,
     config: RunnerConfig,
 }
 
 impl TaskRunner {
-    /// A runner over a sandbox, its components and the agent that tasks call.
-    ///
-    /// # Errors
-    /// The guest threads cannot be started.
+    /// A runner over a sandbox, its components and the agent that tasks call. Guests run on
+    /// `guest_thread` if given, else on the caller's.
     pub fn new(
         sandbox: Arc<Sandbox>,
         components: Components,
         agent: Arc<dyn Agent>,
         config: RunnerConfig,
-    ) -> std::io::Result<Self> {
-        let guest_threads = if config.guest_threads {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                // One thread per task that may run at once: a guest blocked in a write
-                // delays no other.
-                .worker_threads(config.max_concurrent_tasks.max(1))
-                .thread_name("guest")
-                .enable_all()
-                .build()?;
-            Some(GuestThreads(Some(runtime)))
-        } else {
-            None
-        };
-        Ok(Self {
+        guest_thread: Option<GuestThread>,
+    ) -> Self {
+        Self {
             sandbox,
             components,
             agent,
             slots: Arc::new(Semaphore::new(config.max_concurrent_tasks)),
-            guest_threads,
+            guest_thread,
             config,
-        })
+        }
     }
 
     /// Resolves once no task is running.
@@ -144,15 +161,11 @@ impl TaskRunner {
             outcome
         }
         .instrument(span);
-        match self
-            .guest_threads
-            .as_ref()
-            .and_then(|threads| threads.0.as_ref())
-        {
+        match &self.guest_thread {
             None => task.await,
             // Dropping the handle (ArmoniK cancelled the call) aborts the guest at its next
             // epoch tick.
-            Some(threads) => AbortOnDropHandle::new(threads.spawn(task))
+            Some(thread) => AbortOnDropHandle::new(thread.handle.spawn(task))
                 .await
                 .unwrap_or_else(|error| {
                     Err(Status::internal(format!(

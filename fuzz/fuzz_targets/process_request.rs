@@ -63,19 +63,16 @@ static HOST: LazyLock<Host> = LazyLock::new(|| {
     // the bridge and the outcome table.
     let agent = LocalAgent::new(&scratch.path().join("agent"), TaskOptions::default())
         .expect("local agent");
-    let runner = Arc::new(
-        TaskRunner::new(
-            sandbox,
-            components,
-            Arc::new(agent),
-            RunnerConfig {
-                max_concurrent_tasks: 1,
-                default_max_duration: Duration::from_secs(2),
-                guest_threads: false,
-            },
-        )
-        .expect("task runner"),
-    );
+    let runner = Arc::new(TaskRunner::new(
+        sandbox,
+        components,
+        Arc::new(agent),
+        RunnerConfig {
+            max_concurrent_tasks: 1,
+            default_max_duration: Duration::from_secs(2),
+        },
+        None,
+    ));
     Host {
         runtime,
         runner,
