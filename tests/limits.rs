@@ -108,6 +108,12 @@ fn run_creates_as_many_results_as_serve() {
 /// Bytes in a MiB.
 const MIB: u64 = 1 << 20;
 
+/// Held by the tests that load the disk or both cores (gigabytes of writes, a Python
+/// compilation, litter), so that they do not run at once: each measures or bounds time, and
+/// the others would be its noise on a 2-core machine. Async tests take it with `lock().await`,
+/// the others with `blocking_lock()`.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `armonik-wasm run <hostile> --payload-text <payload> <extra>... --outputs <dir>/out`, timed;
 /// returns the folder holding `out`.
 fn run_hostile(payload: &str, extra: &[&str]) -> (tempfile::TempDir, Ran, Duration) {
@@ -289,6 +295,7 @@ fn quantile(values: &mut [Duration], p: f64) -> Duration {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_health_checks_stay_fast_while_a_guest_writes_gigabytes() {
+    let _alone = HEAVY.lock().await;
     const TOTAL_MIB: u64 = 1536;
     let harness = Harness::start("hostile").await;
     let probe = HealthProbe::start(&harness.worker).await;
@@ -327,6 +334,7 @@ const ONE_WRITE_MIB: u64 = 300;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_takes_a_single_write_of_300_mib() {
+    let _alone = HEAVY.lock().await;
     let harness = Harness::start("hostile").await;
     let folder = TaskFolder::new();
     let request = folder
@@ -345,6 +353,7 @@ async fn serve_takes_a_single_write_of_300_mib() {
 
 #[test]
 fn run_takes_a_single_write_of_300_mib() {
+    let _alone = HEAVY.blocking_lock();
     let (dir, ran, _) = run_hostile(&format!("one-write {ONE_WRITE_MIB}"), &[]);
     assert!(ran.success, "{}", ran.all());
     assert_eq!(
@@ -384,6 +393,7 @@ fn parse_debug_duration(text: &str) -> Option<Duration> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_compiles_a_library_once_within_the_deadlines_of_the_tasks_waiting_for_it() {
+    let _alone = HEAVY.lock().await;
     // Fails, saying to run `.ci/install-polyglot-tools`, when the Python tools are missing.
     let library = std::fs::read(component(Lang::Python, "echo")).expect("python-echo.wasm");
     // Nothing on disk: the library compiles in this process, for seconds (tens on a debug
@@ -771,6 +781,7 @@ fn run_litter(open_files: Option<u64>) {
 
 #[test]
 fn run_removes_what_a_task_littered_its_folder_with() {
+    let _alone = HEAVY.blocking_lock();
     run_litter(None);
 }
 
@@ -778,6 +789,7 @@ fn run_removes_what_a_task_littered_its_folder_with() {
 /// tree must not take a file descriptor per level.
 #[test]
 fn run_removes_what_a_task_littered_its_folder_with_under_1024_open_files() {
+    let _alone = HEAVY.blocking_lock();
     run_litter(Some(1024));
 }
 
