@@ -216,10 +216,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // On SIGTERM/SIGINT: HealthCheck turns NOT_SERVING (so ArmoniK sends no new task), running
     // tasks get the grace period to finish, then the server stops.
     let drained = Arc::new(tokio::sync::Notify::new());
+    let stop = shutdown_signal();
     let drain = {
         let drained = drained.clone();
         async move {
-            shutdown_signal().await;
+            stop.await;
             serving.store(false, Ordering::Relaxed);
             tracing::info!(?grace, "shutting down, waiting for running tasks");
             if tokio::time::timeout(grace, runner.idle()).await.is_err() {
@@ -247,22 +248,26 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
         .with_context(|| format!("{flag} must be a positive number of seconds"))
 }
 
-/// Resolves at the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Listens for SIGTERM, SIGINT and SIGHUP from this call on (not from the first poll: a
+/// signal during set-up must still lead to the clean-up); the future resolves at the first.
+fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
+    let kinds = [
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+        SignalKind::hangup(),
+    ];
+    let signals: std::io::Result<Vec<_>> = kinds.into_iter().map(signal).collect();
+    async move {
+        match signals {
+            Ok(mut signals) => {
+                let received = signals.iter_mut().map(|s| Box::pin(s.recv()));
+                futures::future::select_all(received).await;
             }
-        }
-        _ => {
-            tracing::error!("cannot listen for signals; stop the worker with SIGKILL");
-            std::future::pending::<()>().await;
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for signals; stop the process with SIGKILL");
+                std::future::pending::<()>().await;
+            }
         }
     }
 }
@@ -318,6 +323,8 @@ pub struct RunArgs {
 /// `run`: the whole task graph of a component, on this machine. Returns whether every output
 /// of the root task was produced.
 pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
+    // Before the work folder exists, so that a signal at any time leads to its removal.
+    let stop = shutdown_signal();
     let payload = match (&args.payload, &args.payload_text) {
         (Some(path), _) => std::fs::read(path)
             .with_context(|| format!("cannot read the payload file {}", path.display()))?,
@@ -391,28 +398,67 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         },
         None,
     ));
-    let report =
-        match local_run::run_graph(agent.clone(), runner, parallelism, shutdown_signal()).await {
-            Ok(report) => report,
-            Err(error) => {
-                drop(agent);
-                remove_work_folder(work);
-                return Err(error);
-            }
-        };
+    let report = match local_run::run_graph(agent.clone(), runner, parallelism, stop).await {
+        Ok(report) => report,
+        Err(error) => {
+            drop(agent);
+            remove_work_folder(work);
+            return Err(error);
+        }
+    };
 
     for task in report.tasks.iter().filter(|t| t.message.is_some()) {
         if let Some(message) = &task.message {
             eprintln!("task {} {:?}: {message}", task.id, task.state);
         }
     }
+    let written = write_outputs(&args, &agent, &outputs);
+    println!("{}", report.summary());
+    drop(agent);
+    match written {
+        Ok(complete) => {
+            remove_work_folder(work);
+            Ok(complete)
+        }
+        Err(error) => {
+            // Nothing computed is lost: the results stay where they are.
+            let kept = work.keep();
+            eprintln!(
+                "the results are kept in {}, one file per result id",
+                kept.join("results").display()
+            );
+            Err(error)
+        }
+    }
+}
+
+/// Where `--all-results` writes, inside `--outputs`.
+const ALL_RESULTS: &str = "results";
+
+/// The file name of a root output in `--outputs`: its mapped name (see [`safe_file_name`]),
+/// except that `results` becomes `%72esults` (its `r` percent-encoded, which the mapping
+/// never produces otherwise), leaving `results` to `--all-results`.
+fn output_file_name(name: &str) -> String {
+    match safe_file_name(name) {
+        mapped if mapped == ALL_RESULTS => "%72esults".to_owned(),
+        mapped => mapped,
+    }
+}
+
+/// Writes the root outputs to `--outputs` (and, with `--all-results`, every result) and says
+/// what each holds. Returns whether every root output was produced.
+fn write_outputs(
+    args: &RunArgs,
+    agent: &LocalAgent,
+    outputs: &[(String, String)],
+) -> anyhow::Result<bool> {
     let outputs_folder = Folder::create(&args.outputs, false)
         .with_context(|| format!("cannot create {}", args.outputs.display()))?;
     let mut complete = true;
-    for (name, id) in &outputs {
+    for (name, id) in outputs {
         match agent.result(id) {
             Some((_, ResultState::Completed)) => {
-                let file_name = safe_file_name(name);
+                let file_name = output_file_name(name);
                 let target = args.outputs.join(&file_name);
                 let size = agent
                     .open_data(id)
@@ -437,11 +483,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         }
     }
     if args.all_results {
-        write_all_results(&agent, &args.outputs.join("results"))?;
+        write_all_results(agent, &args.outputs.join(ALL_RESULTS))?;
     }
-    println!("{}", report.summary());
-    drop(agent);
-    remove_work_folder(work);
     Ok(complete)
 }
 

@@ -151,7 +151,9 @@ impl DiskCache {
 
     /// Removes the least recently used entries until the cache fits its limits.
     fn evict(&self) -> std::io::Result<()> {
+        // Only entries: a stray file or another host's write in progress is not ours to count.
         let mut entries = self.folder.files()?;
+        entries.retain(|(name, _, _)| name.ends_with(".cwasm"));
         let mut bytes: u64 = entries.iter().map(|(_, size, _)| size).sum();
         let mut count = entries.len();
         // Oldest first; the name breaks ties so the order is stable.

@@ -104,6 +104,9 @@ pub fn safe_file_name(name: &str) -> String {
 pub struct Folder {
     dir: Dir,
     path: PathBuf,
+    /// Whether the files written here are this user's alone (mode 0600): the host's stores
+    /// and task folders; not the user's own output folders.
+    private: bool,
 }
 
 impl Folder {
@@ -115,12 +118,14 @@ impl Folder {
         Ok(Self {
             dir: Dir::open_ambient_dir(path, ambient_authority())?,
             path: path.to_owned(),
+            private: true,
         })
     }
 
     /// Creates the directory at `path` (and missing parents) if needed, and opens it. With
-    /// `private`, the directories it creates are readable by this user only (mode 0700): the
-    /// host's own stores.
+    /// `private`, the directories it creates are readable by this user only (mode 0700) and
+    /// the files written in it too (0600): the host's own stores. Without, they follow the
+    /// umask: the user's output folders.
     ///
     /// # Errors
     /// The directory cannot be created or opened.
@@ -131,7 +136,10 @@ impl Folder {
             builder.mode(0o700);
         }
         builder.create(path)?;
-        Self::open(path)
+        Ok(Self {
+            private,
+            ..Self::open(path)?
+        })
     }
 
     /// The directory's path, for messages and for handing it to the sandbox.
@@ -155,6 +163,7 @@ impl Folder {
         Ok(Self {
             dir: self.dir.open_dir_nofollow(name)?,
             path: self.path.join(name),
+            private: self.private,
         })
     }
 
@@ -253,9 +262,11 @@ impl Folder {
     ) -> io::Result<()> {
         let name = plain_name(name)?;
         let mut temp = cap_tempfile::TempFile::new(&self.dir)?;
-        // Whatever the umask, the host's files are its own; folders decide who else may read.
         let mut file = temp.as_file_mut().try_clone()?.into_std();
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        if self.private {
+            // Whatever the umask, the host's files are its own.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         fill(&mut file)?;
         drop(file);
         temp.replace(name)

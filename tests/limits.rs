@@ -698,7 +698,7 @@ fn run_removes_its_work_folder_at_the_end_and_when_interrupted() {
     assert!(status.success(), "{status}");
     assert!(left_in(&tmp).is_empty(), "left behind: {:?}", left_in(&tmp));
 
-    for signal in ["INT", "TERM"] {
+    for signal in ["INT", "TERM", "HUP"] {
         let mut child = spawn_run(&tmp, &format!("sleep {FOREVER_MS}"));
         let deadline = Instant::now() + Duration::from_secs(60);
         while !task_running(&tmp) {

@@ -404,3 +404,51 @@ fn the_embedded_agent_answers_every_agent_operation() {
         ran.all()
     );
 }
+
+/// A root output named `results` and `--all-results` both land: the output as `%72esults`.
+#[test]
+fn an_output_named_results_leaves_the_folder_to_all_results() {
+    let (_dir, out, ran) = run_guest(
+        "echo",
+        "hello",
+        &["--output-name", "results", "--all-results"],
+    );
+    assert!(ran.success, "{}", ran.all());
+    assert_eq!(
+        std::fs::read_to_string(out.join("%72esults")).expect("output"),
+        "hello"
+    );
+    assert!(out.join("results").is_dir(), "{}", ran.all());
+}
+
+/// Outputs that cannot be written fail the run, and the computed results are kept.
+#[test]
+fn outputs_that_cannot_be_written_lose_nothing() {
+    let (dir, out) = outputs();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(out.join("output")).expect("a directory in the output's way");
+    std::fs::create_dir(&tmp).expect("tmp");
+    let echo = guest("echo");
+    let output = common::armonik_wasm_command(&[
+        "run",
+        path(&echo),
+        "--payload-text",
+        "kept",
+        "--outputs",
+        path(&out),
+    ])
+    .env("TMPDIR", &tmp)
+    .output()
+    .expect("armonik-wasm starts");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    let kept = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("the results are kept in "))
+        .and_then(|l| l.strip_suffix(", one file per result id"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    let holds_kept = std::fs::read_dir(kept)
+        .expect("kept results")
+        .any(|e| std::fs::read(e.expect("entry").path()).is_ok_and(|d| d == b"kept"));
+    assert!(holds_kept, "{kept}");
+}
