@@ -332,14 +332,6 @@ impl Folder {
         }
     }
 
-    /// Removes the subfolder `name` and everything in it, never following a link.
-    ///
-    /// # Errors
-    /// `name` is not a plain name, or the removal fails.
-    pub fn remove_subfolder(&self, name: &str) -> io::Result<()> {
-        self.clear(name)
-    }
-
     /// Removes everything in this folder, never following a link, holding at most two
     /// directories open whatever the depth of the tree (see [`empty`]).
     ///

@@ -25,6 +25,7 @@ pub mod local_agent;
 pub mod local_graph;
 pub mod local_run;
 pub mod proto;
+pub mod run_outputs;
 pub mod sandbox;
 pub mod task_options;
 pub mod task_runner;

@@ -14,7 +14,7 @@
 //! store and the task folders are private to this user, and nothing a guest plants in its
 //! folder is followed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -26,7 +26,7 @@ use crate::agent::Agent;
 use crate::convert::parse_create_task;
 use crate::host_files::{self, Folder};
 use crate::local_graph::{
-    Attempt, Graph, ResultRecord, ResultState, TaskRecord, TaskState, count_states, record,
+    Attempt, Caller, Graph, ResultRecord, ResultState, TaskRecord, TaskState, count_states, record,
 };
 use crate::proto::v1::agent::{
     self as pb, CreateResultsMetaDataRequest, CreateResultsMetaDataResponse, CreateResultsRequest,
@@ -113,18 +113,13 @@ impl LocalAgent {
         data_dependencies: Vec<String>,
         outputs: Vec<String>,
     ) -> String {
-        let id = uuid::Uuid::new_v4().to_string();
-        let task = TaskRecord {
-            id: id.clone(),
+        let task = TaskRecord::new(
             payload_id,
             data_dependencies,
-            expected_outputs: outputs,
-            options: self.defaults.clone(),
-            retry: 0,
-            first_id: id.clone(),
-            state: TaskState::Pending,
-            message: None,
-        };
+            outputs,
+            self.defaults.clone(),
+        );
+        let id = task.id.clone();
         self.lock().add_task(task);
         id
     }
@@ -229,7 +224,7 @@ impl LocalAgent {
             }
         };
         // After the commit, which moves the notified files out of it.
-        if let Err(error) = self.work.remove_subfolder(token) {
+        if let Err(error) = self.work.clear(token) {
             tracing::warn!(%token, %error, "cannot remove a task's data folder");
         }
         state
@@ -429,23 +424,18 @@ impl LocalAgent {
         Ok(metadata)
     }
 
+    /// A subtask a task submits, its options merged over `defaults`.
     fn new_task(
         &self,
         creation: pb::submit_tasks_request::TaskCreation,
         defaults: &TaskOptions,
     ) -> TaskRecord {
-        let id = uuid::Uuid::new_v4().to_string();
-        TaskRecord {
-            id: id.clone(),
-            payload_id: creation.payload_id,
-            data_dependencies: creation.data_dependencies,
-            expected_outputs: creation.expected_output_keys,
-            options: merge_options(creation.task_options.as_ref(), defaults),
-            retry: 0,
-            first_id: id,
-            state: TaskState::Pending,
-            message: None,
-        }
+        TaskRecord::new(
+            creation.payload_id,
+            creation.data_dependencies,
+            creation.expected_output_keys,
+            merge_options(creation.task_options.as_ref(), defaults),
+        )
     }
 }
 
@@ -464,61 +454,6 @@ fn metadata(session_id: &str, id: &str, record: &ResultRecord) -> pb::ResultMeta
             seconds: i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX),
             nanos: i32::try_from(since_epoch.subsec_nanos()).unwrap_or(0),
         }),
-    }
-}
-
-/// The attempt making an agent call, with what its ids are checked against.
-struct Caller<'g> {
-    attempt: &'g mut Attempt,
-    /// The results committed so far.
-    committed: &'g HashMap<String, ResultRecord>,
-    /// The task's expected outputs.
-    expected: &'g [String],
-}
-
-impl Caller<'_> {
-    /// Fails with INVALID_ARGUMENT if an id is neither a committed result nor one the task
-    /// made.
-    fn check_known<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> Result<(), Status> {
-        for id in ids {
-            if !self.committed.contains_key(id)
-                && !self.attempt.results.iter().any(|(own, _)| own == id)
-            {
-                return Err(Status::invalid_argument(format!(
-                    "unknown result id `{id}`"
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Fails with INVALID_ARGUMENT unless the task may produce each result (notify it, or
-    /// delegate it to a subtask): one of its expected outputs, or a result it created without
-    /// data, and not completed. ArmoniK checks none of this; without it a task could
-    /// overwrite its inputs or forge another task's output.
-    fn check_owned<'a>(
-        &self,
-        ids: impl IntoIterator<Item = &'a String>,
-        action: &str,
-    ) -> Result<(), Status> {
-        for id in ids {
-            let own = self.expected.contains(id)
-                || self
-                    .attempt
-                    .results
-                    .iter()
-                    .any(|(own, r)| own == id && r.state == ResultState::Created);
-            let completed = self
-                .committed
-                .get(id)
-                .is_some_and(|r| r.state == ResultState::Completed);
-            if !own || completed {
-                return Err(Status::invalid_argument(format!(
-                    "cannot {action} result `{id}`: a task may produce only its expected outputs and the results it created with create-results-metadata, and a completed result never changes"
-                )));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -715,5 +650,49 @@ impl Agent for LocalAgent {
         Err(Status::unimplemented(
             "GetDirectData is not implemented (ArmoniK's agent does not implement it either)",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1::{Empty, Output};
+
+    /// A commit is all or nothing: when one notified file cannot be stored (here it was never
+    /// written), the task fails, and the result stored before it is taken back.
+    #[tokio::test]
+    async fn a_commit_that_cannot_store_every_notified_result_stores_none() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let agent = LocalAgent::new(dir.path(), TaskOptions::default()).expect("agent");
+        let payload = agent.create_result("payload", b"").expect("payload");
+        let (written, missing) = (
+            agent.create_result_metadata("written"),
+            agent.create_result_metadata("missing"),
+        );
+        agent.submit(payload, Vec::new(), vec![written.clone(), missing.clone()]);
+        let request = agent.start_next().expect("start").expect("a task").request;
+        let folder = Path::new(&request.data_folder);
+        std::fs::write(folder.join(&written), b"data").expect("output");
+        let notify = NotifyResultDataRequest {
+            ids: [&written, &missing]
+                .map(|id| pb::notify_result_data_request::ResultIdentifier {
+                    session_id: request.session_id.clone(),
+                    result_id: id.clone(),
+                })
+                .into(),
+            communication_token: request.communication_token.clone(),
+        };
+        agent.notify_result_data(notify).await.expect("owned");
+        let ok = ProcessReply {
+            output: Some(Output {
+                r#type: Some(output::Type::Ok(Empty {})),
+            }),
+        };
+        let state = agent.finish(&request.communication_token, &Ok(ok));
+        assert_eq!(state, TaskState::Error);
+        for id in [&written, &missing] {
+            assert_eq!(agent.result(id).map(|r| r.1), Some(ResultState::Aborted));
+            assert!(agent.open_data(id).is_err(), "{id} was stored");
+        }
     }
 }

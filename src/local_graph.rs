@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
+use tonic::Status;
+
 use crate::host_files::Folder;
 use crate::proto::v1::TaskOptions;
 
@@ -93,6 +95,29 @@ pub(crate) struct Graph {
     pub(crate) attempts: HashMap<String, Attempt>,
 }
 
+impl TaskRecord {
+    /// A new task (its first attempt), waiting for its dependencies.
+    pub(crate) fn new(
+        payload_id: String,
+        data_dependencies: Vec<String>,
+        expected_outputs: Vec<String>,
+        options: TaskOptions,
+    ) -> Self {
+        let id = uuid::Uuid::new_v4().to_string();
+        Self {
+            first_id: id.clone(),
+            id,
+            payload_id,
+            data_dependencies,
+            expected_outputs,
+            options,
+            retry: 0,
+            state: TaskState::Pending,
+            message: None,
+        }
+    }
+}
+
 impl Graph {
     /// Adds a task waiting for its dependencies.
     pub(crate) fn add_task(&mut self, task: TaskRecord) {
@@ -170,5 +195,63 @@ pub(crate) fn record(name: String, state: ResultState) -> ResultRecord {
         name,
         state,
         created_at: SystemTime::now(),
+    }
+}
+
+/// The attempt making an agent call, with what its ids are checked against.
+pub(crate) struct Caller<'g> {
+    pub(crate) attempt: &'g mut Attempt,
+    /// The results committed so far.
+    pub(crate) committed: &'g HashMap<String, ResultRecord>,
+    /// The task's expected outputs.
+    pub(crate) expected: &'g [String],
+}
+
+impl Caller<'_> {
+    /// Fails with INVALID_ARGUMENT if an id is neither a committed result nor one the task
+    /// made.
+    pub(crate) fn check_known<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), Status> {
+        for id in ids {
+            if !self.committed.contains_key(id)
+                && !self.attempt.results.iter().any(|(own, _)| own == id)
+            {
+                return Err(Status::invalid_argument(format!(
+                    "unknown result id `{id}`"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails with INVALID_ARGUMENT unless the task may produce each result (notify it, or
+    /// delegate it to a subtask): one of its expected outputs, or a result it created without
+    /// data, and not completed. ArmoniK checks none of this; without it a task could
+    /// overwrite its inputs or forge another task's output.
+    pub(crate) fn check_owned<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a String>,
+        action: &str,
+    ) -> Result<(), Status> {
+        for id in ids {
+            let own = self.expected.contains(id)
+                || self
+                    .attempt
+                    .results
+                    .iter()
+                    .any(|(own, r)| own == id && r.state == ResultState::Created);
+            let completed = self
+                .committed
+                .get(id)
+                .is_some_and(|r| r.state == ResultState::Completed);
+            if !own || completed {
+                return Err(Status::invalid_argument(format!(
+                    "cannot {action} result `{id}`: a task may produce only its expected outputs and the results it created with create-results-metadata, and a completed result never changes"
+                )));
+            }
+        }
+        Ok(())
     }
 }
