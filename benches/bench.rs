@@ -25,7 +25,8 @@ use armonik_wasm::components::Components;
 use armonik_wasm::guest_log::TaskIds;
 use armonik_wasm::host_files::Folder;
 use armonik_wasm::local_agent::LocalAgent;
-use armonik_wasm::local_run::run_graph;
+use armonik_wasm::local_client::TaskCreation;
+use armonik_wasm::local_run::{Until, run_graph};
 use armonik_wasm::proto::v1::TaskOptions;
 use armonik_wasm::sandbox::{Sandbox, SandboxConfig, TaskState, wasi_context};
 use armonik_wasm::task_runner::{RunnerConfig, TaskRunner};
@@ -302,7 +303,7 @@ async fn instantiation(sizes: &Sizes) -> anyhow::Result<()> {
     }
     let folder = tempfile::tempdir()?;
     let work = tempfile::tempdir()?;
-    let agent: Arc<LocalAgent> = Arc::new(LocalAgent::new(work.path(), TaskOptions::default())?);
+    let agent: Arc<LocalAgent> = Arc::new(LocalAgent::new(work.path())?);
     let ids = Arc::new(TaskIds {
         session_id: "session".into(),
         task_id: "task".into(),
@@ -414,20 +415,22 @@ fn cold_start(sizes: &Sizes) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A runner over the embedded agent, for in-process benchmarks.
+/// A runner over the embedded agent, for in-process benchmarks, and a session without
+/// retries.
 async fn local_runner(
     component: &Path,
-) -> anyhow::Result<(Arc<LocalAgent>, Arc<TaskRunner>, tempfile::TempDir)> {
+) -> anyhow::Result<(Arc<LocalAgent>, String, Arc<TaskRunner>, tempfile::TempDir)> {
     let sandbox = sandbox(true).await?;
     let components = Components::new(sandbox.clone(), Some(component), None).await?;
     let work = tempfile::tempdir()?;
-    let agent = Arc::new(LocalAgent::new(
-        work.path(),
+    let agent = Arc::new(LocalAgent::new(work.path())?);
+    let session = agent.create_session(
         TaskOptions {
             max_retries: 0,
             ..TaskOptions::default()
         },
-    )?);
+        Vec::new(),
+    );
     let runner = Arc::new(TaskRunner::new(
         sandbox,
         components,
@@ -438,7 +441,7 @@ async fn local_runner(
         },
         None,
     ));
-    Ok((agent, runner, work))
+    Ok((agent, session, runner, work))
 }
 
 /// 4. The Monte Carlo kernel of the demo: one slice in a wasm task vs the same code natively.
@@ -453,12 +456,28 @@ async fn compute(sizes: &Sizes) -> anyhow::Result<()> {
     let native = montecarlo::simulate_slice(&params, 0);
     let native_time = started.elapsed();
 
-    let (agent, runner, _work) = local_runner(&guest("pricer")).await?;
-    let payload = agent.create_result("payload", format!("slice 0 {params_text}").as_bytes())?;
-    let output = agent.create_result_metadata("summary");
-    agent.submit(payload, Vec::new(), vec![output.clone()]);
+    let (agent, session, runner, _work) = local_runner(&guest("pricer")).await?;
+    let payload = agent.create_result(
+        &session,
+        "payload",
+        format!("slice 0 {params_text}").as_bytes(),
+    )?;
+    let output = agent.create_result_metadata(&session, "summary")?;
+    let task = TaskCreation {
+        payload_id: payload,
+        expected_outputs: vec![output.clone()],
+        ..Default::default()
+    };
+    agent.submit_tasks(&session, None, vec![task])?;
     let started = Instant::now();
-    let report = run_graph(agent.clone(), runner, 1, std::future::pending()).await?;
+    let report = run_graph(
+        agent.clone(),
+        runner,
+        1,
+        Until::Idle,
+        std::future::pending(),
+    )
+    .await?;
     let wasm_time = started.elapsed();
     anyhow::ensure!(
         report.summary().contains("(1 completed)"),
@@ -575,7 +594,7 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
     // Live instances kept in this process: what each costs in resident memory.
     let folder = tempfile::tempdir()?;
     let work = tempfile::tempdir()?;
-    let agent = Arc::new(LocalAgent::new(work.path(), TaskOptions::default())?);
+    let agent = Arc::new(LocalAgent::new(work.path())?);
     let sandbox = sandbox(true).await?;
     let components = Components::new(sandbox.clone(), Some(&guest("echo")), None).await?;
     let pre = components

@@ -13,7 +13,9 @@ use crate::compile_cache::{self, CacheLimits, DiskCache};
 use crate::components::{self, Components, Origin, check_header};
 use crate::config::ChannelAddress;
 use crate::local_agent::LocalAgent;
+use crate::local_client::TaskCreation;
 use crate::local_run;
+use crate::local_run::Until;
 use crate::proto::v1::TaskOptions;
 use crate::run_outputs;
 use crate::sandbox::{Sandbox, SandboxConfig};
@@ -43,6 +45,9 @@ pub enum Command {
     /// Say whether a file is a component of the armonik:worker world, and what it imports and
     /// exports.
     Inspect(InspectArgs),
+    /// Serve ArmoniK's control-plane API (Sessions, Results, Tasks, Events, ...) locally:
+    /// ArmoniK's own clients submit tasks, each runs as a component on this machine.
+    Dev(crate::dev::DevArgs),
 }
 
 /// Sandbox settings shared by the commands that run tasks.
@@ -87,7 +92,7 @@ pub struct SandboxArgs {
 
 impl SandboxArgs {
     /// The sandbox, and the on-disk cache unless disabled.
-    fn build(
+    pub(crate) fn build(
         &self,
         max_concurrent_tasks: u32,
     ) -> anyhow::Result<(Arc<Sandbox>, Option<DiskCache>)> {
@@ -117,7 +122,7 @@ impl SandboxArgs {
         Ok((sandbox, disk))
     }
 
-    fn default_max_duration(&self) -> anyhow::Result<Duration> {
+    pub(crate) fn default_max_duration(&self) -> anyhow::Result<Duration> {
         seconds(self.default_max_duration, "--default-max-duration")
     }
 }
@@ -249,7 +254,7 @@ fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
 
 /// Listens for SIGTERM, SIGINT and SIGHUP from this call on (not from the first poll: a
 /// signal during set-up must still lead to the clean-up); the future resolves at the first.
-fn shutdown_signal() -> impl Future<Output = ()> {
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let kinds = [
         SignalKind::terminate(),
@@ -370,22 +375,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         priority: 1,
         ..TaskOptions::default()
     };
-    let agent = Arc::new(LocalAgent::new(work.path(), session_options)?);
-    let payload_id = agent.create_result("payload", &payload)?;
+    let agent = Arc::new(LocalAgent::new(work.path())?);
+    let session = agent.create_session(session_options, Vec::new());
+    let payload_id = agent.create_result(&session, "payload", &payload)?;
     let dep_ids = deps
         .iter()
-        .map(|(name, data)| agent.create_result(name, data))
-        .collect::<std::io::Result<Vec<_>>>()?;
+        .map(|(name, data)| agent.create_result(&session, name, data))
+        .collect::<Result<Vec<_>, _>>()?;
     let outputs: Vec<(String, String)> = args
         .output_names
         .iter()
-        .map(|name| (name.clone(), agent.create_result_metadata(name)))
-        .collect();
-    agent.submit(
-        payload_id,
-        dep_ids,
-        outputs.iter().map(|(_, id)| id.clone()).collect(),
-    );
+        .map(|name| Ok((name.clone(), agent.create_result_metadata(&session, name)?)))
+        .collect::<Result<_, tonic::Status>>()?;
+    agent.submit_tasks(
+        &session,
+        None,
+        vec![TaskCreation {
+            payload_id,
+            data_dependencies: dep_ids,
+            expected_outputs: outputs.iter().map(|(_, id)| id.clone()).collect(),
+            options: None,
+        }],
+    )?;
 
     let runner = Arc::new(TaskRunner::new(
         sandbox,
@@ -397,14 +408,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         },
         None,
     ));
-    let report = match local_run::run_graph(agent.clone(), runner, parallelism, stop).await {
-        Ok(report) => report,
-        Err(error) => {
-            drop(agent);
-            run_outputs::remove_work_folder(work);
-            return Err(error);
-        }
-    };
+    let report =
+        match local_run::run_graph(agent.clone(), runner, parallelism, Until::Idle, stop).await {
+            Ok(report) => report,
+            Err(error) => {
+                drop(agent);
+                run_outputs::remove_work_folder(work);
+                return Err(error);
+            }
+        };
 
     for task in report.tasks.iter().filter(|t| t.message.is_some()) {
         if let Some(message) = &task.message {

@@ -260,16 +260,25 @@ impl Folder {
         name: &str,
         fill: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
     ) -> io::Result<()> {
-        let name = plain_name(name)?;
+        let mut file = self.new_file(name)?;
+        fill(&mut file.file)?;
+        file.commit()
+    }
+
+    /// A file to fill piece by piece (an upload), that replaces `name` atomically only when
+    /// [committed](NewFile::commit); dropped uncommitted, it leaves nothing behind.
+    ///
+    /// # Errors
+    /// `name` is not a plain name, or the file cannot be made.
+    pub fn new_file(&self, name: &str) -> io::Result<NewFile<'_>> {
+        let name = plain_name(name)?.to_owned();
         let mut temp = cap_tempfile::TempFile::new(&self.dir)?;
-        let mut file = temp.as_file_mut().try_clone()?.into_std();
+        let file = temp.as_file_mut().try_clone()?.into_std();
         if self.private {
             // Whatever the umask, the host's files are its own.
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
-        fill(&mut file)?;
-        drop(file);
-        temp.replace(name)
+        Ok(NewFile { temp, file, name })
     }
 
     /// Copies the regular file `name` of this folder to `target` as `target_name`: whatever is
@@ -303,22 +312,24 @@ impl Folder {
     /// # Errors
     /// `name` is not a regular file of this folder, `target_name` exists (`AlreadyExists`),
     /// or I/O fails.
-    pub fn move_file(&self, name: &str, target: &Folder, target_name: &str) -> io::Result<()> {
+    pub fn move_file(&self, name: &str, target: &Folder, target_name: &str) -> io::Result<u64> {
         let source = self.open_file(name)?;
+        let size = source.metadata()?.len();
         let target_name = plain_name(target_name)?;
         // A hard link never replaces what is there: link, then unlink the source. Where the
         // file system cannot link (another device, no hard links), a new file is made instead,
         // which never replaces anything either.
         match self.dir.hard_link(name, &target.dir, target_name) {
-            Ok(()) => self.dir.remove_file(name),
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Err(error),
+            Ok(()) => self.dir.remove_file(name)?,
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => return Err(error),
             Err(_) => {
                 let mut source = source;
                 let mut file = target.create_new(target_name)?;
                 io::copy(&mut source, &mut file)?;
-                self.dir.remove_file(name)
+                self.dir.remove_file(name)?;
             }
         }
+        Ok(size)
     }
 
     /// Removes the file `name` if it is there (a link: the link itself).
@@ -456,6 +467,32 @@ fn not_a_file(name: &str, error: io::Error) -> io::Error {
         )
     } else {
         error
+    }
+}
+
+/// A file being written aside in a [`Folder`] (see [`Folder::new_file`]).
+pub struct NewFile<'f> {
+    temp: cap_tempfile::TempFile<'f>,
+    file: std::fs::File,
+    name: String,
+}
+
+impl NewFile<'_> {
+    /// Appends `data`.
+    ///
+    /// # Errors
+    /// I/O fails.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.file.write_all(data)
+    }
+
+    /// Puts the file in place under its name, replacing whatever was there.
+    ///
+    /// # Errors
+    /// I/O fails.
+    pub fn commit(self) -> io::Result<()> {
+        drop(self.file);
+        self.temp.replace(&self.name)
     }
 }
 

@@ -26,7 +26,8 @@ use crate::agent::Agent;
 use crate::convert::parse_create_task;
 use crate::host_files::{self, Folder};
 use crate::local_graph::{
-    Attempt, Caller, Graph, ResultRecord, ResultState, TaskRecord, TaskState, count_states, record,
+    Attempt, Caller, Graph, ResultRecord, ResultState, SessionStatus, TaskRecord, TaskState,
+    count_states, record,
 };
 use crate::proto::v1::agent::{
     self as pb, CreateResultsMetaDataRequest, CreateResultsMetaDataResponse, CreateResultsRequest,
@@ -39,7 +40,7 @@ use crate::proto::v1::{Configuration, TaskOptions, output};
 use crate::task_options::merge_options;
 
 /// The message size the embedded agent asks guests to respect (ArmoniK's default).
-const CHUNK_SIZE: i32 = 2 * 1024 * 1024;
+pub const CHUNK_SIZE: usize = 2 * 1024 * 1024;
 
 /// A task ready to be handed to the task runner.
 pub struct Dispatch {
@@ -49,79 +50,37 @@ pub struct Dispatch {
 
 /// The embedded agent and the state of the task graph it runs.
 pub struct LocalAgent {
-    session_id: String,
-    defaults: TaskOptions,
     /// Result data, one file per completed result, named by id.
-    store: Folder,
+    pub(crate) store: Folder,
     /// Parent of the per-attempt data folders.
     work: Folder,
-    graph: Mutex<Graph>,
+    pub(crate) graph: Mutex<Graph>,
+    /// Woken when a task may have become ready or was asked to stop (see
+    /// [`crate::local_run`]).
+    pub(crate) changed: tokio::sync::Notify,
 }
 
 impl LocalAgent {
-    /// An agent for one session whose tasks default to `defaults`; result data and task
-    /// folders live under `dir`, in folders only this user can read.
+    /// An agent without sessions yet; result data and task folders live under `dir`, in
+    /// folders only this user can read.
     ///
     /// # Errors
     /// The folders cannot be made.
-    pub fn new(dir: &Path, defaults: TaskOptions) -> io::Result<Self> {
+    pub fn new(dir: &Path) -> io::Result<Self> {
         let dir = Folder::create(dir, true)?;
         let store = dir.subfolder("results")?;
         let work = dir.subfolder("tasks")?;
         Ok(Self {
-            session_id: uuid::Uuid::new_v4().to_string(),
-            defaults,
             store,
             work,
             graph: Mutex::default(),
+            changed: tokio::sync::Notify::new(),
         })
     }
 
-    /// The session all tasks belong to.
-    pub fn session_id(&self) -> &str {
-        &self.session_id
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Graph> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Graph> {
         // Every update keeps the graph consistent before it can panic.
         self.graph.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Creates a completed result holding `data` (a client's CreateResults).
-    pub fn create_result(&self, name: &str, data: &[u8]) -> io::Result<String> {
-        let id = uuid::Uuid::new_v4().to_string();
-        self.store.write(&id, data)?;
-        self.lock()
-            .results
-            .insert(id.clone(), record(name.to_owned(), ResultState::Completed));
-        Ok(id)
-    }
-
-    /// Creates a result without data (a client's CreateResultsMetaData).
-    pub fn create_result_metadata(&self, name: &str) -> String {
-        let id = uuid::Uuid::new_v4().to_string();
-        self.lock()
-            .results
-            .insert(id.clone(), record(name.to_owned(), ResultState::Created));
-        id
-    }
-
-    /// Submits a task with the session's options (a client's SubmitTasks).
-    pub fn submit(
-        &self,
-        payload_id: String,
-        data_dependencies: Vec<String>,
-        outputs: Vec<String>,
-    ) -> String {
-        let task = TaskRecord::new(
-            payload_id,
-            data_dependencies,
-            outputs,
-            self.defaults.clone(),
-        );
-        let id = task.id.clone();
-        self.lock().add_task(task);
-        id
     }
 
     /// Starts the oldest task whose dependencies are all completed: makes its token and data
@@ -132,16 +91,21 @@ impl LocalAgent {
             tasks,
             results,
             pending,
+            sessions,
             ..
         } = &mut *graph;
         pending.retain(|id| tasks.get(id).is_some_and(|t| t.state == TaskState::Pending));
         let ready = pending.iter().position(|id| {
             tasks.get(id).is_some_and(|t| {
-                t.data_dependencies.iter().all(|d| {
-                    results
-                        .get(d)
-                        .is_some_and(|r| r.state == ResultState::Completed)
-                })
+                // A paused session's tasks wait; a cancelled session has none pending.
+                sessions
+                    .get(&t.session_id)
+                    .is_some_and(|s| s.status == SessionStatus::Running)
+                    && t.data_dependencies.iter().all(|d| {
+                        results
+                            .get(d)
+                            .is_some_and(|r| r.state == ResultState::Completed)
+                    })
             })
         });
         let Some(task_id) = ready.map(|at| pending.remove(at)) else {
@@ -156,10 +120,9 @@ impl LocalAgent {
         for id in std::iter::once(&task.payload_id).chain(&task.data_dependencies) {
             self.copy_input(id, &folder)?;
         }
-        task.state = TaskState::Running;
         let request = ProcessRequest {
             communication_token: token.clone(),
-            session_id: self.session_id.clone(),
+            session_id: task.session_id.clone(),
             task_id: task.id.clone(),
             task_options: Some(task.options.clone()),
             expected_output_keys: task.expected_outputs.clone(),
@@ -167,9 +130,10 @@ impl LocalAgent {
             data_dependencies: task.data_dependencies.clone(),
             data_folder: folder.path().to_string_lossy().into_owned(),
             configuration: Some(Configuration {
-                data_chunk_max_size: CHUNK_SIZE,
+                data_chunk_max_size: CHUNK_SIZE as i32,
             }),
         };
+        graph.set_task_state(&task_id, TaskState::Running, None);
         graph.attempts.insert(
             token,
             Attempt {
@@ -191,13 +155,24 @@ impl LocalAgent {
             return TaskState::Error;
         };
         let task_id = attempt.task_id.clone();
+        let cancelling = graph
+            .tasks
+            .get(&task_id)
+            .is_some_and(|t| t.state == TaskState::Cancelling);
         let output = outcome
             .as_ref()
             .map(|reply| reply.output.as_ref().and_then(|o| o.r#type.clone()));
         let state = match output {
+            // Whatever it did, a task cancelled while running commits nothing (ArmoniK.Core
+            // `Common/src/Pollster/TaskHandler.cs` drops its output).
+            _ if cancelling => {
+                self.discard(&attempt);
+                graph.set_task_state(&task_id, TaskState::Cancelled, None);
+                TaskState::Cancelled
+            }
             Ok(Some(output::Type::Ok(_))) => match self.store_notified(&graph, &attempt) {
-                Ok(()) => {
-                    self.commit(&mut graph, attempt);
+                Ok(sizes) => {
+                    self.commit(&mut graph, attempt, &sizes);
                     TaskState::Completed
                 }
                 Err(message) => {
@@ -234,23 +209,28 @@ impl LocalAgent {
     /// for. Called once no task is running or ready.
     pub fn cancel_stuck(&self) {
         let mut graph = self.lock();
-        let Graph { tasks, results, .. } = &mut *graph;
-        for task in tasks.values_mut().filter(|t| t.state == TaskState::Pending) {
-            let missing: Vec<&str> = task
-                .data_dependencies
-                .iter()
-                .filter(|d| {
-                    results
-                        .get(*d)
-                        .is_none_or(|r| r.state != ResultState::Completed)
-                })
-                .map(String::as_str)
-                .collect();
-            task.state = TaskState::Cancelled;
-            task.message = Some(format!(
-                "its dependencies {} are never produced",
-                missing.join(", ")
-            ));
+        let stuck: Vec<(String, String)> = graph
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Pending)
+            .map(|task| {
+                let missing: Vec<&str> = task
+                    .data_dependencies
+                    .iter()
+                    .filter(|d| {
+                        graph
+                            .results
+                            .get(*d)
+                            .is_none_or(|r| r.state != ResultState::Completed)
+                    })
+                    .map(String::as_str)
+                    .collect();
+                let why = format!("its dependencies {} are never produced", missing.join(", "));
+                (task.id.clone(), why)
+            })
+            .collect();
+        for (id, why) in stuck {
+            graph.fail(&id, TaskState::Cancelled, why);
         }
     }
 
@@ -313,7 +293,8 @@ impl LocalAgent {
 
     /// Moves each file the attempt notified into the store, before anything of the attempt
     /// is committed: all of them, or none and an error saying why.
-    fn store_notified(&self, graph: &Graph, attempt: &Attempt) -> Result<(), String> {
+    fn store_notified(&self, graph: &Graph, attempt: &Attempt) -> Result<Vec<u64>, String> {
+        let mut sizes = Vec::with_capacity(attempt.notified.len());
         for (n, id) in attempt.notified.iter().enumerate() {
             let moved = if graph
                 .results
@@ -327,31 +308,38 @@ impl LocalAgent {
             } else {
                 attempt.folder.move_file(id, &self.store, id)
             };
-            if let Err(error) = moved {
-                for stored in &attempt.notified[..n] {
-                    let _ = self.store.remove_file(stored);
+            match moved {
+                Ok(size) => sizes.push(size),
+                Err(error) => {
+                    for stored in &attempt.notified[..n] {
+                        let _ = self.store.remove_file(stored);
+                    }
+                    return Err(format!("cannot store the notified result {id}: {error}"));
                 }
-                return Err(format!("cannot store the notified result {id}: {error}"));
             }
         }
-        Ok(())
+        Ok(sizes)
     }
 
-    fn commit(&self, graph: &mut Graph, attempt: Attempt) {
+    /// Makes what the attempt did visible, in ArmoniK's order (ArmoniK.Core
+    /// `Common/src/Pollster/TaskHandler.cs` `PostProcessing`): results, their data, subtasks
+    /// (taking over the outputs they are delegated), then the task's own completion.
+    /// `sizes` are those of the notified files, in order.
+    fn commit(&self, graph: &mut Graph, attempt: Attempt, sizes: &[u64]) {
         for (id, result) in attempt.results {
-            graph.results.insert(id, result);
+            graph.insert_result(id, result);
         }
-        for id in attempt.notified {
-            if let Some(result) = graph.results.get_mut(&id) {
-                result.state = ResultState::Completed;
-            }
+        for (id, size) in attempt.notified.iter().zip(sizes) {
+            graph.set_result_state(id, ResultState::Completed, *size);
         }
         for task in attempt.tasks {
+            for output in &task.expected_outputs {
+                graph.set_owner(output, &task.id);
+            }
             graph.add_task(task);
         }
-        if let Some(task) = graph.tasks.get_mut(&attempt.task_id) {
-            task.state = TaskState::Completed;
-        }
+        graph.set_task_state(&attempt.task_id, TaskState::Completed, None);
+        self.changed.notify_one();
     }
 
     /// Drops the data of results the attempt created with data.
@@ -374,29 +362,34 @@ impl LocalAgent {
         if token.is_empty() {
             return Err(Status::invalid_argument("Missing communication token"));
         }
-        if let Some(session) = session_id
-            && session != self.session_id
-        {
-            return Err(Status::invalid_argument(format!(
-                "session `{session}` is not the task's session"
-            )));
-        }
         let Graph {
             attempts,
             results,
             tasks,
+            sessions,
             ..
         } = graph;
         let attempt = attempts
             .get_mut(token)
             .ok_or_else(|| Status::invalid_argument("Wrong communication token"))?;
-        let expected = tasks
+        let task = tasks
             .get(&attempt.task_id)
-            .map_or(&[][..], |t| &t.expected_outputs[..]);
+            .ok_or_else(|| Status::internal("the attempt's task is gone"))?;
+        if let Some(session) = session_id
+            && session != task.session_id
+        {
+            return Err(Status::invalid_argument(format!(
+                "session `{session}` is not the task's session"
+            )));
+        }
+        let session = sessions
+            .get(&task.session_id)
+            .ok_or_else(|| Status::internal("the task's session is gone"))?;
         Ok(Caller {
             attempt,
             committed: results,
-            expected,
+            expected: &task.expected_outputs,
+            session,
         })
     }
 
@@ -404,6 +397,7 @@ impl LocalAgent {
     /// visible only if the attempt is committed.
     fn stage_result(
         &self,
+        session_id: &str,
         attempt: &mut Attempt,
         name: String,
         data: Option<&[u8]>,
@@ -418,8 +412,9 @@ impl LocalAgent {
             }
             None => ResultState::Created,
         };
-        let record = record(name, state);
-        let metadata = metadata(&self.session_id, &id, &record);
+        let mut record = record(session_id, name, state, &attempt.task_id);
+        record.size = data.map_or(0, |d| d.len() as u64);
+        let metadata = metadata(&id, &record);
         attempt.results.push((id, record));
         Ok(metadata)
     }
@@ -427,10 +422,13 @@ impl LocalAgent {
     /// A subtask a task submits, its options merged over `defaults`.
     fn new_task(
         &self,
+        caller: &Caller<'_>,
         creation: pb::submit_tasks_request::TaskCreation,
         defaults: &TaskOptions,
     ) -> TaskRecord {
         TaskRecord::new(
+            caller.session.id.clone(),
+            caller.attempt.task_id.clone(),
             creation.payload_id,
             creation.data_dependencies,
             creation.expected_output_keys,
@@ -439,13 +437,13 @@ impl LocalAgent {
     }
 }
 
-fn metadata(session_id: &str, id: &str, record: &ResultRecord) -> pb::ResultMetaData {
+fn metadata(id: &str, record: &ResultRecord) -> pb::ResultMetaData {
     let since_epoch = record
         .created_at
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     pb::ResultMetaData {
-        session_id: session_id.to_owned(),
+        session_id: record.session_id.clone(),
         result_id: id.to_owned(),
         name: record.name.clone(),
         // As in ArmoniK: results made during a task are created, completed only once it ends.
@@ -472,7 +470,7 @@ impl Agent for LocalAgent {
         let results = request
             .results
             .into_iter()
-            .map(|create| self.stage_result(caller.attempt, create.name, None))
+            .map(|create| self.stage_result(&caller.session.id, caller.attempt, create.name, None))
             .collect::<Result<_, _>>()?;
         Ok(CreateResultsMetaDataResponse {
             results,
@@ -493,7 +491,14 @@ impl Agent for LocalAgent {
         let results = request
             .results
             .into_iter()
-            .map(|create| self.stage_result(caller.attempt, create.name, Some(&create.data)))
+            .map(|create| {
+                self.stage_result(
+                    &caller.session.id,
+                    caller.attempt,
+                    create.name,
+                    Some(&create.data),
+                )
+            })
             .collect::<Result<_, _>>()?;
         Ok(CreateResultsResponse {
             results,
@@ -528,14 +533,20 @@ impl Agent for LocalAgent {
             &request.communication_token,
             Some(&request.session_id),
         )?;
-        let defaults = merge_options(request.task_options.as_ref(), &self.defaults);
+        if !caller.session.worker_submission {
+            return Err(Status::failed_precondition(format!(
+                "session `{}` no longer takes tasks from its tasks",
+                caller.session.id
+            )));
+        }
+        let defaults = merge_options(request.task_options.as_ref(), &caller.session.defaults);
         let mut task_infos = Vec::with_capacity(request.task_creations.len());
         for creation in request.task_creations {
             caller.check_known(
                 std::iter::once(&creation.payload_id).chain(&creation.data_dependencies),
             )?;
             caller.check_owned(&creation.expected_output_keys, "delegate")?;
-            let task = self.new_task(creation, &defaults);
+            let task = self.new_task(&caller, creation, &defaults);
             task_infos.push(pb::submit_tasks_response::TaskInfo {
                 task_id: task.id.clone(),
                 expected_output_ids: task.expected_outputs.clone(),
@@ -578,7 +589,7 @@ impl Agent for LocalAgent {
                 )));
             }
         };
-        let defaults = merge_options(options.as_ref(), &self.defaults);
+        let defaults = merge_options(options.as_ref(), &caller.session.defaults);
         let mut statuses = Vec::with_capacity(tasks.len());
         for (header, payload) in tasks {
             use pb::create_task_reply::creation_status::Status as Creation;
@@ -593,9 +604,15 @@ impl Agent for LocalAgent {
             }
             // Each payload becomes a new unnamed result, as in ArmoniK.
             let payload_id = self
-                .stage_result(caller.attempt, String::new(), Some(&payload))?
+                .stage_result(
+                    &caller.session.id,
+                    caller.attempt,
+                    String::new(),
+                    Some(&payload),
+                )?
                 .result_id;
             let task = self.new_task(
+                &caller,
                 pb::submit_tasks_request::TaskCreation {
                     expected_output_keys: header.expected_output_keys,
                     data_dependencies: header.data_dependencies,
@@ -629,7 +646,7 @@ impl Agent for LocalAgent {
         if caller
             .committed
             .get(id)
-            .is_none_or(|r| r.state != ResultState::Completed)
+            .is_none_or(|r| r.state != ResultState::Completed || r.session_id != caller.session.id)
         {
             return Err(Status::not_found(format!("result `{id}` has no data")));
         }
@@ -663,13 +680,27 @@ mod tests {
     #[tokio::test]
     async fn a_commit_that_cannot_store_every_notified_result_stores_none() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let agent = LocalAgent::new(dir.path(), TaskOptions::default()).expect("agent");
-        let payload = agent.create_result("payload", b"").expect("payload");
+        let agent = LocalAgent::new(dir.path()).expect("agent");
+        let session = agent.create_session(TaskOptions::default(), Vec::new());
+        let payload = agent
+            .create_result(&session, "payload", b"")
+            .expect("payload");
         let (written, missing) = (
-            agent.create_result_metadata("written"),
-            agent.create_result_metadata("missing"),
+            agent
+                .create_result_metadata(&session, "written")
+                .expect("result"),
+            agent
+                .create_result_metadata(&session, "missing")
+                .expect("result"),
         );
-        agent.submit(payload, Vec::new(), vec![written.clone(), missing.clone()]);
+        let task = crate::local_client::TaskCreation {
+            payload_id: payload,
+            expected_outputs: vec![written.clone(), missing.clone()],
+            ..Default::default()
+        };
+        agent
+            .submit_tasks(&session, None, vec![task])
+            .expect("submit");
         let request = agent.start_next().expect("start").expect("a task").request;
         let folder = Path::new(&request.data_folder);
         std::fs::write(folder.join(&written), b"data").expect("output");

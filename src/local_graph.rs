@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
+use tokio::sync::mpsc::UnboundedSender;
 use tonic::Status;
 
 use crate::host_files::Folder;
@@ -19,8 +20,54 @@ pub enum ResultState {
     Created,
     /// Data available.
     Completed,
-    /// Its producer failed: it will never have data.
+    /// Its producer failed, or its session was cancelled: it will never have data.
     Aborted,
+    /// Its data was deleted by a client.
+    Deleted,
+}
+
+/// Where a session is in its life (ArmoniK.Api `session_status.proto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// Tasks may be submitted and run.
+    Running,
+    /// Tasks may be submitted, none starts.
+    Paused,
+    /// Its tasks were stopped and its unfinished results aborted.
+    Cancelled,
+    /// No more submissions.
+    Closed,
+    /// Its results' data was removed.
+    Purged,
+    /// Forgotten, as far as clients can tell.
+    Deleted,
+}
+
+/// A session of the local graph: the task options its tasks inherit.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// Its id.
+    pub id: String,
+    /// Where it is in its life.
+    pub status: SessionStatus,
+    /// Options of its tasks, under each request's and each task's own.
+    pub defaults: TaskOptions,
+    /// The partitions its tasks may use.
+    pub partitions: Vec<String>,
+    /// Whether clients may still submit tasks.
+    pub client_submission: bool,
+    /// Whether tasks may still submit subtasks.
+    pub worker_submission: bool,
+    /// When it was created, and when it left `Running` for each later status.
+    pub created_at: SystemTime,
+    /// When it was cancelled.
+    pub cancelled_at: Option<SystemTime>,
+    /// When it was closed.
+    pub closed_at: Option<SystemTime>,
+    /// When its data was purged.
+    pub purged_at: Option<SystemTime>,
+    /// When it was deleted.
+    pub deleted_at: Option<SystemTime>,
 }
 
 /// Where a task is in its life.
@@ -38,15 +85,67 @@ pub enum TaskState {
     Timeout,
     /// Failed with an error status; a copy runs again.
     Retried,
-    /// A dependency will never be produced.
+    /// Asked to stop while running; becomes `Cancelled` once stopped.
+    Cancelling,
+    /// Cancelled by a client, or a dependency will never be produced.
     Cancelled,
 }
 
+impl TaskState {
+    /// Whether the task will never change again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Completed | Self::Error | Self::Timeout | Self::Retried | Self::Cancelled
+        )
+    }
+
+    /// The lower-case word for it, as printed to users.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+            Self::Retried => "retried",
+            Self::Cancelling => "cancelling",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl ResultState {
+    /// The lower-case word for it, as printed to users.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Completed => "completed",
+            Self::Aborted => "aborted",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// A result of the local graph.
 #[derive(Debug, Clone)]
-pub(crate) struct ResultRecord {
-    pub(crate) name: String,
-    pub(crate) state: ResultState,
-    pub(crate) created_at: SystemTime,
+pub struct ResultRecord {
+    /// Its session.
+    pub session_id: String,
+    /// The name its creator gave it.
+    pub name: String,
+    /// Where it is in its life.
+    pub state: ResultState,
+    /// When it was created.
+    pub created_at: SystemTime,
+    /// When its data became available.
+    pub completed_at: Option<SystemTime>,
+    /// The task that must produce it (empty for a result made with its data).
+    pub owner_task_id: String,
+    /// The task that created it (empty when a client did).
+    pub created_by: String,
+    /// Size of its data, in bytes, once completed.
+    pub size: u64,
 }
 
 /// A task of the local graph.
@@ -54,6 +153,10 @@ pub(crate) struct ResultRecord {
 pub struct TaskRecord {
     /// Its id (`<first id>###<n>` for the n-th retry).
     pub id: String,
+    /// Its session.
+    pub session_id: String,
+    /// The task that submitted it (empty when a client did).
+    pub created_by: String,
     /// Result id of its payload.
     pub payload_id: String,
     /// Result ids it reads.
@@ -70,6 +173,35 @@ pub struct TaskRecord {
     pub state: TaskState,
     /// Why it failed or was cancelled.
     pub message: Option<String>,
+    /// When it was submitted.
+    pub created_at: SystemTime,
+    /// When its last attempt started.
+    pub started_at: Option<SystemTime>,
+    /// When it reached a final state.
+    pub ended_at: Option<SystemTime>,
+}
+
+/// A change in the graph, as ArmoniK's event stream reports it (ArmoniK.Core
+/// `Common/src/gRPC/Services/WatchToGrpc.cs`); the details are read from the graph.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A task was added, in this state.
+    NewTask(String, TaskState),
+    /// A task changed state.
+    TaskStatus(String, TaskState),
+    /// A result was added.
+    NewResult(String, ResultState),
+    /// A result changed state.
+    ResultStatus(String, ResultState),
+    /// A result's producer changed: id, previous owner, new owner.
+    ResultOwner(String, String, String),
+}
+
+/// Someone following the events of one session.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    pub(crate) session_id: String,
+    pub(crate) sender: UnboundedSender<Event>,
 }
 
 /// What one running task did, not yet visible to anyone else.
@@ -85,6 +217,7 @@ pub(crate) struct Attempt {
 
 #[derive(Debug, Default)]
 pub(crate) struct Graph {
+    pub(crate) sessions: HashMap<String, SessionRecord>,
     pub(crate) results: HashMap<String, ResultRecord>,
     pub(crate) tasks: HashMap<String, TaskRecord>,
     /// Task ids in submission order, for reports.
@@ -93,11 +226,17 @@ pub(crate) struct Graph {
     /// first-served; a task cancelled while waiting is dropped at the next scan.
     pub(crate) pending: Vec<String>,
     pub(crate) attempts: HashMap<String, Attempt>,
+    pub(crate) subscribers: Vec<Subscriber>,
+    /// Tokens of the attempts a client asked to stop, for the scheduler.
+    pub(crate) stops: Vec<String>,
 }
 
 impl TaskRecord {
-    /// A new task (its first attempt), waiting for its dependencies.
+    /// A new task (its first attempt) of `session_id`, submitted by `created_by` (a task id,
+    /// or empty for a client), waiting for its dependencies.
     pub(crate) fn new(
+        session_id: String,
+        created_by: String,
         payload_id: String,
         data_dependencies: Vec<String>,
         expected_outputs: Vec<String>,
@@ -107,6 +246,8 @@ impl TaskRecord {
         Self {
             first_id: id.clone(),
             id,
+            session_id,
+            created_by,
             payload_id,
             data_dependencies,
             expected_outputs,
@@ -114,68 +255,153 @@ impl TaskRecord {
             retry: 0,
             state: TaskState::Pending,
             message: None,
+            created_at: SystemTime::now(),
+            started_at: None,
+            ended_at: None,
         }
     }
 }
 
 impl Graph {
+    /// Sends `event` of `session_id` to its subscribers, forgetting those that left.
+    pub(crate) fn emit(&mut self, session_id: &str, event: impl FnOnce() -> Event) {
+        if !self.subscribers.iter().any(|s| s.session_id == session_id) {
+            return;
+        }
+        let event = event();
+        self.subscribers
+            .retain(|s| s.session_id != session_id || s.sender.send(event.clone()).is_ok());
+    }
+
     /// Adds a task waiting for its dependencies.
     pub(crate) fn add_task(&mut self, task: TaskRecord) {
         self.order.push(task.id.clone());
         self.pending.push(task.id.clone());
+        let (id, session, state) = (task.id.clone(), task.session_id.clone(), task.state);
         self.tasks.insert(task.id.clone(), task);
+        self.emit(&session, || Event::NewTask(id, state));
     }
+
+    /// Moves a task to `state` (with the reason, for failures), and says so to subscribers.
+    pub(crate) fn set_task_state(
+        &mut self,
+        task_id: &str,
+        state: TaskState,
+        message: Option<String>,
+    ) {
+        let Some(task) = self.tasks.get_mut(task_id) else {
+            return;
+        };
+        task.state = state;
+        if message.is_some() {
+            task.message = message;
+        }
+        let now = SystemTime::now();
+        match state {
+            TaskState::Running => task.started_at = Some(now),
+            _ if state.is_final() => task.ended_at = Some(now),
+            _ => {}
+        }
+        let session = task.session_id.clone();
+        self.emit(&session, || Event::TaskStatus(task_id.to_owned(), state));
+    }
+
+    /// Adds a result, and says so to subscribers.
+    pub(crate) fn insert_result(&mut self, id: String, result: ResultRecord) {
+        let (session, state) = (result.session_id.clone(), result.state);
+        self.results.insert(id.clone(), result);
+        self.emit(&session, || Event::NewResult(id, state));
+    }
+
+    /// Moves a result to `state` (`size` bytes of data when completed), and says so.
+    pub(crate) fn set_result_state(&mut self, id: &str, state: ResultState, size: u64) {
+        let Some(result) = self.results.get_mut(id) else {
+            return;
+        };
+        result.state = state;
+        if state == ResultState::Completed {
+            result.completed_at = Some(SystemTime::now());
+            result.size = size;
+        }
+        let session = result.session_id.clone();
+        self.emit(&session, || Event::ResultStatus(id.to_owned(), state));
+    }
+
+    /// Makes `task_id` the producer of result `id` (a delegation), and says so.
+    pub(crate) fn set_owner(&mut self, id: &str, task_id: &str) {
+        let Some(result) = self.results.get_mut(id) else {
+            return;
+        };
+        let previous = std::mem::replace(&mut result.owner_task_id, task_id.to_owned());
+        let session = result.session_id.clone();
+        self.emit(&session, || {
+            Event::ResultOwner(id.to_owned(), previous, task_id.to_owned())
+        });
+    }
+
     /// Fails a task for good: its outputs are aborted and whatever depends on them cancelled.
     pub(crate) fn fail(&mut self, task_id: &str, state: TaskState, message: String) -> TaskState {
-        let outputs = match self.tasks.get_mut(task_id) {
-            Some(task) => {
-                task.state = state;
-                task.message = Some(message);
-                task.expected_outputs.clone()
-            }
-            None => Vec::new(),
-        };
+        let outputs = self
+            .tasks
+            .get(task_id)
+            .map(|t| t.expected_outputs.clone())
+            .unwrap_or_default();
+        self.set_task_state(task_id, state, Some(message));
         self.abort(outputs);
         state
     }
 
     /// Retries a task that failed with an error status, or fails it past `max_retries`.
     pub(crate) fn retry_or_fail(&mut self, task_id: &str, message: String) -> TaskState {
-        let Some(task) = self.tasks.get_mut(task_id) else {
+        let Some(task) = self.tasks.get(task_id) else {
             return TaskState::Error;
         };
         if task.retry >= task.options.max_retries {
             return self.fail(task_id, TaskState::Error, message);
         }
-        task.state = TaskState::Retried;
-        task.message = Some(message);
         let retry = task.retry + 1;
         let copy = TaskRecord {
             id: format!("{}###{retry}", task.first_id),
             retry,
             state: TaskState::Pending,
             message: None,
+            created_at: SystemTime::now(),
+            started_at: None,
+            ended_at: None,
             ..task.clone()
         };
+        self.set_task_state(task_id, TaskState::Retried, Some(message));
+        for output in &copy.expected_outputs {
+            self.set_owner(output, &copy.id);
+        }
         self.add_task(copy);
         TaskState::Retried
     }
 
     /// Aborts results that will never be produced, and cancels their consumers, transitively.
-    fn abort(&mut self, mut results: Vec<String>) {
+    pub(crate) fn abort(&mut self, mut results: Vec<String>) {
         while let Some(id) = results.pop() {
-            match self.results.get_mut(&id) {
+            match self.results.get(&id) {
                 Some(result) if result.state == ResultState::Created => {
-                    result.state = ResultState::Aborted;
+                    self.set_result_state(&id, ResultState::Aborted, 0);
                 }
                 _ => continue,
             }
-            for task in self.tasks.values_mut() {
-                if task.state == TaskState::Pending && task.data_dependencies.contains(&id) {
-                    task.state = TaskState::Cancelled;
-                    task.message = Some(format!("its dependency {id} was aborted"));
+            let consumers: Vec<String> = self
+                .tasks
+                .values()
+                .filter(|t| t.state == TaskState::Pending && t.data_dependencies.contains(&id))
+                .map(|t| t.id.clone())
+                .collect();
+            for consumer in consumers {
+                if let Some(task) = self.tasks.get(&consumer) {
                     results.extend(task.expected_outputs.iter().cloned());
                 }
+                self.set_task_state(
+                    &consumer,
+                    TaskState::Cancelled,
+                    Some(format!("its dependency {id} was aborted")),
+                );
             }
         }
     }
@@ -190,11 +416,23 @@ pub fn count_states(states: impl Iterator<Item = TaskState>) -> BTreeMap<TaskSta
     counts
 }
 
-pub(crate) fn record(name: String, state: ResultState) -> ResultRecord {
+/// A new result of `session_id`, created by `created_by` (a task id, or empty for a client).
+pub(crate) fn record(
+    session_id: &str,
+    name: String,
+    state: ResultState,
+    created_by: &str,
+) -> ResultRecord {
+    let now = SystemTime::now();
     ResultRecord {
+        session_id: session_id.to_owned(),
         name,
         state,
-        created_at: SystemTime::now(),
+        created_at: now,
+        completed_at: (state == ResultState::Completed).then_some(now),
+        owner_task_id: String::new(),
+        created_by: created_by.to_owned(),
+        size: 0,
     }
 }
 
@@ -205,6 +443,8 @@ pub(crate) struct Caller<'g> {
     pub(crate) committed: &'g HashMap<String, ResultRecord>,
     /// The task's expected outputs.
     pub(crate) expected: &'g [String],
+    /// The task's session.
+    pub(crate) session: &'g SessionRecord,
 }
 
 impl Caller<'_> {
@@ -215,9 +455,11 @@ impl Caller<'_> {
         ids: impl IntoIterator<Item = &'a String>,
     ) -> Result<(), Status> {
         for id in ids {
-            if !self.committed.contains_key(id)
-                && !self.attempt.results.iter().any(|(own, _)| own == id)
-            {
+            let committed = self
+                .committed
+                .get(id)
+                .is_some_and(|r| r.session_id == self.session.id);
+            if !committed && !self.attempt.results.iter().any(|(own, _)| own == id) {
                 return Err(Status::invalid_argument(format!(
                     "unknown result id `{id}`"
                 )));

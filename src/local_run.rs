@@ -1,12 +1,12 @@
 //! `armonik-wasm run`: a whole task graph on this machine, through the same task runner as
 //! `serve`, with the embedded agent in place of ArmoniK.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::local_agent::LocalAgent;
 use crate::local_graph::{TaskRecord, TaskState, count_states};
@@ -47,50 +47,95 @@ impl Report {
 #[error("interrupted: the running tasks were stopped")]
 pub struct Interrupted;
 
-/// Runs every task of the agent's graph, up to `parallelism` at once, until none is left
-/// runnable; tasks waiting on results that will never come are then cancelled. When `stop`
-/// resolves first (SIGINT), the running guests are stopped and waited for, so their folders
-/// can be removed, and the result is [`Interrupted`].
+/// When [`run_graph`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// Once no task is running or ready (`run`): tasks still waiting are then cancelled.
+    Idle,
+    /// Only when stopped (`dev`): clients may submit more at any time.
+    Stopped,
+}
+
+/// Runs the tasks of the agent's graph, up to `parallelism` at once, first come first served,
+/// stopping the attempts clients cancel. With [`Until::Idle`] it returns once none is left
+/// runnable, after cancelling the tasks waiting on results that will never come, and shows
+/// progress on stderr. When `stop` resolves first (SIGINT), the running guests are stopped and
+/// waited for, so their folders can be removed, and the result is [`Interrupted`].
 pub async fn run_graph(
     agent: Arc<LocalAgent>,
     runner: Arc<TaskRunner>,
     parallelism: usize,
+    until: Until,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let progress = Progress::new();
+    let progress = (until == Until::Idle).then(Progress::new);
     let mut running = JoinSet::new();
+    // The attempt of each spawned task, and how to stop it.
+    let mut attempts: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut handles: HashMap<String, AbortHandle> = HashMap::new();
     let mut stop = std::pin::pin!(stop);
     loop {
+        for token in agent.take_stops() {
+            // Dropping the guest's future stops it at its next epoch tick.
+            if let Some(handle) = handles.get(&token) {
+                handle.abort();
+            }
+        }
         while running.len() < parallelism.max(1) {
             let Some(dispatch) = agent.start_next()? else {
                 break;
             };
             let runner = runner.clone();
-            running.spawn(async move {
-                let token = dispatch.request.communication_token.clone();
+            let token = dispatch.request.communication_token.clone();
+            let handle = running.spawn(async move {
                 let task_id = dispatch.request.task_id.clone();
-                (token, task_id, runner.process(dispatch.request).await)
+                (task_id, runner.process(dispatch.request).await)
             });
+            attempts.insert(handle.id(), token.clone());
+            handles.insert(token, handle);
+        }
+        if running.is_empty() && until == Until::Idle {
+            break;
         }
         let joined = tokio::select! {
-            joined = running.join_next() => joined,
+            Some(joined) = running.join_next_with_id() => joined,
+            () = agent.changed.notified() => continue,
             () = &mut stop => {
                 // Aborted at their next epoch tick; shutdown waits until each has stopped.
                 running.shutdown().await;
-                progress.finish();
+                if let Some(progress) = &progress {
+                    progress.finish();
+                }
                 return Err(Interrupted.into());
             }
         };
-        let Some(joined) = joined else {
-            break;
+        let (id, finished) = match joined {
+            Ok((id, (task_id, outcome))) => (id, Some((task_id, outcome))),
+            Err(error) => (error.id(), None),
         };
-        let (token, task_id, outcome) = joined?;
+        let Some(token) = attempts.remove(&id) else {
+            continue;
+        };
+        handles.remove(&token);
+        // A stopped attempt ends as its task's cancellation says; a panic is retried.
+        let (task_id, outcome) = finished.unwrap_or_else(|| {
+            (
+                String::new(),
+                Err(tonic::Status::cancelled("the task was stopped")),
+            )
+        });
         let state = agent.finish(&token, &outcome);
-        progress.task_done(&agent, &task_id, state, running.len());
+        if let Some(progress) = &progress {
+            progress.task_done(&agent, &task_id, state, running.len());
+        } else {
+            tracing::debug!(task_id, state = state.word(), "task done");
+        }
     }
     agent.cancel_stuck();
-    progress.finish();
+    if let Some(progress) = &progress {
+        progress.finish();
+    }
     Ok(Report {
         tasks: agent.tasks(),
         elapsed: started.elapsed(),

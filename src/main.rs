@@ -32,7 +32,7 @@ fn main() -> std::process::ExitCode {
 async fn async_main(cli: Cli) -> std::process::ExitCode {
     // A worker logs every task; the local commands show only warnings and what guests print.
     let default_filter = match cli.command {
-        Command::Serve(_) => "info",
+        Command::Serve(_) | Command::Dev(_) => "info",
         _ => "warn,guest=info",
     };
     tracing_subscriber::fmt()
@@ -46,6 +46,7 @@ async fn async_main(cli: Cli) -> std::process::ExitCode {
         Command::Run(args) => cli::run(args).await,
         Command::Compile(args) => cli::compile(args).map(|()| true),
         Command::Inspect(args) => cli::inspect(args).await,
+        Command::Dev(args) => armonik_wasm::dev::dev(args).await.map(|()| true),
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,285 @@
+//! ArmoniK's filter expressions, sorting and paging for the List calls (ArmoniK.Api
+//! `filters_common.proto` and the `*_filters.proto` files; the evaluation follows ArmoniK.Core
+//! `Common/src/gRPC/*FilterExt.cs`): a filter is an OR of ANDs of conditions on one field
+//! each; an empty OR matches everything.
+
+use std::cmp::Ordering;
+
+use armonik::{
+    FilterArray, FilterArrayOperator, FilterBoolean, FilterBooleanOperator, FilterDate,
+    FilterDateOperator, FilterDuration, FilterDurationOperator, FilterNumber, FilterNumberOperator,
+    FilterStatusOperator, FilterString, FilterStringOperator, SortDirection,
+};
+use prost_types::{Duration, Timestamp};
+use tonic::Status;
+
+/// The value of one field of a listed object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// A string field.
+    Str(String),
+    /// An integer field.
+    Num(i64),
+    /// A boolean field.
+    Bool(bool),
+    /// A status field, as the number of its proto enum.
+    Status(i32),
+    /// A date field, unset for an event that has not happened.
+    Date(Option<Timestamp>),
+    /// A duration field, unset when not known yet.
+    Duration(Option<Duration>),
+    /// A list of strings (ids).
+    Array(Vec<String>),
+}
+
+/// A condition on one field, whatever the service it comes from.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// On a string.
+    String(FilterString),
+    /// On an integer.
+    Number(FilterNumber),
+    /// On a boolean.
+    Boolean(FilterBoolean),
+    /// On a status: its proto number and the operator.
+    Status(i32, FilterStatusOperator),
+    /// On a date.
+    Date(FilterDate),
+    /// On a duration.
+    Duration(FilterDuration),
+    /// On a list of strings.
+    Array(FilterArray),
+}
+
+/// An OR of ANDs of `(field, condition)`.
+pub type Expression<F> = Vec<Vec<(F, Condition)>>;
+
+/// Whether `object` matches `filter`; `value` reads one of its fields.
+///
+/// # Errors
+/// INVALID_ARGUMENT when a condition does not apply to its field's type (a string condition
+/// on a date, ...), as ArmoniK.Core refuses such filters.
+pub fn matches<O, F>(
+    object: &O,
+    filter: &Expression<F>,
+    value: impl Fn(&O, &F) -> Result<Value, Status>,
+) -> Result<bool, Status> {
+    if filter.is_empty() {
+        return Ok(true);
+    }
+    for and in filter {
+        let mut all = true;
+        for (field, condition) in and {
+            if !holds(&value(object, field)?, condition)? {
+                all = false;
+                break;
+            }
+        }
+        if all {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn holds(value: &Value, condition: &Condition) -> Result<bool, Status> {
+    Ok(match (value, condition) {
+        (Value::Str(v), Condition::String(c)) => string(v, &c.value, &c.operator),
+        (Value::Num(v), Condition::Number(c)) => order(v.cmp(&c.value), &c.operator),
+        (Value::Bool(v), Condition::Boolean(c)) => match c.operator {
+            FilterBooleanOperator::Is => *v == c.value,
+        },
+        (Value::Status(v), Condition::Status(s, op)) => match op {
+            FilterStatusOperator::Equal => v == s,
+            FilterStatusOperator::NotEqual => v != s,
+        },
+        (Value::Date(v), Condition::Date(c)) => date(v.as_ref(), &c.value, &c.operator),
+        (Value::Duration(v), Condition::Duration(c)) => duration(v.as_ref(), &c.value, &c.operator),
+        (Value::Array(v), Condition::Array(c)) => match c.operator {
+            FilterArrayOperator::Contains => v.contains(&c.value),
+            FilterArrayOperator::NotContains => !v.contains(&c.value),
+        },
+        (value, condition) => {
+            return Err(Status::invalid_argument(format!(
+                "filter condition {condition:?} does not apply to a field of value {value:?}"
+            )));
+        }
+    })
+}
+
+fn string(value: &str, operand: &str, operator: &FilterStringOperator) -> bool {
+    match operator {
+        FilterStringOperator::Equal => value == operand,
+        FilterStringOperator::NotEqual => value != operand,
+        FilterStringOperator::Contains => value.contains(operand),
+        FilterStringOperator::NotContains => !value.contains(operand),
+        FilterStringOperator::StartsWith => value.starts_with(operand),
+        FilterStringOperator::EndsWith => value.ends_with(operand),
+    }
+}
+
+fn order(ordering: Ordering, operator: &FilterNumberOperator) -> bool {
+    match operator {
+        FilterNumberOperator::Equal => ordering.is_eq(),
+        FilterNumberOperator::NotEqual => ordering.is_ne(),
+        FilterNumberOperator::LessThan => ordering.is_lt(),
+        FilterNumberOperator::LessThanOrEqual => ordering.is_le(),
+        FilterNumberOperator::GreaterThanOrEqual => ordering.is_ge(),
+        FilterNumberOperator::GreaterThan => ordering.is_gt(),
+    }
+}
+
+/// An unset date matches only "not equal" (ArmoniK stores it as null).
+fn date(value: Option<&Timestamp>, operand: &Timestamp, operator: &FilterDateOperator) -> bool {
+    let Some(value) = value else {
+        return matches!(operator, FilterDateOperator::NotEqual);
+    };
+    let ordering = (value.seconds, value.nanos).cmp(&(operand.seconds, operand.nanos));
+    match operator {
+        FilterDateOperator::Equal => ordering.is_eq(),
+        FilterDateOperator::NotEqual => ordering.is_ne(),
+        FilterDateOperator::Before => ordering.is_lt(),
+        FilterDateOperator::BeforeOrEqual => ordering.is_le(),
+        FilterDateOperator::AfterOrEqual => ordering.is_ge(),
+        FilterDateOperator::After => ordering.is_gt(),
+    }
+}
+
+fn duration(
+    value: Option<&Duration>,
+    operand: &Duration,
+    operator: &FilterDurationOperator,
+) -> bool {
+    let Some(value) = value else {
+        return matches!(operator, FilterDurationOperator::NotEqual);
+    };
+    let ordering = (value.seconds, value.nanos).cmp(&(operand.seconds, operand.nanos));
+    match operator {
+        FilterDurationOperator::Equal => ordering.is_eq(),
+        FilterDurationOperator::NotEqual => ordering.is_ne(),
+        FilterDurationOperator::ShorterThan => ordering.is_lt(),
+        FilterDurationOperator::ShorterThanOrEqual => ordering.is_le(),
+        FilterDurationOperator::LongerThanOrEqual => ordering.is_ge(),
+        FilterDurationOperator::LongerThan => ordering.is_gt(),
+    }
+}
+
+/// Orders two values of one field: unset dates and durations first, like nulls in ArmoniK's
+/// database.
+fn compare(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Str(a), Value::Str(b)) => a.cmp(b),
+        (Value::Num(a), Value::Num(b)) => a.cmp(b),
+        (Value::Bool(a), Value::Bool(b)) => a.cmp(b),
+        (Value::Status(a), Value::Status(b)) => a.cmp(b),
+        (Value::Date(a), Value::Date(b)) => a
+            .as_ref()
+            .map(|t| (t.seconds, t.nanos))
+            .cmp(&b.as_ref().map(|t| (t.seconds, t.nanos))),
+        (Value::Duration(a), Value::Duration(b)) => a
+            .as_ref()
+            .map(|t| (t.seconds, t.nanos))
+            .cmp(&b.as_ref().map(|t| (t.seconds, t.nanos))),
+        (Value::Array(a), Value::Array(b)) => a.cmp(b),
+        _ => Ordering::Equal,
+    }
+}
+
+/// One page of the objects that match a List request, sorted; and how many matched.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a negative page, a page size below 1, or a filter that does not apply.
+pub fn page<O, F>(
+    objects: Vec<O>,
+    filter: &Expression<F>,
+    sort: Option<(&F, &SortDirection)>,
+    page: i32,
+    page_size: i32,
+    value: impl Fn(&O, &F) -> Result<Value, Status>,
+) -> Result<(Vec<O>, i32), Status> {
+    if page < 0 || page_size < 1 {
+        return Err(Status::invalid_argument(format!(
+            "page must be ≥ 0 and page size ≥ 1, got page {page} and page size {page_size}"
+        )));
+    }
+    let mut kept = Vec::new();
+    for object in objects {
+        if matches(&object, filter, &value)? {
+            kept.push(object);
+        }
+    }
+    if let Some((field, direction)) = sort {
+        let mut keyed = kept
+            .into_iter()
+            .map(|o| Ok((value(&o, field)?, o)))
+            .collect::<Result<Vec<_>, Status>>()?;
+        keyed.sort_by(|(a, _), (b, _)| compare(a, b));
+        if matches!(direction, SortDirection::Desc) {
+            keyed.reverse();
+        }
+        kept = keyed.into_iter().map(|(_, o)| o).collect();
+    }
+    let total = i32::try_from(kept.len()).unwrap_or(i32::MAX);
+    let start = usize::try_from(page)
+        .unwrap_or(0)
+        .saturating_mul(usize::try_from(page_size).unwrap_or(1));
+    let objects = kept
+        .into_iter()
+        .skip(start)
+        .take(usize::try_from(page_size).unwrap_or(1))
+        .collect();
+    Ok((objects, total))
+}
+
+/// Converts a service's filter (`<service>::filter::Or`) into an [`Expression`].
+macro_rules! expression {
+    ($filter:expr) => {
+        $filter
+            .or
+            .into_iter()
+            .map(|and| {
+                and.and
+                    .into_iter()
+                    .map(|f| (f.field, f.condition.into()))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+}
+pub(crate) use expression;
+
+/// `From<service condition> for Condition`, for the variants the service has.
+macro_rules! impl_condition {
+    ($source:ty, [$($variant:ident),*] $(, $status:ident)?) => {
+        impl From<$source> for Condition {
+            fn from(condition: $source) -> Self {
+                type S = $source;
+                match condition {
+                    $(S::$status(c) => Condition::Status(c.value as i32, c.operator),)?
+                    $(S::$variant(c) => Condition::$variant(c),)*
+                }
+            }
+        }
+    };
+}
+
+impl_condition!(
+    armonik::tasks::filter::Condition,
+    [String, Number, Boolean, Date, Duration, Array],
+    Status
+);
+impl_condition!(
+    armonik::sessions::filter::Condition,
+    [String, Number, Boolean, Date, Duration, Array],
+    Status
+);
+impl_condition!(
+    armonik::results::filter::Condition,
+    [String, Number, Date, Array],
+    Status
+);
+impl_condition!(
+    armonik::partitions::filter::Condition,
+    [String, Number, Boolean, Array]
+);
+impl_condition!(armonik::applications::filter::Condition, [String]);

@@ -1,0 +1,140 @@
+//! `armonik-wasm dev`: a local ArmoniK for the client side. ArmoniK's control-plane services
+//! ([`crate::control_plane`]) over the embedded agent, with its scheduler running every
+//! submitted task as a component in this host's sandbox.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use futures::FutureExt;
+use futures::future::FusedFuture;
+
+use crate::cli::{SandboxArgs, shutdown_signal};
+use crate::components::Components;
+use crate::control_plane::ControlPlane;
+use crate::local_agent::LocalAgent;
+use crate::local_run::{self, Until};
+use crate::task_runner::{RunnerConfig, TaskRunner};
+
+/// Settings of `dev`; each flag can also be set by the environment variable shown.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Address of the control plane's gRPC server (port 0: any free port). ArmoniK's clients
+    /// connect to it as to a cluster's endpoint.
+    #[arg(long, env = "ArmonikWasm__Listen", default_value = "127.0.0.1:5001")]
+    pub listen: SocketAddr,
+
+    /// The component that runs tasks which do not ship their own (ConventionVersion=v1 with
+    /// a LibraryBlobId).
+    #[arg(long, env = "ArmonikWasm__Component")]
+    pub component: Option<PathBuf>,
+
+    /// Where results and task folders live, kept at exit [default: a temporary folder,
+    /// removed at exit]. Sessions live in memory: a restart starts with none.
+    #[arg(long, env = "ArmonikWasm__DataDir")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Tasks run at once [default: the number of CPUs].
+    #[arg(long, env = "ArmonikWasm__Parallelism")]
+    pub parallelism: Option<usize>,
+
+    /// A partition sessions may use besides `default`; repeat it for more.
+    #[arg(long = "partition", value_name = "NAME")]
+    pub partitions: Vec<String>,
+
+    /// Sandbox settings.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// `dev`: serves ArmoniK's control plane until SIGINT or SIGTERM; running tasks are then
+/// stopped and the temporary data folder removed.
+pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
+    let parallelism = args
+        .parallelism
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let default_max_duration = args.sandbox.default_max_duration()?;
+    let (sandbox, disk) = args.sandbox.build(u32::try_from(parallelism)?)?;
+    let components = Components::new(sandbox.clone(), args.component.as_deref(), disk).await?;
+
+    // Private to this user: it holds every result of every session.
+    let (data_dir, temporary) = match args.data_dir {
+        Some(dir) => (dir, None),
+        None => {
+            let temporary = tempfile::Builder::new()
+                .prefix("armonik-wasm-dev")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .tempdir()?;
+            (temporary.path().to_owned(), Some(temporary))
+        }
+    };
+    let agent = Arc::new(
+        LocalAgent::new(&data_dir)
+            .with_context(|| format!("cannot use the data folder {}", data_dir.display()))?,
+    );
+    let runner = Arc::new(TaskRunner::new(
+        sandbox,
+        components,
+        agent.clone(),
+        RunnerConfig {
+            max_concurrent_tasks: parallelism,
+            default_max_duration,
+        },
+        None,
+    ));
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    let router = ControlPlane::new(agent.clone(), &args.partitions).router();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+
+    let (stopped, on_stop) = tokio::sync::watch::channel(false);
+    let scheduler = local_run::run_graph(agent, runner, parallelism, Until::Stopped, {
+        let mut on_stop = on_stop.clone();
+        async move {
+            let _ = on_stop.wait_for(|s| *s).await;
+        }
+    });
+    let server = router.serve_with_incoming_shutdown(incoming, {
+        let mut on_stop = on_stop.clone();
+        async move {
+            let _ = on_stop.wait_for(|s| *s).await;
+        }
+    });
+    // The line tests and scripts wait for: the server takes connections from here on.
+    println!("listening on http://{address}");
+    tracing::info!(%address, data_dir = %data_dir.display(), parallelism, "armonik-wasm dev: ArmoniK's control plane");
+
+    let mut scheduler = std::pin::pin!(scheduler.fuse());
+    let mut server = std::pin::pin!(server.fuse());
+    tokio::select! {
+        () = stop => {}
+        ended = &mut scheduler => {
+            ended?;
+        }
+        served = &mut server => {
+            served.context("the control plane's server failed")?;
+        }
+    }
+    tracing::info!("stopping: running tasks are stopped");
+    let _ = stopped.send(true);
+    // Both end promptly once told: the scheduler stops its guests, the server its calls
+    // (event streams included, which never end on their own).
+    if !scheduler.is_terminated() {
+        let _ = scheduler.await;
+    }
+    if !server.is_terminated()
+        && let Ok(Err(error)) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), server).await
+    {
+        tracing::warn!(%error, "the control plane's server stopped with an error");
+    }
+    drop(temporary);
+    Ok(())
+}
