@@ -261,15 +261,25 @@ impl Folder {
         fill: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
     ) -> io::Result<()> {
         let name = plain_name(name)?;
+        let mut new = self.new_file()?;
+        fill(new.file())?;
+        new.persist(name)
+    }
+
+    /// A file to fill bit by bit (a download), then to name with [`NewFile::persist`], which
+    /// replaces any file at that name atomically, as [`write`](Self::write) does. Dropped
+    /// before, it leaves nothing behind.
+    ///
+    /// # Errors
+    /// The temporary file cannot be made.
+    pub fn new_file(&self) -> io::Result<NewFile<'_>> {
         let mut temp = cap_tempfile::TempFile::new(&self.dir)?;
-        let mut file = temp.as_file_mut().try_clone()?.into_std();
+        let file = temp.as_file_mut().try_clone()?.into_std();
         if self.private {
             // Whatever the umask, the host's files are its own.
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
-        fill(&mut file)?;
-        drop(file);
-        temp.replace(name)
+        Ok(NewFile { temp, file })
     }
 
     /// Copies the regular file `name` of this folder to `target` as `target_name`: whatever is
@@ -378,6 +388,30 @@ impl Folder {
         let file = self.open_file(name)?;
         owned_by_us(&file, &self.path.join(name).display().to_string())?;
         Ok(file)
+    }
+}
+
+/// A file being written in a [`Folder`], without a name yet (see [`Folder::new_file`]).
+#[derive(Debug)]
+pub struct NewFile<'a> {
+    temp: cap_tempfile::TempFile<'a>,
+    file: std::fs::File,
+}
+
+impl NewFile<'_> {
+    /// The open file, to write to.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        &mut self.file
+    }
+
+    /// Names the file `name` in its folder, replacing atomically whatever file was there.
+    ///
+    /// # Errors
+    /// `name` is not a plain name, or the rename fails (the file is removed then).
+    pub fn persist(self, name: &str) -> io::Result<()> {
+        let name = plain_name(name)?;
+        drop(self.file);
+        self.temp.replace(name)
     }
 }
 

@@ -42,6 +42,33 @@ pub enum TaskState {
     Cancelled,
 }
 
+/// In the user's words: `created`, `completed`, `aborted`.
+impl std::fmt::Display for ResultState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Created => "created",
+            Self::Completed => "completed",
+            Self::Aborted => "aborted",
+        })
+    }
+}
+
+/// In the user's words: `pending`, `running`, `completed`, `error`, `timeout`, `retried`,
+/// `cancelled`.
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+            Self::Retried => "retried",
+            Self::Cancelled => "cancelled",
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ResultRecord {
     pub(crate) name: String,

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use crate::console::PrintError;
+use crate::errln;
 use crate::local_agent::LocalAgent;
 use crate::local_graph::{TaskRecord, TaskState, count_states};
 use crate::task_runner::TaskRunner;
@@ -31,7 +33,7 @@ impl Report {
         let counts = self.counts();
         let states: Vec<String> = counts
             .iter()
-            .map(|(state, n)| format!("{n} {}", format!("{state:?}").to_lowercase()))
+            .map(|(state, n)| format!("{n} {state}"))
             .collect();
         format!(
             "{} tasks run ({}) in {:.3} s",
@@ -87,7 +89,12 @@ pub async fn run_graph(
         };
         let (token, task_id, outcome) = joined?;
         let state = agent.finish(&token, &outcome);
-        progress.task_done(&agent, &task_id, state, running.len());
+        if let Err(error) = progress.task_done(&agent, &task_id, state, running.len()) {
+            // stderr is gone (see `console`): the run stops as on SIGINT, its folders removable.
+            running.shutdown().await;
+            progress.finish();
+            return Err(error.into());
+        }
     }
     agent.cancel_stuck();
     progress.finish();
@@ -126,7 +133,17 @@ impl Progress {
         }
     }
 
-    fn task_done(&self, agent: &LocalAgent, task_id: &str, state: TaskState, running: usize) {
+    /// Shows that `task_id` ended in `state`.
+    ///
+    /// # Errors
+    /// A plain line cannot be written to stderr.
+    fn task_done(
+        &self,
+        agent: &LocalAgent,
+        task_id: &str,
+        state: TaskState,
+        running: usize,
+    ) -> Result<(), PrintError> {
         let counts = agent.counts();
         let count =
             |states: &[TaskState]| -> usize { states.iter().filter_map(|s| counts.get(s)).sum() };
@@ -152,14 +169,14 @@ impl Progress {
                     TaskState::Error | TaskState::Timeout | TaskState::Retried
                 );
                 if due || failure || (done == total && running == 0) {
-                    eprintln!(
-                        "[{done}/{total}] task {task_id} {} ({running} running, {failed} failed)",
-                        format!("{state:?}").to_lowercase()
-                    );
                     *last = Some(Instant::now());
+                    errln!(
+                        "[{done}/{total}] task {task_id} {state} ({running} running, {failed} failed)"
+                    )?;
                 }
             }
         }
+        Ok(())
     }
 
     fn finish(&self) {
