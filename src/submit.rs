@@ -660,7 +660,7 @@ async fn wait(
                             progress.update(tracker, &task_id, &status)?;
                         }
                         if tracker.outputs_done() {
-                            return Ok(());
+                            return settle(&mut events, tracker, progress).await;
                         }
                     }
                     Some(Err(error)) => {
@@ -672,7 +672,7 @@ async fn wait(
                 _ = poll.tick() => {
                     tracker.refresh_outputs(&mut results).await;
                     if tracker.outputs_done() {
-                        return Ok(());
+                        return settle(&mut events, tracker, progress).await;
                     }
                 }
             }
@@ -688,6 +688,31 @@ async fn wait(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// How long the events are still read once the root outputs are done, for the tasks to reach
+/// their final status: ArmoniK completes a task's results before the task itself.
+const SETTLE_FOR: Duration = Duration::from_secs(2);
+
+/// Reads `events` until every known task is in a final status, for at most [`SETTLE_FOR`], so
+/// that the summary counts tasks as they ended.
+async fn settle(
+    events: &mut Events,
+    tracker: &mut Tracker,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + SETTLE_FOR;
+    while !tracker.tasks_done() {
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(Ok(update))) => {
+                if let Some((task_id, status)) = tracker.apply(update) {
+                    progress.update(tracker, &task_id, &status)?;
+                }
+            }
+            Ok(Some(Err(_)) | None) | Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 /// What the events said about the session: every task's status, and the root outputs'.
@@ -764,6 +789,10 @@ impl Tracker {
                 }
             }
         }
+    }
+
+    fn tasks_done(&self) -> bool {
+        self.tasks.values().all(is_final)
     }
 
     fn outputs_done(&self) -> bool {
