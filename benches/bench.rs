@@ -315,7 +315,7 @@ async fn instantiation(sizes: &Sizes) -> anyhow::Result<()> {
             let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).ok();
             let components = Components::new(sandbox.clone(), Some(&wasm), disk).await?;
             let pre = components
-                .for_task(&Default::default(), &[], &Folder::open(folder.path())?)
+                .for_task(&Default::default(), &Folder::open(folder.path())?)
                 .await?;
             let mut samples = Vec::with_capacity(sizes.instantiations);
             let started = Instant::now();
@@ -356,6 +356,7 @@ async fn instantiate(
             token: String::new(),
             session_id: String::new(),
             expected_outputs: Vec::new(),
+            library: None,
         },
         1 << 20,
         deadline,
@@ -598,7 +599,7 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
     let sandbox = sandbox(true).await?;
     let components = Components::new(sandbox.clone(), Some(&guest("echo")), None).await?;
     let pre = components
-        .for_task(&Default::default(), &[], &Folder::open(folder.path())?)
+        .for_task(&Default::default(), &Folder::open(folder.path())?)
         .await?;
     let ids = Arc::new(TaskIds {
         session_id: "s".into(),

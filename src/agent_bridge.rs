@@ -56,6 +56,66 @@ pub struct TaskIdentity {
     pub session_id: String,
     /// The results the task must produce.
     pub expected_outputs: Vec<String>,
+    /// How the task chose its component, passed on to its subtasks (see [`Library`]).
+    pub library: Option<Library>,
+}
+
+/// The component selection of a task run from a library blob (ArmoniK's dynamic-worker
+/// convention), which its subtasks inherit when they name no convention themselves: ArmoniK
+/// gives a subtask the session's options, not its parent's (ArmoniK.Core
+/// `Common/src/gRPC/Services/GrpcTasksService.cs`), so without it a subtask would run the
+/// default component, or none. ArmoniK's C# and Java SDKs pass the parent's options the same
+/// way; the blob itself is fetched by the subtask's host if it is not a dependency.
+#[derive(Debug, Clone, Default)]
+pub struct Library {
+    /// `ConventionVersion` and `LibraryBlobId`, as the task's options set them.
+    pub options: Vec<(String, String)>,
+    /// The task's priority: request options replace the session's, priority included (it is
+    /// not merged).
+    pub priority: i32,
+}
+
+impl Library {
+    /// The selection of a task with these options, if it names a convention.
+    pub fn of(options: &crate::proto::v1::TaskOptions) -> Option<Self> {
+        use crate::components::{CONVENTION_VERSION, LIBRARY_BLOB_ID};
+        options.options.get(CONVENTION_VERSION)?;
+        Some(Self {
+            options: [CONVENTION_VERSION, LIBRARY_BLOB_ID]
+                .into_iter()
+                .filter_map(|k| Some((k.to_owned(), options.options.get(k)?.clone())))
+                .collect(),
+            priority: options.priority,
+        })
+    }
+
+    /// The request-level options for subtasks with `own` options: `defaults` with the
+    /// selection added, unless they or a subtask name a convention of their own.
+    fn pass_on<'o>(
+        &self,
+        defaults: Option<TaskOptions>,
+        mut own: impl Iterator<Item = Option<&'o TaskOptions>>,
+    ) -> Option<TaskOptions> {
+        use crate::components::CONVENTION_VERSION;
+        let names = |o: &TaskOptions| o.options.iter().any(|(k, _)| k == CONVENTION_VERSION);
+        if defaults.as_ref().is_some_and(names) || own.any(|o| o.is_some_and(names)) {
+            return defaults;
+        }
+        let mut defaults = defaults.unwrap_or_else(|| TaskOptions {
+            options: Vec::new(),
+            max_duration_ms: None,
+            max_retries: 0,
+            priority: self.priority,
+            partition_id: String::new(),
+            application_name: String::new(),
+            application_version: String::new(),
+            application_namespace: String::new(),
+            application_service: String::new(),
+            engine_type: String::new(),
+        });
+        defaults.options.extend(self.options.iter().cloned());
+        Some(defaults)
+    }
 }
 
 /// The per-task half of the agent bridge: who the task is and what it did.
@@ -68,6 +128,7 @@ pub struct AgentBridge {
     data_folder: Arc<Folder>,
     /// Results the task may produce: its expected outputs, and those it created without data.
     owned: HashSet<String>,
+    library: Option<Library>,
     ledger: Ledger,
 }
 
@@ -90,6 +151,7 @@ impl AgentBridge {
             deadline,
             data_folder,
             owned: task.expected_outputs.into_iter().collect(),
+            library: task.library,
             ledger: Ledger::default(),
         }
     }
@@ -285,6 +347,10 @@ impl Host for AgentBridge {
         {
             return Ok(Err(refused));
         }
+        let defaults = match &self.library {
+            Some(library) => library.pass_on(defaults, tasks.iter().map(|t| t.options.as_ref())),
+            None => defaults,
+        };
         let request = pb::SubmitTasksRequest {
             session_id: self.session_id.clone(),
             task_options: defaults.map(convert::task_options_from_wit),
@@ -320,6 +386,10 @@ impl Host for AgentBridge {
         {
             return Ok(Err(refused));
         }
+        let defaults = match &self.library {
+            Some(library) => library.pass_on(defaults, std::iter::empty()),
+            None => defaults,
+        };
         let stream = convert::create_task_stream(tasks, defaults, &self.token, self.chunk_size);
         let agent = self.agent.clone();
         let reply = match self.call(agent.create_task(stream)).await? {

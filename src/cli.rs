@@ -12,6 +12,7 @@ use crate::agent_grpc::GrpcAgent;
 use crate::compile_cache::{self, CacheLimits, DiskCache};
 use crate::components::{self, Components, Origin, check_header};
 use crate::config::ChannelAddress;
+use crate::console::{self, PrintError};
 use crate::local_agent::LocalAgent;
 use crate::local_client::TaskCreation;
 use crate::local_run;
@@ -19,8 +20,10 @@ use crate::local_run::Until;
 use crate::proto::v1::TaskOptions;
 use crate::run_outputs;
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::submit::SubmitArgs;
 use crate::task_runner::{GuestThread, RunnerConfig, TaskRunner};
 use crate::transport::{self, WorkerService};
+use crate::{errln, outln};
 
 /// Runs ArmoniK tasks as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -48,6 +51,10 @@ pub enum Command {
     /// Serve ArmoniK's control-plane API (Sessions, Results, Tasks, Events, ...) locally:
     /// ArmoniK's own clients submit tasks, each runs as a component on this machine.
     Dev(crate::dev::DevArgs),
+    /// Send a component and its inputs to ArmoniK's control plane (a cluster, or `armonik-wasm
+    /// dev`) as a session and a root task, follow the session until the root task's outputs
+    /// are done, and download them.
+    Submit(SubmitArgs),
 }
 
 /// Sandbox settings shared by the commands that run tasks.
@@ -247,7 +254,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// A duration given in seconds on the command line.
-fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
+pub(crate) fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .with_context(|| format!("{flag} must be a positive number of seconds"))
 }
@@ -418,23 +425,34 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
             }
         };
 
-    for task in report.tasks.iter().filter(|t| t.message.is_some()) {
-        if let Some(message) = &task.message {
-            eprintln!("task {} {:?}: {message}", task.id, task.state);
+    // Printing never stops the writing (see `console`): a line that cannot be printed (stdout
+    // or stderr closed) is reported once the outputs are written and the work folder removed.
+    let mut printed: Result<(), PrintError> = Ok(());
+    for task in &report.tasks {
+        if let (Some(message), true) = (&task.message, printed.is_ok()) {
+            printed = errln!("task {} {}: {message}", task.id, task.state);
         }
     }
     let written = run_outputs::write_outputs(&args.outputs, args.all_results, &agent, &outputs);
-    println!("{}", report.summary());
+    if printed.is_ok() {
+        printed = outln!("{}", report.summary());
+    }
     drop(agent);
     match written {
         Ok(complete) => {
             run_outputs::remove_work_folder(work);
+            printed?;
             Ok(complete)
+        }
+        // Every output was written; only the lines saying so were lost.
+        Err(error) if console::is_closed_output(&error) => {
+            run_outputs::remove_work_folder(work);
+            Err(error)
         }
         Err(error) => {
             // Nothing computed is lost: the results stay where they are.
             let kept = work.keep();
-            eprintln!(
+            let _ = errln!(
                 "the results are kept in {}, one file per result id",
                 kept.join("results").display()
             );
@@ -443,7 +461,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     }
 }
 
-fn split_pair<'a>(value: &'a str, flag: &str, form: &str) -> anyhow::Result<(&'a str, &'a str)> {
+/// Splits `KEY=VALUE` (the key not empty; the value may be, and may hold `=`).
+///
+/// # Errors
+/// No `=`, or nothing before it: the message names `flag` and the expected `form`.
+pub(crate) fn split_pair<'a>(
+    value: &'a str,
+    flag: &str,
+    form: &str,
+) -> anyhow::Result<(&'a str, &'a str)> {
     match value.split_once('=') {
         Some((key, rest)) if !key.is_empty() => Ok((key, rest)),
         _ => anyhow::bail!("{flag} expects {form}, got `{value}`"),
@@ -483,14 +509,14 @@ pub fn compile(args: CompileArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| args.component.with_extension("cwasm"));
     std::fs::write(&output, &compiled)
         .with_context(|| format!("cannot write {}", output.display()))?;
-    println!(
+    outln!(
         "compiled {} ({} bytes) to {} ({} bytes) in {:.3} s",
         args.component.display(),
         bytes.len(),
         output.display(),
         compiled.len(),
         started.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }
 
@@ -517,23 +543,23 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<bool> {
         Some(_) => "a precompiled component",
         None => "a WebAssembly component",
     };
-    println!("{}: {kind} ({} bytes)", args.file.display(), bytes.len());
+    outln!("{}: {kind} ({} bytes)", args.file.display(), bytes.len())?;
     let ty = component.component_type();
-    println!("imports:");
+    outln!("imports:")?;
     for (name, item) in ty.imports(sandbox.engine()) {
-        println!("  {name} ({})", item_kind(&item.ty));
+        outln!("  {name} ({})", item_kind(&item.ty))?;
     }
-    println!("exports:");
+    outln!("exports:")?;
     for (name, item) in ty.exports(sandbox.engine()) {
-        println!("  {name} ({})", item_kind(&item.ty));
+        outln!("  {name} ({})", item_kind(&item.ty))?;
     }
     match sandbox.prepare(&component) {
         Ok(_) => {
-            println!("fits the armonik:worker/worker world: yes");
+            outln!("fits the armonik:worker/worker world: yes")?;
             Ok(true)
         }
         Err(error) => {
-            println!("fits the armonik:worker/worker world: no: {error:#}");
+            outln!("fits the armonik:worker/worker world: no: {error:#}")?;
             Ok(false)
         }
     }

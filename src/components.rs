@@ -195,36 +195,26 @@ impl Components {
         self.load(bytes, Origin::File(path.to_owned())).await
     }
 
-    /// The component for a task with these options and dependencies; `data_folder` holds the
-    /// task's input files.
+    /// Whether the component of library blob `id` is ready, so its data need not be fetched.
+    pub fn has_blob(&self, id: &str) -> bool {
+        self.lock().by_blob.contains_key(id)
+    }
+
+    /// The component for a task with these options; `data_folder` holds the task's input
+    /// files, its library blob among them unless [`has_blob`](Self::has_blob) says it is ready.
     pub async fn for_task(
         &self,
         options: &HashMap<String, String>,
-        data_dependencies: &[String],
         data_folder: &Folder,
     ) -> Result<Arc<Prepared>, LoadError> {
-        let Some(version) = options.get(CONVENTION_VERSION) else {
+        let Some(blob) = library_blob(options)? else {
             return self.default.clone().ok_or_else(|| {
                 LoadError::Selection(format!(
                     "no component for this task: the host has no default component and the task options do not set {CONVENTION_VERSION}=v1 with a {LIBRARY_BLOB_ID}"
                 ))
             });
         };
-        if version != "v1" {
-            return Err(LoadError::Selection(format!(
-                "unsupported {CONVENTION_VERSION} `{version}` (this host knows v1)"
-            )));
-        }
-        let blob = options.get(LIBRARY_BLOB_ID).ok_or_else(|| {
-            LoadError::Selection(format!(
-                "{CONVENTION_VERSION}=v1 needs the task option {LIBRARY_BLOB_ID}"
-            ))
-        })?;
-        if !data_dependencies.contains(blob) {
-            return Err(LoadError::Selection(format!(
-                "{LIBRARY_BLOB_ID} `{blob}` is not a data dependency of the task, so its data is not in the task's folder"
-            )));
-        }
+        let blob = &blob.to_owned();
         if let Some(prepared) = self.lock().by_blob.get(blob) {
             return Ok(prepared.clone());
         }
@@ -307,6 +297,28 @@ impl Components {
         .await
         .map_err(|e| LoadError::Selection(format!("component compilation failed: {e}")))?
     }
+}
+
+/// The library blob (a result id) that a task's options name under ArmoniK's dynamic-worker
+/// convention v1, or `None` when they name no convention (the default component runs it).
+///
+/// # Errors
+/// [`LoadError::Selection`] for another convention version, or v1 without a blob id.
+pub fn library_blob(options: &HashMap<String, String>) -> Result<Option<&str>, LoadError> {
+    let Some(version) = options.get(CONVENTION_VERSION) else {
+        return Ok(None);
+    };
+    if version != "v1" {
+        return Err(LoadError::Selection(format!(
+            "unsupported {CONVENTION_VERSION} `{version}` (this host knows v1)"
+        )));
+    }
+    let blob = options.get(LIBRARY_BLOB_ID).ok_or_else(|| {
+        LoadError::Selection(format!(
+            "{CONVENTION_VERSION}=v1 needs the task option {LIBRARY_BLOB_ID}"
+        ))
+    })?;
+    Ok(Some(blob))
 }
 
 /// A component from `bytes`: deserialized if it is a precompiled artifact `origin` may

@@ -260,25 +260,26 @@ impl Folder {
         name: &str,
         fill: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
     ) -> io::Result<()> {
-        let mut file = self.new_file(name)?;
-        fill(&mut file.file)?;
-        file.commit()
+        let name = plain_name(name)?;
+        let mut new = self.new_file()?;
+        fill(new.file())?;
+        new.persist(name)
     }
 
-    /// A file to fill piece by piece (an upload), that replaces `name` atomically only when
-    /// [committed](NewFile::commit); dropped uncommitted, it leaves nothing behind.
+    /// A file to fill bit by bit (a download), then to name with [`NewFile::persist`], which
+    /// replaces any file at that name atomically, as [`write`](Self::write) does. Dropped
+    /// before, it leaves nothing behind.
     ///
     /// # Errors
-    /// `name` is not a plain name, or the file cannot be made.
-    pub fn new_file(&self, name: &str) -> io::Result<NewFile<'_>> {
-        let name = plain_name(name)?.to_owned();
+    /// The temporary file cannot be made.
+    pub fn new_file(&self) -> io::Result<NewFile<'_>> {
         let mut temp = cap_tempfile::TempFile::new(&self.dir)?;
         let file = temp.as_file_mut().try_clone()?.into_std();
         if self.private {
             // Whatever the umask, the host's files are its own.
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
-        Ok(NewFile { temp, file, name })
+        Ok(NewFile { temp, file })
     }
 
     /// Copies the regular file `name` of this folder to `target` as `target_name`: whatever is
@@ -392,6 +393,30 @@ impl Folder {
     }
 }
 
+/// A file being written in a [`Folder`], without a name yet (see [`Folder::new_file`]).
+#[derive(Debug)]
+pub struct NewFile<'a> {
+    temp: cap_tempfile::TempFile<'a>,
+    file: std::fs::File,
+}
+
+impl NewFile<'_> {
+    /// The open file, to write to.
+    pub fn file(&mut self) -> &mut std::fs::File {
+        &mut self.file
+    }
+
+    /// Names the file `name` in its folder, replacing atomically whatever file was there.
+    ///
+    /// # Errors
+    /// `name` is not a plain name, or the rename fails (the file is removed then).
+    pub fn persist(self, name: &str) -> io::Result<()> {
+        let name = plain_name(name)?;
+        drop(self.file);
+        self.temp.replace(name)
+    }
+}
+
 /// Entries read from a directory at a time, so none is read while the directory changes.
 const BATCH: usize = 256;
 
@@ -467,32 +492,6 @@ fn not_a_file(name: &str, error: io::Error) -> io::Error {
         )
     } else {
         error
-    }
-}
-
-/// A file being written aside in a [`Folder`] (see [`Folder::new_file`]).
-pub struct NewFile<'f> {
-    temp: cap_tempfile::TempFile<'f>,
-    file: std::fs::File,
-    name: String,
-}
-
-impl NewFile<'_> {
-    /// Appends `data`.
-    ///
-    /// # Errors
-    /// I/O fails.
-    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all(data)
-    }
-
-    /// Puts the file in place under its name, replacing whatever was there.
-    ///
-    /// # Errors
-    /// I/O fails.
-    pub fn commit(self) -> io::Result<()> {
-        drop(self.file);
-        self.temp.replace(&self.name)
     }
 }
 

@@ -7,7 +7,8 @@
 //! gRPC by [`agent_grpc`], and in-process by [`local_agent`] for `run`, over the task graph
 //! of [`local_graph`] with ArmoniK's option merge ([`task_options`]), scheduled by
 //! [`local_run`]). Every file the host touches for a task or on its own stores goes through
-//! [`host_files`].
+//! [`host_files`]. `submit` ([`submit`]) sends a component and its inputs to ArmoniK's control
+//! plane instead. Every line the binary prints goes through [`console`].
 
 pub mod agent;
 pub mod agent_bridge;
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod compile_cache;
 pub mod components;
 pub mod config;
+pub mod console;
 pub mod control_plane;
 pub mod convert;
 pub mod dev;
@@ -30,6 +32,7 @@ pub mod local_run;
 pub mod proto;
 pub mod run_outputs;
 pub mod sandbox;
+pub mod submit;
 pub mod task_options;
 pub mod task_runner;
 pub mod transport;

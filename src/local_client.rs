@@ -131,7 +131,7 @@ impl LocalAgent {
     ) -> Result<(), Status> {
         let mut graph = self.lock();
         check_upload(&graph, session_id, id)?;
-        file.commit()
+        file.persist(id)
             .map_err(|e| Status::internal(format!("cannot store the result's data: {e}")))?;
         graph.set_result_state(id, ResultState::Completed, size);
         drop(graph);
@@ -243,7 +243,7 @@ impl LocalAgent {
                 {
                     return Err(Status::invalid_argument(format!(
                         "result `{id}` cannot be an expected output: it is {}{}",
-                        result.state.word(),
+                        result.state,
                         if result.owner_task_id.is_empty() && !taken {
                             String::new()
                         } else {
@@ -531,7 +531,7 @@ fn check_upload(graph: &Graph, session_id: &str, id: &str) -> Result<(), Status>
     if result.state != ResultState::Created {
         return Err(Status::failed_precondition(format!(
             "result `{id}` is {}: only a created result takes data, and a completed result never changes",
-            result.state.word()
+            result.state
         )));
     }
     if !result.owner_task_id.is_empty() {
@@ -596,7 +596,7 @@ pub fn open_result_data(
     if result.state != ResultState::Completed {
         return Err(Status::not_found(format!(
             "result `{id}` has no data: it is {}",
-            result.state.word()
+            result.state
         )));
     }
     match agent.store.open_file(id) {

@@ -99,10 +99,25 @@ impl TaskState {
             Self::Completed | Self::Error | Self::Timeout | Self::Retried | Self::Cancelled
         )
     }
+}
 
-    /// The lower-case word for it, as printed to users.
-    pub fn word(self) -> &'static str {
-        match self {
+/// In the user's words: `created`, `completed`, `aborted`, `deleted`.
+impl std::fmt::Display for ResultState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Created => "created",
+            Self::Completed => "completed",
+            Self::Aborted => "aborted",
+            Self::Deleted => "deleted",
+        })
+    }
+}
+
+/// In the user's words: `pending`, `running`, `completed`, `error`, `timeout`, `retried`,
+/// `cancelling`, `cancelled`.
+impl std::fmt::Display for TaskState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
             Self::Pending => "pending",
             Self::Running => "running",
             Self::Completed => "completed",
@@ -111,19 +126,7 @@ impl TaskState {
             Self::Retried => "retried",
             Self::Cancelling => "cancelling",
             Self::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl ResultState {
-    /// The lower-case word for it, as printed to users.
-    pub fn word(self) -> &'static str {
-        match self {
-            Self::Created => "created",
-            Self::Completed => "completed",
-            Self::Aborted => "aborted",
-            Self::Deleted => "deleted",
-        }
+        })
     }
 }
 

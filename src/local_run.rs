@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::task::{AbortHandle, JoinSet};
 
+use crate::console::PrintError;
+use crate::errln;
 use crate::local_agent::LocalAgent;
 use crate::local_graph::{TaskRecord, TaskState, count_states};
 use crate::task_runner::TaskRunner;
@@ -31,7 +33,7 @@ impl Report {
         let counts = self.counts();
         let states: Vec<String> = counts
             .iter()
-            .map(|(state, n)| format!("{n} {}", format!("{state:?}").to_lowercase()))
+            .map(|(state, n)| format!("{n} {state}"))
             .collect();
         format!(
             "{} tasks run ({}) in {:.3} s",
@@ -126,10 +128,17 @@ pub async fn run_graph(
             )
         });
         let state = agent.finish(&token, &outcome);
-        if let Some(progress) = &progress {
-            progress.task_done(&agent, &task_id, state, running.len());
-        } else {
-            tracing::debug!(task_id, state = state.word(), "task done");
+        match &progress {
+            Some(progress) => {
+                if let Err(error) = progress.task_done(&agent, &task_id, state, running.len()) {
+                    // stderr is gone (see `console`): the run stops as on SIGINT, its folders
+                    // removable.
+                    running.shutdown().await;
+                    progress.finish();
+                    return Err(error.into());
+                }
+            }
+            None => tracing::debug!(task_id, %state, "task done"),
         }
     }
     agent.cancel_stuck();
@@ -171,7 +180,17 @@ impl Progress {
         }
     }
 
-    fn task_done(&self, agent: &LocalAgent, task_id: &str, state: TaskState, running: usize) {
+    /// Shows that `task_id` ended in `state`.
+    ///
+    /// # Errors
+    /// A plain line cannot be written to stderr.
+    fn task_done(
+        &self,
+        agent: &LocalAgent,
+        task_id: &str,
+        state: TaskState,
+        running: usize,
+    ) -> Result<(), PrintError> {
         let counts = agent.counts();
         let count =
             |states: &[TaskState]| -> usize { states.iter().filter_map(|s| counts.get(s)).sum() };
@@ -197,14 +216,14 @@ impl Progress {
                     TaskState::Error | TaskState::Timeout | TaskState::Retried
                 );
                 if due || failure || (done == total && running == 0) {
-                    eprintln!(
-                        "[{done}/{total}] task {task_id} {} ({running} running, {failed} failed)",
-                        format!("{state:?}").to_lowercase()
-                    );
                     *last = Some(Instant::now());
+                    errln!(
+                        "[{done}/{total}] task {task_id} {state} ({running} running, {failed} failed)"
+                    )?;
                 }
             }
         }
+        Ok(())
     }
 
     fn finish(&self) {

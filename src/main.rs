@@ -4,6 +4,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use armonik_wasm::cli::{self, Cli, Command};
+use armonik_wasm::{console, errln, submit};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -19,7 +20,7 @@ fn main() -> std::process::ExitCode {
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            let _ = errln!("error: cannot start the async runtime: {error}");
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -40,6 +41,8 @@ async fn async_main(cli: Cli) -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        // Otherwise a log line to a closed stderr is reported with `eprintln!`, which panics.
+        .log_internal_errors(false)
         .init();
     let result = match cli.command {
         Command::Serve(args) => cli::serve(args).await.map(|()| true),
@@ -47,12 +50,18 @@ async fn async_main(cli: Cli) -> std::process::ExitCode {
         Command::Compile(args) => cli::compile(args).map(|()| true),
         Command::Inspect(args) => cli::inspect(args).await,
         Command::Dev(args) => armonik_wasm::dev::dev(args).await.map(|()| true),
+        Command::Submit(args) => submit::submit(args).await,
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
+        // The reader of stdout or stderr went away (`| head`): nothing to say, and no one to
+        // say it to (see `console`).
+        Err(error) if console::is_closed_output(&error) => {
+            std::process::ExitCode::from(console::CLOSED_EXIT_CODE)
+        }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            let _ = errln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }
     }

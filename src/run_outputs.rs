@@ -8,6 +8,7 @@ use anyhow::Context;
 use crate::host_files::{Folder, safe_file_name};
 use crate::local_agent::LocalAgent;
 use crate::local_graph::ResultState;
+use crate::{errln, outln};
 
 /// Where `--all-results` writes, inside `--outputs`.
 const ALL_RESULTS: &str = "results";
@@ -15,7 +16,7 @@ const ALL_RESULTS: &str = "results";
 /// The file name of a root output in `--outputs`: its mapped name (see [`safe_file_name`]),
 /// except that `results` becomes `%72esults` (its `r` percent-encoded, which the mapping
 /// never produces otherwise), leaving `results` to `--all-results`.
-fn output_file_name(name: &str) -> String {
+pub fn output_file_name(name: &str) -> String {
     match safe_file_name(name) {
         mapped if mapped == ALL_RESULTS => "%72esults".to_owned(),
         mapped => mapped,
@@ -24,6 +25,9 @@ fn output_file_name(name: &str) -> String {
 
 /// Writes the root outputs to `dir` (`--outputs`; with `all_results`, every result too) and
 /// says what each holds. Returns whether every root output was produced.
+///
+/// A line that cannot be printed (stdout closed) stops the printing, not the writing: every
+/// file is written, then that error is returned.
 pub fn write_outputs(
     dir: &Path,
     all_results: bool,
@@ -33,6 +37,7 @@ pub fn write_outputs(
     let outputs_folder =
         Folder::create(dir, false).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut complete = true;
+    let mut shown: anyhow::Result<()> = Ok(());
     for (name, id) in outputs {
         match agent.result(id) {
             Some((_, ResultState::Completed)) => {
@@ -42,28 +47,47 @@ pub fn write_outputs(
                     .open_data(id)
                     .and_then(|mut data| outputs_folder.write_from(&file_name, &mut data))
                     .with_context(|| format!("cannot write {}", target.display()))?;
-                // Shown when it is short text; a large output is never read back whole.
-                let text = if size <= 4096 {
-                    String::from_utf8(outputs_folder.read(&file_name)?).ok()
-                } else {
-                    None
-                };
-                match text {
-                    Some(text) => println!("{name}: {}", text.trim_end()),
-                    None => println!("{name}: {size} bytes"),
+                if shown.is_ok() {
+                    shown = show_output(name, &outputs_folder, &file_name, size);
                 }
-                println!("  written to {}", target.display());
             }
             state => {
                 complete = false;
-                println!("{name}: not produced ({:?})", state.map(|(_, s)| s));
+                let why = match state {
+                    Some((_, state)) => state.to_string(),
+                    None => "unknown result".to_owned(),
+                };
+                if shown.is_ok() {
+                    shown = outln!("{name}: not produced ({why})").map_err(Into::into);
+                }
             }
         }
     }
     if all_results {
         write_all_results(agent, &dir.join(ALL_RESULTS))?;
     }
+    shown?;
     Ok(complete)
+}
+
+/// Prints what the output `name`, just written to `folder` as `file_name` (`size` bytes),
+/// holds: its text when it is short UTF-8 (a large output is never read back whole), else its
+/// size; then where it is.
+///
+/// # Errors
+/// The file cannot be read back, or the lines cannot be printed.
+pub fn show_output(name: &str, folder: &Folder, file_name: &str, size: u64) -> anyhow::Result<()> {
+    let text = if size <= 4096 {
+        String::from_utf8(folder.read(file_name)?).ok()
+    } else {
+        None
+    };
+    match text {
+        Some(text) => outln!("{name}: {}", text.trim_end())?,
+        None => outln!("{name}: {size} bytes")?,
+    }
+    outln!("  written to {}", folder.path().join(file_name).display())?;
+    Ok(())
 }
 
 /// Removes `run`'s work folder (result data, task folders), saying so if that fails.
@@ -74,7 +98,8 @@ pub fn remove_work_folder(work: tempfile::TempDir) {
         .and_then(|folder| folder.remove_contents())
         .and_then(|()| work.close());
     if let Err(error) = removed {
-        eprintln!(
+        // A closed stderr must not stop the clean-up: this line is all that is lost.
+        let _ = errln!(
             "warning: cannot remove the work folder {}: {error}",
             path.display()
         );
@@ -99,13 +124,14 @@ fn write_all_results(agent: &LocalAgent, dir: &Path) -> anyhow::Result<()> {
             .and_then(|mut data| folder.write_from(&file_name, &mut data));
         if let Err(error) = written {
             failed += 1;
-            eprintln!(
+            // Printing must not stop the writing; a closed stderr loses only this line.
+            let _ = errln!(
                 "cannot write result {id} to {}: {error}",
                 dir.join(&file_name).display()
             );
         }
     }
-    println!(
+    let printed = outln!(
         "{} completed results written to {}",
         results.len() - failed,
         dir.display()
@@ -113,5 +139,5 @@ fn write_all_results(agent: &LocalAgent, dir: &Path) -> anyhow::Result<()> {
     if failed > 0 {
         anyhow::bail!("{failed} results could not be written to {}", dir.display());
     }
-    Ok(())
+    Ok(printed?)
 }

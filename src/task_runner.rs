@@ -7,16 +7,17 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::task::AbortOnDropHandle;
-use tonic::Status;
+use tonic::{Code, Status};
 use tracing::Instrument;
 
 use crate::agent::Agent;
-use crate::agent_bridge::{AgentBridge, Ledger, TaskIdentity};
+use crate::agent_bridge::{AgentBridge, Ledger, Library, TaskIdentity};
 use crate::bindings::types::TaskContext;
-use crate::components::Components;
+use crate::components::{self, Components};
 use crate::convert;
 use crate::guest_log::TaskIds;
 use crate::host_files::Folder;
+use crate::proto::v1::agent::DataRequest;
 use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Empty, Output, output};
 use crate::sandbox::{GUEST_DATA_FOLDER, RunError, Sandbox, TaskRun};
@@ -175,8 +176,8 @@ impl TaskRunner {
         }
     }
 
-    async fn run(&self, request: ProcessRequest) -> Result<ProcessReply, Status> {
-        let options = request.task_options.unwrap_or_default();
+    async fn run(&self, mut request: ProcessRequest) -> Result<ProcessReply, Status> {
+        let options = request.task_options.take().unwrap_or_default();
         // Held open for the whole task: the host reads and clears names in it only through
         // this handle (see `host_files`).
         let data_folder = match Folder::open(std::path::Path::new(&request.data_folder)) {
@@ -196,13 +197,24 @@ impl TaskRunner {
             .unwrap_or(self.config.default_max_duration)
             .min(MAX_TASK_DURATION);
         let deadline = Instant::now() + max_duration;
-        // Loading (compiling a task's library) is part of the task's time.
-        let loading =
-            self.components
-                .for_task(&options.options, &request.data_dependencies, &data_folder);
+        // Loading (fetching and compiling a task's library) is part of the task's time.
+        let loading = async {
+            if let Some(reply) = self
+                .fetch_library(&request, &options.options, &data_folder)
+                .await?
+            {
+                return Ok(Err(reply));
+            }
+            Ok(self
+                .components
+                .for_task(&options.options, &data_folder)
+                .await
+                .map_err(|error| failed(error.to_string())))
+        };
         let component = match tokio::time::timeout_at(deadline, loading).await {
-            Ok(Ok(component)) => component,
-            Ok(Err(error)) => return Ok(failed(error.to_string())),
+            Ok(Ok(Ok(component))) => component,
+            Ok(Ok(Err(reply))) => return Ok(reply),
+            Ok(Err(status)) => return Err(status),
             Err(_elapsed) => {
                 return Err(Status::deadline_exceeded(format!(
                     "the task's max duration of {max_duration:?} elapsed while its component was being loaded"
@@ -235,6 +247,7 @@ impl TaskRunner {
                 token: request.communication_token,
                 session_id: request.session_id,
                 expected_outputs: request.expected_output_keys.clone(),
+                library: Library::of(&options),
             },
             chunk_size,
             deadline,
@@ -271,6 +284,57 @@ impl TaskRunner {
                     Err(details) => failed(details),
                 },
             ),
+        }
+    }
+}
+
+impl TaskRunner {
+    /// Brings the task's library blob into its folder when its options name one that is not
+    /// among its data dependencies (subtasks inherit the options, rarely the dependency), and
+    /// not already compiled. ArmoniK's agent serves GetResourceData for any result of the
+    /// session (ArmoniK.Core `Common/src/Pollster/Agent.cs`). Returns the reply that ends the
+    /// task when the blob names nothing usable; an agent error is a status (retried).
+    async fn fetch_library(
+        &self,
+        request: &ProcessRequest,
+        options: &std::collections::HashMap<String, String>,
+        data_folder: &Folder,
+    ) -> Result<Option<ProcessReply>, Status> {
+        let blob = match components::library_blob(options) {
+            Ok(Some(blob)) => blob,
+            Ok(None) => return Ok(None),
+            Err(error) => return Ok(Some(failed(error.to_string()))),
+        };
+        if request.data_dependencies.iter().any(|d| d == blob) || self.components.has_blob(blob) {
+            return Ok(None);
+        }
+        // Whatever is at the name goes first: the agent writes through links.
+        if let Err(error) = data_folder.clear(blob) {
+            return Ok(Some(failed(format!(
+                "{}={blob} is not a result id this host can fetch: {error}",
+                components::LIBRARY_BLOB_ID
+            ))));
+        }
+        let fetched = self
+            .agent
+            .get_resource_data(DataRequest {
+                communication_token: request.communication_token.clone(),
+                result_id: blob.to_owned(),
+            })
+            .await;
+        match fetched {
+            Ok(_) => Ok(None),
+            Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
+                Ok(Some(failed(format!(
+                    "{}={blob} names no result with data in the task's session: {}",
+                    components::LIBRARY_BLOB_ID,
+                    status.message()
+                ))))
+            }
+            Err(status) => Err(Status::unavailable(format!(
+                "cannot fetch the task's library {blob}: {}",
+                status.message()
+            ))),
         }
     }
 }

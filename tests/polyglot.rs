@@ -636,6 +636,7 @@ async fn instantiation_cost() {
                     token: "token".into(),
                     session_id: "session".into(),
                     expected_outputs: vec!["out".into()],
+                    library: None,
                 },
                 1 << 20,
                 deadline,

@@ -3,7 +3,7 @@
 //! files of the result store: the server's memory does not grow with a result's size.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use armonik::results;
@@ -201,13 +201,13 @@ impl ResultsService for ControlPlane {
         let mut file = self
             .agent
             .store
-            .new_file(&result_id)
+            .new_file()
             .map_err(|e| Status::internal(format!("cannot store the result's data: {e}")))?;
         let mut size = 0u64;
         while let Some(message) = request.next().await {
             match message? {
                 results::upload::Request::DataChunk(chunk) => {
-                    file.write(&chunk).map_err(|e| {
+                    file.file().write_all(&chunk).map_err(|e| {
                         Status::internal(format!("cannot store the result's data: {e}"))
                     })?;
                     size += chunk.len() as u64;
