@@ -108,7 +108,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         }
     });
     // The line tests and scripts wait for: the server takes connections from here on.
-    println!("listening on http://{address}");
+    crate::outln!("listening on http://{address}")?;
     tracing::info!(%address, data_dir = %data_dir.display(), parallelism, "armonik-wasm dev: ArmoniK's control plane");
 
     let mut scheduler = std::pin::pin!(scheduler.fuse());

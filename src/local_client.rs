@@ -228,6 +228,8 @@ impl LocalAgent {
         }
         let defaults = merge_options(options, &session.defaults);
         let mut tasks = Vec::with_capacity(creations.len());
+        // Outputs claimed by the tasks of this request so far.
+        let mut claimed = std::collections::HashSet::new();
         for creation in creations {
             for id in std::iter::once(&creation.payload_id).chain(&creation.data_dependencies) {
                 session_result(&graph, session_id, id)
@@ -236,9 +238,7 @@ impl LocalAgent {
             for id in &creation.expected_outputs {
                 let result = session_result(&graph, session_id, id)
                     .map_err(|e| Status::invalid_argument(e.message().to_owned()))?;
-                let taken = tasks
-                    .iter()
-                    .any(|t: &TaskRecord| t.expected_outputs.contains(id));
+                let taken = !claimed.insert(id.clone());
                 if result.state != ResultState::Created || !result.owner_task_id.is_empty() || taken
                 {
                     return Err(Status::invalid_argument(format!(

@@ -3,67 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
-use common::{Ran, armonik_wasm, armonik_wasm_command, guest, path, startup_timeout};
-
-/// `armonik-wasm dev` on a free port with its own data folder; killed on drop.
-struct Dev {
-    child: Child,
-    endpoint: String,
-}
-
-impl Dev {
-    fn start(data_dir: &Path) -> Self {
-        let mut child = armonik_wasm_command(&[
-            "dev",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            path(data_dir),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("armonik-wasm dev starts");
-        let stdout = child.stdout.take().expect("stdout");
-        // Read on a thread, so that a dev that never says where it listens fails the test in
-        // time instead of hanging it; the thread keeps reading so dev never blocks on stdout.
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(endpoint) = line.strip_prefix("listening on ") {
-                    let _ = sender.send(endpoint.trim().to_owned());
-                }
-            }
-        });
-        let endpoint = match receiver.recv_timeout(startup_timeout().max(Duration::from_secs(30))) {
-            Ok(endpoint) => endpoint,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("armonik-wasm dev did not print `listening on http://...`");
-            }
-        };
-        Self { child, endpoint }
-    }
-
-    fn submit(&self, args: &[&str]) -> Ran {
-        let mut all = vec!["submit", "--endpoint", &self.endpoint];
-        all.extend_from_slice(args);
-        armonik_wasm(&all)
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::dev::Dev;
+use common::{guest, path};
 
 #[test]
 fn a_submitted_task_runs_and_its_output_comes_back() {

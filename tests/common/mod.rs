@@ -18,6 +18,7 @@
 //! for tests that talk to the worker: the fake agent runs on its own thread either way.
 #![allow(dead_code)] // every test binary uses a different subset of the harness
 
+pub mod dev;
 pub mod polyglot;
 
 use std::collections::HashMap;

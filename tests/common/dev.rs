@@ -1,0 +1,88 @@
+//! `armonik-wasm dev` as a test peer: started on a free port, killed on drop.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::{Ran, armonik_wasm, armonik_wasm_command, path, startup_timeout};
+
+/// `armonik-wasm dev` on a free port with its own data folder; killed on drop.
+pub struct Dev {
+    child: Child,
+    /// Where its control plane listens (`http://127.0.0.1:PORT`).
+    pub endpoint: String,
+}
+
+impl Dev {
+    /// Starts one keeping its results in `data_dir`.
+    pub fn start(data_dir: &Path) -> Self {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Starts one, with `extra` arguments.
+    pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut args = vec![
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            path(data_dir),
+        ];
+        args.extend_from_slice(extra);
+        let mut child = armonik_wasm_command(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("armonik-wasm dev starts");
+        let stdout = child.stdout.take().expect("stdout");
+        // Read on a thread, so that a dev that never says where it listens fails the test in
+        // time instead of hanging it; the thread keeps reading so dev never blocks on stdout.
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(endpoint) = line.strip_prefix("listening on ") {
+                    let _ = sender.send(endpoint.trim().to_owned());
+                }
+            }
+        });
+        let endpoint = match receiver.recv_timeout(startup_timeout().max(Duration::from_secs(30))) {
+            Ok(endpoint) => endpoint,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("armonik-wasm dev did not print `listening on http://...`");
+            }
+        };
+        Self { child, endpoint }
+    }
+
+    /// Runs `armonik-wasm submit` against it.
+    pub fn submit(&self, args: &[&str]) -> Ran {
+        let mut all = vec!["submit", "--endpoint", &self.endpoint];
+        all.extend_from_slice(args);
+        armonik_wasm(&all)
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A client of the official `armonik` crate connected to it.
+    pub async fn client(&self) -> armonik::Client {
+        let channel = tonic::transport::Channel::from_shared(self.endpoint.clone())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("dev answers");
+        armonik::Client::with_channel(channel)
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
