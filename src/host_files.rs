@@ -345,7 +345,7 @@ impl Folder {
     }
 
     /// Removes everything in this folder, never following a link, holding at most two
-    /// directories open whatever the depth of the tree (see [`empty`]).
+    /// directories open whatever the depth of the tree (see `empty`).
     ///
     /// # Errors
     /// A removal fails.

@@ -4,7 +4,8 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use armonik_wasm::cli::{self, Cli, Command};
-use armonik_wasm::{console, errln, submit};
+use armonik_wasm::cli::{console, submit};
+use armonik_wasm::errln;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -49,7 +50,7 @@ async fn async_main(cli: Cli) -> std::process::ExitCode {
         Command::Run(args) => cli::run(args).await,
         Command::Compile(args) => cli::compile(args).map(|()| true),
         Command::Inspect(args) => cli::inspect(args).await,
-        Command::Dev(args) => armonik_wasm::dev::dev(args).await.map(|()| true),
+        Command::Dev(args) => armonik_wasm::cli::dev::dev(args).await.map(|()| true),
         Command::Submit(args) => submit::submit(args).await,
     };
     match result {

@@ -578,13 +578,13 @@ async fn instantiation_cost() {
     use std::sync::Arc;
 
     use armonik_wasm::agent::Agent;
-    use armonik_wasm::agent_bridge::{AgentBridge, TaskIdentity};
+    use armonik_wasm::agent::bridge::{AgentBridge, TaskIdentity};
+    use armonik_wasm::agent::convert::task_options_to_wit;
     use armonik_wasm::bindings::types::TaskContext;
-    use armonik_wasm::compile_cache::DiskCache;
-    use armonik_wasm::convert::task_options_to_wit;
-    use armonik_wasm::guest_log::TaskIds;
     use armonik_wasm::host_files::Folder;
-    use armonik_wasm::local_agent::LocalAgent;
+    use armonik_wasm::local::agent::LocalAgent;
+    use armonik_wasm::sandbox::compile_cache::DiskCache;
+    use armonik_wasm::sandbox::guest_log::TaskIds;
     use armonik_wasm::sandbox::{Sandbox, SandboxConfig, wasi_context};
     use sha2::{Digest, Sha256};
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use armonik_wasm::components::{CONVENTION_VERSION, Components, LIBRARY_BLOB_ID, LoadError};
+use armonik_wasm::sandbox::components::{CONVENTION_VERSION, Components, LIBRARY_BLOB_ID, LoadError};
 use armonik_wasm::sandbox::{Sandbox, SandboxConfig};
 use libfuzzer_sys::fuzz_target;
 

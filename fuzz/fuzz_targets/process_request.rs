@@ -6,12 +6,12 @@ use std::path::{Component, Path};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use armonik_wasm::components::{Components, LIBRARY_BLOB_ID};
-use armonik_wasm::local_agent::LocalAgent;
+use armonik_wasm::sandbox::components::{Components, LIBRARY_BLOB_ID};
+use armonik_wasm::local::agent::LocalAgent;
 use armonik_wasm::proto::v1::TaskOptions;
 use armonik_wasm::proto::v1::worker::ProcessRequest;
 use armonik_wasm::sandbox::{Sandbox, SandboxConfig};
-use armonik_wasm::task_runner::{RunnerConfig, TaskRunner};
+use armonik_wasm::worker::task_runner::{RunnerConfig, TaskRunner};
 use libfuzzer_sys::{fuzz_mutator, fuzz_target, fuzzer_mutate};
 use prost::Message;
 

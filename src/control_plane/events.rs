@@ -13,8 +13,8 @@ use tonic::Status;
 use super::ControlPlane;
 use super::filters::{self, Expression, expression};
 use super::objects::{result_raw, result_status, result_value, state_status, task_raw, task_value};
-use crate::local_agent::LocalAgent;
-use crate::local_graph::Event;
+use crate::local::agent::LocalAgent;
+use crate::local::graph::Event;
 
 /// What a subscriber asked for.
 struct Subscription {

@@ -1,7 +1,7 @@
 //! `armonik-wasm dev`: ArmoniK API v3's control-plane gRPC services (Sessions, Results,
 //! Tasks, Events, HealthChecks, Versions, Partitions, Applications) over the embedded agent's
 //! graph, so that ArmoniK's own clients run against this host unmodified. Each service is a
-//! thin adapter: the semantics live in [`crate::local_client`] and [`crate::local_graph`].
+//! thin adapter: the semantics live in [`crate::local::client`] and [`crate::local::graph`].
 //!
 //! The services implement the `armonik` crate's server traits; Submitter and Auth (the
 //! legacy and the authentication services) are not served: a client calling them gets
@@ -17,7 +17,7 @@ mod tasks;
 
 use std::sync::Arc;
 
-use crate::local_agent::LocalAgent;
+use crate::local::agent::LocalAgent;
 
 /// The name of the partition every session may use, whatever else is configured.
 pub const DEFAULT_PARTITION: &str = "default";
@@ -44,7 +44,7 @@ impl ControlPlane {
         Self {
             agent,
             partitions: all,
-            chunk_size: crate::local_agent::CHUNK_SIZE,
+            chunk_size: crate::local::agent::CHUNK_SIZE,
         }
     }
 

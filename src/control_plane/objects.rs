@@ -9,8 +9,8 @@ use prost_types::{Duration, Timestamp};
 use tonic::Status;
 
 use super::filters::Value;
-use crate::local_client::TaskView;
-use crate::local_graph::{ResultRecord, ResultState, SessionRecord, SessionStatus, TaskState};
+use crate::local::client::TaskView;
+use crate::local::graph::{ResultRecord, ResultState, SessionRecord, SessionStatus, TaskState};
 use crate::proto::v1::TaskOptions;
 
 /// A message of one proto package as the wire-identical message of another (the host's own

@@ -14,7 +14,7 @@ use tonic::Status;
 use super::ControlPlane;
 use super::filters::{self, expression};
 use super::objects::{result_raw, result_value};
-use crate::local_client::open_result_data;
+use crate::local::client::open_result_data;
 
 impl ControlPlane {
     fn result_response(&self, session_id: &str, id: &str) -> Result<results::Raw, Status> {

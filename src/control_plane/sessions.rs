@@ -10,7 +10,7 @@ use tonic::Status;
 use super::ControlPlane;
 use super::filters::{self, expression};
 use super::objects::{options_in, session_raw, session_value};
-use crate::local_graph::SessionStatus;
+use crate::local::graph::SessionStatus;
 
 impl ControlPlane {
     /// Checks default task options as ArmoniK.Core's `gRPC/Validators/

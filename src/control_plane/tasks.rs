@@ -11,7 +11,7 @@ use tonic::Status;
 use super::ControlPlane;
 use super::filters::{self, expression};
 use super::objects::{options_in, task_raw, task_summary, task_value};
-use crate::local_client::{TaskCreation, TaskView};
+use crate::local::client::{TaskCreation, TaskView};
 
 impl ControlPlane {
     /// The tasks matching a filter, one page of them sorted, and how many matched.

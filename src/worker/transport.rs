@@ -9,12 +9,12 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
-use crate::config::ChannelAddress;
 use crate::proto::v1::Empty;
 use crate::proto::v1::worker::health_check_reply::ServingStatus;
 use crate::proto::v1::worker::worker_server::{Worker, WorkerServer};
 use crate::proto::v1::worker::{HealthCheckReply, ProcessReply, ProcessRequest};
-use crate::task_runner::TaskRunner;
+use crate::worker::config::ChannelAddress;
+use crate::worker::task_runner::TaskRunner;
 
 /// The Worker service: Process runs a task, HealthCheck says whether new tasks are welcome.
 pub struct WorkerService {

@@ -25,11 +25,11 @@ use armonik::{Client, ClientConfig, ResultStatus, TaskOptions, TaskStatus};
 use clap::Args;
 use futures::{Stream, StreamExt};
 
+use crate::cli::console::PrintError;
+use crate::cli::run_outputs::{output_file_name, show_output};
 use crate::cli::{seconds, shutdown_signal, split_pair};
-use crate::components::{Origin, check_header};
-use crate::console::PrintError;
 use crate::host_files::Folder;
-use crate::run_outputs::{output_file_name, show_output};
+use crate::sandbox::components::{Origin, check_header};
 use crate::{errln, outln};
 
 /// Upload chunk size when the server does not say (ArmoniK.Core's `PreferredMessageSize`).

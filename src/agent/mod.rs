@@ -1,9 +1,13 @@
 //! The ArmoniK Agent as the host sees it: one trait with the Agent service's operations.
 //!
 //! The WIT agent bridge calls this trait, never gRPC directly, so the same guest runs against
-//! ArmoniK's polling agent ([`crate::agent_grpc::GrpcAgent`]) or an agent embedded in the
+//! ArmoniK's polling agent ([`crate::agent::grpc::GrpcAgent`]) or an agent embedded in the
 //! host. Requests carry the communication token like on the wire: an implementation checks it
 //! the way ArmoniK does.
+
+pub mod bridge;
+pub mod convert;
+pub mod grpc;
 
 use crate::proto::v1::agent::{
     CreateResultsMetaDataRequest, CreateResultsMetaDataResponse, CreateResultsRequest,

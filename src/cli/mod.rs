@@ -1,5 +1,10 @@
 //! The commands of the `armonik-wasm` binary.
 
+pub mod console;
+pub mod dev;
+pub mod run_outputs;
+pub mod submit;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,22 +13,20 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::agent_grpc::GrpcAgent;
-use crate::compile_cache::{self, CacheLimits, DiskCache};
-use crate::components::{self, Components, Origin, check_header};
-use crate::config::ChannelAddress;
-use crate::console::{self, PrintError};
-use crate::local_agent::LocalAgent;
-use crate::local_client::TaskCreation;
-use crate::local_run;
-use crate::local_run::Until;
+use crate::agent::grpc::GrpcAgent;
+use crate::local::agent::LocalAgent;
+use crate::local::client::TaskCreation;
+use crate::local::scheduler::{self, Until};
 use crate::proto::v1::TaskOptions;
-use crate::run_outputs;
+use crate::sandbox::compile_cache::{self, CacheLimits, DiskCache};
+use crate::sandbox::components::{self, Components, Origin, check_header};
 use crate::sandbox::{Sandbox, SandboxConfig};
-use crate::submit::SubmitArgs;
-use crate::task_runner::{GuestThread, RunnerConfig, TaskRunner};
-use crate::transport::{self, WorkerService};
+use crate::worker::config::ChannelAddress;
+use crate::worker::task_runner::{GuestThread, RunnerConfig, TaskRunner};
+use crate::worker::transport::{self, WorkerService};
 use crate::{errln, outln};
+use console::PrintError;
+use submit::SubmitArgs;
 
 /// Runs ArmoniK tasks as sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -50,7 +53,7 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Serve ArmoniK's control-plane API (Sessions, Results, Tasks, Events, ...) locally:
     /// ArmoniK's own clients submit tasks, each runs as a component on this machine.
-    Dev(crate::dev::DevArgs),
+    Dev(crate::cli::dev::DevArgs),
     /// Send a component and its inputs to ArmoniK's control plane (a cluster, or `armonik-wasm
     /// dev`) as a session and a root task, follow the session until the root task's outputs
     /// are done, and download them.
@@ -416,7 +419,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         None,
     ));
     let report =
-        match local_run::run_graph(agent.clone(), runner, parallelism, Until::Idle, stop).await {
+        match scheduler::run_graph(agent.clone(), runner, parallelism, Until::Idle, stop).await {
             Ok(report) => report,
             Err(error) => {
                 drop(agent);

@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn legacy_stream_is_parsed_and_malformed_ones_rejected() {
         use crate::bindings::types::TaskRequest;
-        let stream = crate::convert::create_task_stream(
+        let stream = crate::agent::convert::create_task_stream(
             vec![TaskRequest {
                 payload: vec![1, 2, 3],
                 data_dependencies: vec!["d".into()],

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::console::PrintError;
+use crate::cli::console::PrintError;
 use crate::errln;
-use crate::local_agent::LocalAgent;
-use crate::local_graph::{TaskRecord, TaskState, count_states};
-use crate::task_runner::TaskRunner;
+use crate::local::agent::LocalAgent;
+use crate::local::graph::{TaskRecord, TaskState, count_states};
+use crate::worker::task_runner::TaskRunner;
 
 /// How a local run ended.
 pub struct Report {

@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::Context;
 
 use crate::host_files::{Folder, safe_file_name};
-use crate::local_agent::LocalAgent;
-use crate::local_graph::ResultState;
+use crate::local::agent::LocalAgent;
+use crate::local::graph::ResultState;
 use crate::{errln, outln};
 
 /// Where `--all-results` writes, inside `--outputs`.

@@ -1,6 +1,11 @@
 //! The sandbox: one wasmtime engine and linker per process, and a fresh store and instance
 //! per task.
 
+pub mod compile_cache;
+pub mod components;
+pub mod guest_log;
+pub mod limits;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +19,11 @@ use wasmtime::{
 };
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::agent_bridge::{AgentBridge, DeadlineReached, Ledger};
+use crate::agent::bridge::{AgentBridge, DeadlineReached, Ledger};
 use crate::bindings::types::TaskContext;
 use crate::bindings::{WorkerPre, armonik};
-use crate::guest_log::{GuestLog, Stream, TaskIds};
-use crate::limits::{MemoryLimitExceeded, TaskLimiter};
+use crate::sandbox::guest_log::{GuestLog, Stream, TaskIds};
+use crate::sandbox::limits::{MemoryLimitExceeded, TaskLimiter};
 
 /// Where the task's data folder appears inside the guest.
 pub const GUEST_DATA_FOLDER: &str = "/data";

@@ -12,11 +12,11 @@ use futures::FutureExt;
 use futures::future::FusedFuture;
 
 use crate::cli::{SandboxArgs, shutdown_signal};
-use crate::components::Components;
 use crate::control_plane::ControlPlane;
-use crate::local_agent::LocalAgent;
-use crate::local_run::{self, Until};
-use crate::task_runner::{RunnerConfig, TaskRunner};
+use crate::local::agent::LocalAgent;
+use crate::local::scheduler::{self, Until};
+use crate::sandbox::components::Components;
+use crate::worker::task_runner::{RunnerConfig, TaskRunner};
 
 /// Settings of `dev`; each flag can also be set by the environment variable shown.
 #[derive(Debug, Args)]
@@ -95,7 +95,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
 
     let (stopped, on_stop) = tokio::sync::watch::channel(false);
-    let scheduler = local_run::run_graph(agent, runner, parallelism, Until::Stopped, {
+    let scheduler = scheduler::run_graph(agent, runner, parallelism, Until::Stopped, {
         let mut on_stop = on_stop.clone();
         async move {
             let _ = on_stop.wait_for(|s| *s).await;

@@ -20,11 +20,11 @@ use tokio::time::Instant;
 use tonic::{Code, Status};
 
 use crate::agent::Agent;
+use crate::agent::convert;
 use crate::bindings::armonik::worker::agent::Host;
 use crate::bindings::types::{
     AgentError, ResultMetadata, SubmittedTask, TaskDefinition, TaskOptions, TaskRequest,
 };
-use crate::convert;
 use crate::host_files::{Folder, plain_name};
 use crate::proto::v1::agent as pb;
 
@@ -78,7 +78,7 @@ pub struct Library {
 impl Library {
     /// The selection of a task with these options, if it names a convention.
     pub fn of(options: &crate::proto::v1::TaskOptions) -> Option<Self> {
-        use crate::components::{CONVENTION_VERSION, LIBRARY_BLOB_ID};
+        use crate::sandbox::components::{CONVENTION_VERSION, LIBRARY_BLOB_ID};
         options.options.get(CONVENTION_VERSION)?;
         Some(Self {
             options: [CONVENTION_VERSION, LIBRARY_BLOB_ID]
@@ -96,7 +96,7 @@ impl Library {
         defaults: Option<TaskOptions>,
         mut own: impl Iterator<Item = Option<&'o TaskOptions>>,
     ) -> Option<TaskOptions> {
-        use crate::components::CONVENTION_VERSION;
+        use crate::sandbox::components::CONVENTION_VERSION;
         let names = |o: &TaskOptions| o.options.iter().any(|(k, _)| k == CONVENTION_VERSION);
         if defaults.as_ref().is_some_and(names) || own.any(|o| o.is_some_and(names)) {
             return defaults;

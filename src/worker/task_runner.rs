@@ -11,15 +11,15 @@ use tonic::{Code, Status};
 use tracing::Instrument;
 
 use crate::agent::Agent;
-use crate::agent_bridge::{AgentBridge, Ledger, Library, TaskIdentity};
+use crate::agent::bridge::{AgentBridge, Ledger, Library, TaskIdentity};
+use crate::agent::convert;
 use crate::bindings::types::TaskContext;
-use crate::components::{self, Components};
-use crate::convert;
-use crate::guest_log::TaskIds;
 use crate::host_files::Folder;
 use crate::proto::v1::agent::DataRequest;
 use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Empty, Output, output};
+use crate::sandbox::components::{self, Components};
+use crate::sandbox::guest_log::TaskIds;
 use crate::sandbox::{GUEST_DATA_FOLDER, RunError, Sandbox, TaskRun};
 
 /// The agent's preferred message size when the request does not say (ArmoniK's default

@@ -78,7 +78,7 @@ pub fn err_line(args: fmt::Arguments<'_>) -> Result<(), PrintError> {
 #[macro_export]
 macro_rules! outln {
     ($($arg:tt)*) => {
-        $crate::console::out_line(::std::format_args!($($arg)*))
+        $crate::cli::console::out_line(::std::format_args!($($arg)*))
     };
 }
 
@@ -86,6 +86,6 @@ macro_rules! outln {
 #[macro_export]
 macro_rules! errln {
     ($($arg:tt)*) => {
-        $crate::console::err_line(::std::format_args!($($arg)*))
+        $crate::cli::console::err_line(::std::format_args!($($arg)*))
     };
 }

@@ -18,8 +18,8 @@ use wasmtime::component::Component;
 use wasmtime::{Engine, Precompiled};
 
 use crate::bindings::WorkerPre;
-use crate::compile_cache::DiskCache;
 use crate::host_files::Folder;
+use crate::sandbox::compile_cache::DiskCache;
 use crate::sandbox::{Sandbox, TaskState};
 
 /// Task option naming the dynamic-worker convention in use.

@@ -13,13 +13,13 @@ use std::time::SystemTime;
 use tonic::Status;
 
 use crate::host_files::NewFile;
-use crate::local_agent::LocalAgent;
-use crate::local_graph::{
+use crate::local::agent::LocalAgent;
+use crate::local::graph::{
     Event, Graph, ResultRecord, ResultState, SessionRecord, SessionStatus, Subscriber, TaskRecord,
     TaskState, record,
 };
+use crate::local::task_options::merge_options;
 use crate::proto::v1::TaskOptions;
-use crate::task_options::merge_options;
 
 /// A task as a client submits it.
 #[derive(Debug, Clone, Default)]

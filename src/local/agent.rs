@@ -23,12 +23,13 @@ use std::time::SystemTime;
 use tonic::{Code, Status};
 
 use crate::agent::Agent;
-use crate::convert::parse_create_task;
+use crate::agent::convert::parse_create_task;
 use crate::host_files::{self, Folder};
-use crate::local_graph::{
+use crate::local::graph::{
     Attempt, Caller, Graph, ResultRecord, ResultState, SessionStatus, TaskRecord, TaskState,
     count_states, record,
 };
+use crate::local::task_options::merge_options;
 use crate::proto::v1::agent::{
     self as pb, CreateResultsMetaDataRequest, CreateResultsMetaDataResponse, CreateResultsRequest,
     CreateResultsResponse, CreateTaskReply, CreateTaskRequest, DataRequest, DataResponse,
@@ -37,7 +38,6 @@ use crate::proto::v1::agent::{
 use crate::proto::v1::result_status::ResultStatus;
 use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Configuration, TaskOptions, output};
-use crate::task_options::merge_options;
 
 /// The message size the embedded agent asks guests to respect (ArmoniK's default).
 pub const CHUNK_SIZE: usize = 2 * 1024 * 1024;
@@ -56,7 +56,7 @@ pub struct LocalAgent {
     work: Folder,
     pub(crate) graph: Mutex<Graph>,
     /// Woken when a task may have become ready or was asked to stop (see
-    /// [`crate::local_run`]).
+    /// [`crate::local::scheduler`]).
     pub(crate) changed: tokio::sync::Notify,
 }
 
@@ -693,7 +693,7 @@ mod tests {
                 .create_result_metadata(&session, "missing")
                 .expect("result"),
         );
-        let task = crate::local_client::TaskCreation {
+        let task = crate::local::client::TaskCreation {
             payload_id: payload,
             expected_outputs: vec![written.clone(), missing.clone()],
             ..Default::default()

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use crate::agent::Agent;
-use crate::config::ChannelAddress;
 use crate::proto::v1::agent::{
     CreateResultsMetaDataRequest, CreateResultsMetaDataResponse, CreateResultsRequest,
     CreateResultsResponse, CreateTaskReply, CreateTaskRequest, DataRequest, DataResponse,
     NotifyResultDataRequest, NotifyResultDataResponse, SubmitTasksRequest, SubmitTasksResponse,
     agent_client::AgentClient,
 };
+use crate::worker::config::ChannelAddress;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Request, Response, Status};

@@ -1,0 +1,10 @@
+//! ArmoniK on this machine (`run`, `dev`): one task graph with ArmoniK's semantics
+//! ([`graph`]), the embedded agent tasks call ([`agent`]), what clients do to the graph
+//! ([`client`]), ArmoniK's option merge ([`task_options`]) and the scheduler that runs tasks
+//! through the task runner ([`scheduler`]).
+
+pub mod agent;
+pub mod client;
+pub mod graph;
+pub mod scheduler;
+pub mod task_options;

@@ -1,0 +1,6 @@
+//! The worker side (`serve`): ArmoniK's Worker gRPC service, its settings, and the task
+//! runner that turns a `ProcessRequest` into a guest call and the guest's outcome into a reply.
+
+pub mod config;
+pub mod task_runner;
+pub mod transport;
