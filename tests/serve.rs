@@ -115,6 +115,61 @@ async fn fanout_creates_results_and_delegates_its_output() {
 }
 
 #[tokio::test]
+async fn subtasks_of_a_shipped_component_run_it_too() {
+    // No default component: the root runs from its library blob and submits subtasks that
+    // name no component; they inherit the parent's selection (ArmoniK would give them only
+    // the session's options).
+    let agent = FakeAgent::start();
+    let agent_address = agent.address().to_arg();
+    let mut worker = Worker::spawn_with(
+        &[
+            "serve",
+            "--worker-address",
+            "{dir}/w.sock",
+            "--agent-address",
+            &agent_address,
+        ],
+        &[],
+    );
+    let client = worker
+        .wait_serving(Address::Unix(worker.dir().join("w.sock")))
+        .await;
+    let fanout = std::fs::read(guest("fanout")).expect("fanout.wasm");
+    let folder = TaskFolder::new();
+    let mut request = folder
+        .process_request()
+        .payload("fanout 2")
+        .dependency("lib", fanout)
+        .option("ConventionVersion", "v1")
+        .option("LibraryBlobId", "lib")
+        .build();
+    request.task_options.priority = 7;
+    agent.bind_request(&request);
+    assert_ok(client.process(request).await, &worker.log());
+    let submitted = agent.submitted_tasks();
+    assert_eq!(submitted.len(), 3, "2 parts and 1 aggregation");
+    for task in &submitted {
+        let options = task
+            .request_task_options
+            .as_ref()
+            .expect("request options carry the selection");
+        assert_eq!(
+            options.options.get("ConventionVersion").map(String::as_str),
+            Some("v1")
+        );
+        assert_eq!(
+            options.options.get("LibraryBlobId").map(String::as_str),
+            Some("lib")
+        );
+        assert_eq!(options.priority, 7, "the parent's priority");
+        assert!(
+            !task.creation.data_dependencies.contains(&"lib".to_owned()),
+            "the blob is fetched by the subtask's host, not made a dependency"
+        );
+    }
+}
+
+#[tokio::test]
 async fn every_agent_operation_reaches_the_agent_with_token_and_session() {
     let harness = Harness::start("probe").await;
     harness.agent.add_resource("res-1", "resource data");
@@ -367,16 +422,55 @@ async fn component_shipped_as_a_data_dependency_runs() {
         assert!(details.contains(expected), "{name}: {details}");
     }
 
-    // A blob that is not a dependency of the task is refused, not read.
+    // A blob that is not a dependency of the task is fetched with GetResourceData, never read
+    // from what is already at its name: here the agent has no such result.
     let folder = TaskFolder::new();
-    folder.write("stray", echo);
+    folder.write("stray", echo.clone());
     let request = folder
         .process_request()
         .option("ConventionVersion", "v1")
         .option("LibraryBlobId", "stray")
         .build();
+    agent.bind_request(&request);
     let details = error_details(client.process(request).await);
-    assert!(details.contains("not a data dependency"), "{details}");
+    assert!(
+        details.contains("LibraryBlobId=stray names no result"),
+        "{details}"
+    );
+    assert!(!folder.contains("stray"), "the planted file was cleared");
+
+    // Known to the agent: fetched once, then the compiled component serves every task.
+    agent.add_resource("lib-remote", echo.clone());
+    agent.clear_records();
+    for _ in 0..2 {
+        let folder = TaskFolder::new();
+        let request = folder
+            .process_request()
+            .payload("fetched")
+            .option("ConventionVersion", "v1")
+            .option("LibraryBlobId", "lib-remote")
+            .build();
+        let output = request.expected_output_keys[0].clone();
+        agent.bind_request(&request);
+        assert_ok(client.process(request).await, &worker.log());
+        assert_eq!(folder.read(&output), b"fetched");
+    }
+    assert_eq!(agent.calls_to(methods::GET_RESOURCE_DATA).len(), 1);
+
+    // An agent that fails the fetch: retried (UNAVAILABLE), not an error of the task.
+    agent.inject_error(methods::GET_RESOURCE_DATA, Code::Internal, "storage down");
+    let folder = TaskFolder::new();
+    let request = folder
+        .process_request()
+        .option("ConventionVersion", "v1")
+        .option("LibraryBlobId", "lib-other")
+        .build();
+    agent.bind_request(&request);
+    let status = client
+        .process(request)
+        .await
+        .expect_err("a failed fetch is retried");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
     // And a task without the convention has no component to run.
     let folder = TaskFolder::new();
