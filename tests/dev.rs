@@ -175,7 +175,7 @@ fn session_is(session: &str) -> task_filter::Field {
 #[tokio::test]
 async fn tasks_and_results_are_listed_filtered_sorted_and_paged() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let dev = Dev::start(dir.path());
+    let dev = Dev::start(&dir.path().join("dev"));
     let mut client = dev.client().await;
     let (session, library) = echo_session(&mut client).await;
     let (other, other_library) = echo_session(&mut client).await;
@@ -335,7 +335,7 @@ fn task_id_is(id: &str) -> task_filter::Field {
 #[tokio::test]
 async fn a_session_lives_pauses_resumes_closes_purges_and_is_deleted() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let dev = Dev::start(dir.path());
+    let dev = Dev::start(&dir.path().join("dev"));
     let mut client = dev.client().await;
     let (session, library) = echo_session(&mut client).await;
     let raw = client.sessions().get(session.clone()).await.expect("get");
@@ -416,7 +416,7 @@ async fn a_session_lives_pauses_resumes_closes_purges_and_is_deleted() {
 #[tokio::test]
 async fn bad_sessions_and_ids_get_clear_statuses() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let dev = Dev::start_with(dir.path(), &["--partition", "gpu"]);
+    let dev = Dev::start_with(&dir.path().join("dev"), &["--partition", "gpu"]);
     let mut client = dev.client().await;
     let mut no_priority = options(None);
     no_priority.priority = 0;
@@ -485,7 +485,7 @@ async fn bad_sessions_and_ids_get_clear_statuses() {
 #[tokio::test]
 async fn the_event_stream_replays_then_follows() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let dev = Dev::start(dir.path());
+    let dev = Dev::start(&dir.path().join("dev"));
     let mut client = dev.client().await;
     let (session, library) = echo_session(&mut client).await;
 
@@ -575,7 +575,7 @@ async fn the_event_stream_replays_then_follows() {
 #[tokio::test]
 async fn the_control_plane_describes_itself_and_refuses_what_it_does_not_serve() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let dev = Dev::start_with(dir.path(), &["--partition", "gpu"]);
+    let dev = Dev::start_with(&dir.path().join("dev"), &["--partition", "gpu"]);
     let mut client = dev.client().await;
     let health = client.health_checks().check().await.expect("health");
     assert!(!health.is_empty());

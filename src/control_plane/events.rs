@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt};
 use tonic::Status;
 
 use super::ControlPlane;
-use super::filters::{self, Expression, expression};
+use super::filters::{Compiled, expression};
 use super::objects::{result_raw, result_status, result_value, state_status, task_raw, task_value};
 use crate::local::agent::LocalAgent;
 use crate::local::graph::Event;
@@ -20,8 +20,8 @@ use crate::local::graph::Event;
 struct Subscription {
     session_id: String,
     kinds: Vec<EventsEnum>,
-    tasks: Expression<armonik::tasks::Field>,
-    results: Expression<armonik::results::Field>,
+    tasks: Compiled<armonik::tasks::Field>,
+    results: Compiled<armonik::results::Field>,
 }
 
 impl Subscription {
@@ -38,7 +38,7 @@ impl Subscription {
             };
             let mut raw = task_raw(&view);
             raw.status = status;
-            filters::matches(&raw, &self.tasks, task_value)
+            self.tasks.matches(&raw, task_value)
         };
         let result_matches = |id: &str, status: Option<armonik::ResultStatus>| {
             let Ok(result) = agent.any_result(id) else {
@@ -48,7 +48,7 @@ impl Subscription {
             if let Some(status) = status {
                 raw.status = status;
             }
-            filters::matches(&raw, &self.results, result_value)
+            self.results.matches(&raw, result_value)
         };
         Ok(match event {
             Event::NewTask(id, state) if self.wants(EventsEnum::NewTask) => {
@@ -133,8 +133,8 @@ impl EventsService for ControlPlane {
                 .into_iter()
                 .filter(|k| *k != EventsEnum::Unspecified)
                 .collect(),
-            tasks: expression!(request.task_filters),
-            results: expression!(request.result_filters),
+            tasks: Compiled::new(expression!(request.task_filters)),
+            results: Compiled::new(expression!(request.result_filters)),
             session_id: request.session_id,
         };
         let receiver = self.agent.subscribe(&subscription.session_id)?;

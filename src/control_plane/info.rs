@@ -86,7 +86,7 @@ impl PartitionsService for ControlPlane {
         let all = self.partitions.iter().map(|p| partition(p)).collect();
         let (partitions, total) = filters::page(
             all,
-            &expression!(request.filters),
+            expression!(request.filters),
             Some((&request.sort.field, &request.sort.direction)),
             request.page,
             request.page_size,
@@ -171,7 +171,7 @@ impl ApplicationsService for ControlPlane {
         }
         let (applications, total) = filters::page(
             all,
-            &expression!(request.filters),
+            expression!(request.filters),
             None,
             request.page,
             request.page_size,

@@ -37,7 +37,7 @@ impl ResultsService for ControlPlane {
         let filter = expression!(request.filters);
         let (results, total) = filters::page(
             all,
-            &filter,
+            filter,
             Some((&request.sort.field, &request.sort.direction)),
             request.page,
             request.page_size,

@@ -71,7 +71,7 @@ impl SessionsService for ControlPlane {
         let filter = expression!(request.filters);
         let (mut found, total) = filters::page(
             all,
-            &filter,
+            filter,
             Some((&request.sort.field, &request.sort.direction)),
             request.page,
             request.page_size,

@@ -34,7 +34,7 @@ impl ControlPlane {
         let filter = expression!(filter);
         filters::page(
             all,
-            &filter,
+            filter,
             sort.map(|s| (&s.field, &s.direction)),
             page,
             page_size,

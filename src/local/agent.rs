@@ -26,8 +26,7 @@ use crate::agent::Agent;
 use crate::agent::convert::parse_create_task;
 use crate::host_files::{self, Folder};
 use crate::local::graph::{
-    Attempt, Caller, Graph, ResultRecord, ResultState, SessionStatus, TaskRecord, TaskState,
-    count_states, record,
+    Attempt, Caller, Graph, ResultRecord, ResultState, SessionStatus, TaskRecord, TaskState, record,
 };
 use crate::local::task_options::merge_options;
 use crate::proto::v1::agent::{
@@ -87,29 +86,27 @@ impl LocalAgent {
     /// folder, with its payload and dependencies in it. `None` if no task is ready.
     pub fn start_next(&self) -> io::Result<Option<Dispatch>> {
         let mut graph = self.lock();
-        let Graph {
-            tasks,
-            results,
-            pending,
-            sessions,
-            ..
-        } = &mut *graph;
-        pending.retain(|id| tasks.get(id).is_some_and(|t| t.state == TaskState::Pending));
-        let ready = pending.iter().position(|id| {
-            tasks.get(id).is_some_and(|t| {
-                // A paused session's tasks wait; a cancelled session has none pending.
-                sessions
-                    .get(&t.session_id)
-                    .is_some_and(|s| s.status == SessionStatus::Running)
-                    && t.data_dependencies.iter().all(|d| {
-                        results
-                            .get(d)
-                            .is_some_and(|r| r.state == ResultState::Completed)
-                    })
-            })
-        });
-        let Some(task_id) = ready.map(|at| pending.remove(at)) else {
-            return Ok(None);
+        // The oldest ready task still pending; one of a paused session waits for its resume.
+        let task_id = loop {
+            let Some(id) = graph.readiness.pop() else {
+                return Ok(None);
+            };
+            let Some(task) = graph
+                .tasks
+                .get(&id)
+                .filter(|t| t.state == TaskState::Pending)
+            else {
+                continue;
+            };
+            match graph.sessions.get(&task.session_id).map(|s| s.status) {
+                Some(SessionStatus::Running | SessionStatus::Closed) => break id,
+                Some(SessionStatus::Paused) => {
+                    let session = task.session_id.clone();
+                    graph.readiness.park(&session, id);
+                }
+                // Cancelled, purged or deleted: its tasks are being cancelled.
+                _ => {}
+            }
         };
         let token = uuid::Uuid::new_v4().to_string();
         let folder = self.work.subfolder(&token)?;
@@ -134,16 +131,7 @@ impl LocalAgent {
             }),
         };
         graph.set_task_state(&task_id, TaskState::Running, None);
-        graph.attempts.insert(
-            token,
-            Attempt {
-                task_id,
-                folder,
-                results: Vec::new(),
-                notified: Vec::new(),
-                tasks: Vec::new(),
-            },
-        );
+        graph.attempts.insert(token, Attempt::new(task_id, folder));
         Ok(Some(Dispatch { request }))
     }
 
@@ -236,7 +224,7 @@ impl LocalAgent {
 
     /// Tasks per state, for progress reports (without copying the graph).
     pub fn counts(&self) -> BTreeMap<TaskState, usize> {
-        count_states(self.lock().tasks.values().map(|t| t.state))
+        self.lock().counts.clone()
     }
 
     /// Every task, in submission order.
@@ -415,7 +403,7 @@ impl LocalAgent {
         let mut record = record(session_id, name, state, &attempt.task_id);
         record.size = data.map_or(0, |d| d.len() as u64);
         let metadata = metadata(&id, &record);
-        attempt.results.push((id, record));
+        attempt.stage(id, record);
         Ok(metadata)
     }
 
@@ -515,10 +503,7 @@ impl Agent for LocalAgent {
         let ids: Vec<String> = request.ids.into_iter().map(|i| i.result_id).collect();
         caller.check_owned(&ids, "notify")?;
         for id in &ids {
-            // Notifying twice is harmless, as in ArmoniK; the file is stored once.
-            if !caller.attempt.notified.contains(id) {
-                caller.attempt.notified.push(id.clone());
-            }
+            caller.attempt.notify(id);
         }
         Ok(NotifyResultDataResponse { result_ids: ids })
     }

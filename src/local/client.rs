@@ -309,6 +309,7 @@ impl LocalAgent {
             return Err(not_found_session(id));
         };
         let now = Some(SystemTime::now());
+        let resumed = session.status == SessionStatus::Paused && to == SessionStatus::Running;
         session.status = to;
         match to {
             SessionStatus::Closed => {
@@ -321,6 +322,9 @@ impl LocalAgent {
             _ => {}
         }
         let session = session.clone();
+        if resumed {
+            graph.readiness.unpark(id);
+        }
         drop(graph);
         self.changed.notify_one();
         Ok(session)
@@ -485,13 +489,7 @@ pub struct TaskView {
 }
 
 fn view(graph: &Graph, task: &TaskRecord) -> TaskView {
-    let waiting = task.state == TaskState::Pending
-        && task.data_dependencies.iter().any(|d| {
-            graph
-                .results
-                .get(d)
-                .is_none_or(|r| r.state != ResultState::Completed)
-        });
+    let waiting = task.state == TaskState::Pending && graph.readiness.is_waiting(&task.id);
     TaskView {
         task: task.clone(),
         waiting,

@@ -4,12 +4,13 @@
 //! the task's outputs and cancels every task depending on them, transitively; an error status
 //! is retried up to `max_retries` times under the id `<first id>###<n>`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
 use tokio::sync::mpsc::UnboundedSender;
 use tonic::Status;
 
+use super::readiness::Readiness;
 use crate::host_files::Folder;
 use crate::proto::v1::TaskOptions;
 
@@ -213,9 +214,42 @@ pub(crate) struct Attempt {
     pub(crate) task_id: String,
     /// Named by the attempt's token, in the agent's work folder.
     pub(crate) folder: Folder,
+    /// The results it created, in order (see [`stage`](Self::stage)).
     pub(crate) results: Vec<(String, ResultRecord)>,
+    /// The same, by id: a task creating and using thousands of results checks each in O(1).
+    created: HashMap<String, ResultState>,
+    /// The results it notified, in order, each once.
     pub(crate) notified: Vec<String>,
+    notified_ids: HashSet<String>,
     pub(crate) tasks: Vec<TaskRecord>,
+}
+
+impl Attempt {
+    /// A new attempt of `task_id`, with its data folder.
+    pub(crate) fn new(task_id: String, folder: Folder) -> Self {
+        Self {
+            task_id,
+            folder,
+            results: Vec::new(),
+            created: HashMap::new(),
+            notified: Vec::new(),
+            notified_ids: HashSet::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Records a result the attempt created.
+    pub(crate) fn stage(&mut self, id: String, result: ResultRecord) {
+        self.created.insert(id.clone(), result.state);
+        self.results.push((id, result));
+    }
+
+    /// Records a notification (notifying twice is harmless, as in ArmoniK).
+    pub(crate) fn notify(&mut self, id: &str) {
+        if self.notified_ids.insert(id.to_owned()) {
+            self.notified.push(id.to_owned());
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -225,9 +259,10 @@ pub(crate) struct Graph {
     pub(crate) tasks: HashMap<String, TaskRecord>,
     /// Task ids in submission order, for reports.
     pub(crate) order: Vec<String>,
-    /// Ids of the tasks not started yet, in submission order, so tasks run first-come
-    /// first-served; a task cancelled while waiting is dropped at the next scan.
-    pub(crate) pending: Vec<String>,
+    /// Which pending tasks may start.
+    pub(crate) readiness: Readiness,
+    /// Tasks per state, kept as they change (progress reads it after every task).
+    pub(crate) counts: BTreeMap<TaskState, usize>,
     pub(crate) attempts: HashMap<String, Attempt>,
     pub(crate) subscribers: Vec<Subscriber>,
     /// Tokens of the attempts a client asked to stop, for the scheduler.
@@ -279,7 +314,14 @@ impl Graph {
     /// Adds a task waiting for its dependencies.
     pub(crate) fn add_task(&mut self, task: TaskRecord) {
         self.order.push(task.id.clone());
-        self.pending.push(task.id.clone());
+        let results = &self.results;
+        let missing = task.data_dependencies.iter().filter(|d| {
+            results
+                .get(*d)
+                .is_none_or(|r| r.state != ResultState::Completed)
+        });
+        self.readiness.add(&task.id, missing);
+        *self.counts.entry(task.state).or_default() += 1;
         let (id, session, state) = (task.id.clone(), task.session_id.clone(), task.state);
         self.tasks.insert(task.id.clone(), task);
         self.emit(&session, || Event::NewTask(id, state));
@@ -295,6 +337,13 @@ impl Graph {
         let Some(task) = self.tasks.get_mut(task_id) else {
             return;
         };
+        if let Some(count) = self.counts.get_mut(&task.state) {
+            *count = count.saturating_sub(1);
+        }
+        *self.counts.entry(state).or_default() += 1;
+        if task.state == TaskState::Pending {
+            self.readiness.forget(task_id);
+        }
         task.state = state;
         if message.is_some() {
             task.message = message;
@@ -325,6 +374,7 @@ impl Graph {
         if state == ResultState::Completed {
             result.completed_at = Some(SystemTime::now());
             result.size = size;
+            self.readiness.completed(id);
         }
         let session = result.session_id.clone();
         self.emit(&session, || Event::ResultStatus(id.to_owned(), state));
@@ -390,13 +440,11 @@ impl Graph {
                 }
                 _ => continue,
             }
-            let consumers: Vec<String> = self
-                .tasks
-                .values()
-                .filter(|t| t.state == TaskState::Pending && t.data_dependencies.contains(&id))
-                .map(|t| t.id.clone())
-                .collect();
+            let consumers = self.readiness.consumers(&id).to_vec();
             for consumer in consumers {
+                if self.tasks.get(&consumer).map(|t| t.state) != Some(TaskState::Pending) {
+                    continue;
+                }
                 if let Some(task) = self.tasks.get(&consumer) {
                     results.extend(task.expected_outputs.iter().cloned());
                 }
@@ -462,7 +510,7 @@ impl Caller<'_> {
                 .committed
                 .get(id)
                 .is_some_and(|r| r.session_id == self.session.id);
-            if !committed && !self.attempt.results.iter().any(|(own, _)| own == id) {
+            if !committed && !self.attempt.created.contains_key(id) {
                 return Err(Status::invalid_argument(format!(
                     "unknown result id `{id}`"
                 )));
@@ -482,11 +530,7 @@ impl Caller<'_> {
     ) -> Result<(), Status> {
         for id in ids {
             let own = self.expected.contains(id)
-                || self
-                    .attempt
-                    .results
-                    .iter()
-                    .any(|(own, r)| own == id && r.state == ResultState::Created);
+                || self.attempt.created.get(id) == Some(&ResultState::Created);
             let completed = self
                 .committed
                 .get(id)

@@ -6,5 +6,6 @@
 pub mod agent;
 pub mod client;
 pub mod graph;
+mod readiness;
 pub mod scheduler;
 pub mod task_options;

@@ -1,7 +1,8 @@
 //! `armonik-wasm dev` as a test peer: started on a free port, killed on drop.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -13,6 +14,10 @@ pub struct Dev {
     child: Child,
     /// Where its control plane listens (`http://127.0.0.1:PORT`).
     pub endpoint: String,
+    /// Its stderr (its log).
+    log: PathBuf,
+    /// The folder it was started in, when [`start_in_temp`](Self::start_in_temp) made one.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Dev {
@@ -21,7 +26,16 @@ impl Dev {
         Self::start_with(data_dir, &[])
     }
 
-    /// Starts one, with `extra` arguments.
+    /// Starts one in a temporary folder of its own, removed when it is dropped.
+    pub fn start_in_temp() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut dev = Self::start_with(&dir.path().join("data"), &[]);
+        dev._dir = Some(dir);
+        dev
+    }
+
+    /// Starts one keeping its results in `data_dir`, with `extra` arguments; its log goes
+    /// to `<data_dir>.log`.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
         let mut args = vec![
             "dev",
@@ -31,9 +45,11 @@ impl Dev {
             path(data_dir),
         ];
         args.extend_from_slice(extra);
+        // Next to the data folder, so that a test's temporary folder holds both.
+        let log = data_dir.with_extension("log");
         let mut child = armonik_wasm_command(&args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(File::create(&log).expect("dev's log"))
             .spawn()
             .expect("armonik-wasm dev starts");
         let stdout = child.stdout.take().expect("stdout");
@@ -51,10 +67,26 @@ impl Dev {
             Ok(endpoint) => endpoint,
             Err(_) => {
                 let _ = child.kill();
-                panic!("armonik-wasm dev did not print `listening on http://...`");
+                let _ = child.wait();
+                panic!(
+                    "armonik-wasm dev did not print `listening on http://...`:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
         };
-        Self { child, endpoint }
+        Self {
+            child,
+            endpoint,
+            log,
+            _dir: None,
+        }
+    }
+
+    /// The end of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// Runs `armonik-wasm submit` against it.

@@ -20,6 +20,7 @@
 
 pub mod dev;
 pub mod polyglot;
+pub mod python;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -3,7 +3,7 @@ byte-exact. Payloads up to 1 MiB travel in create_results, larger ones by upload
 
 import sys
 
-from armonik.common import ResultStatus
+from armonik.common import ResultStatus, TaskDefinition
 
 from common import Client, check, done
 
@@ -20,12 +20,16 @@ for size in map(int, sys.argv[1:]):
         pid = c.results.create_results_metadata(["payload"], sid)["payload"].result_id
         c.results.upload_result_data(pid, sid, payload)
         out = c.results.create_results_metadata(["output"], sid)["output"].result_id
-        from armonik.common import TaskDefinition
-
         c.tasks.submit_tasks(
             sid,
-            [TaskDefinition(payload_id=pid, expected_output_ids=[out],
-                            data_dependencies=[lib], options=c.options(lib))],
+            [
+                TaskDefinition(
+                    payload_id=pid,
+                    expected_output_ids=[out],
+                    data_dependencies=[lib],
+                    options=c.options(lib),
+                )
+            ],
         )
     outcome = c.wait(out, sid, timeout=120)
     check(outcome == "completed", f"{size} B: the output is available ({outcome})")
