@@ -476,6 +476,7 @@ async fn compute(sizes: &Sizes) -> anyhow::Result<()> {
         runner,
         1,
         Until::Idle,
+        None,
         std::future::pending(),
     )
     .await?;

@@ -40,7 +40,10 @@ fn main() -> anyhow::Result<()> {
     // Compiled once into the on-disk cache here, so no measurement below pays for it.
     run_fanout(&fanout, 10, &work)?;
 
-    println!("\nscheduler: fanout {n} ({} tasks) and {n} no-op tasks", n + 2);
+    println!(
+        "\nscheduler: fanout {n} ({} tasks) and {n} no-op tasks",
+        n + 2
+    );
     let python = match find_python() {
         Ok(python) => Some(python),
         Err(error) => {

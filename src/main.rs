@@ -42,6 +42,8 @@ async fn async_main(cli: Cli) -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person: a container's log collector stores the codes as text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         // Otherwise a log line to a closed stderr is reported with `eprintln!`, which panics.
         .log_internal_errors(false)
         .init();

@@ -215,3 +215,21 @@ fn submit_refuses_bad_arguments_before_connecting() {
         ran.stderr
     );
 }
+
+#[test]
+fn logs_into_a_pipe_carry_no_colour_codes() {
+    // A failing task logs a warning; a container's log collector reads it through a pipe, as
+    // here, and would store colour codes as text.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ran = armonik_wasm(&[
+        "run",
+        path(&guest("fail")),
+        "--payload-text",
+        "fails on purpose",
+        "--outputs",
+        path(dir.path()),
+    ]);
+    assert!(!ran.success);
+    assert!(ran.stderr.contains("fails on purpose"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains('\x1b'), "{:?}", ran.stderr);
+}

@@ -95,7 +95,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
 
     let (stopped, on_stop) = tokio::sync::watch::channel(false);
-    let scheduler = scheduler::run_graph(agent, runner, parallelism, Until::Stopped, {
+    let scheduler = scheduler::run_graph(agent, runner, parallelism, Until::Stopped, None, {
         let mut on_stop = on_stop.clone();
         async move {
             let _ = on_stop.wait_for(|s| *s).await;

@@ -2,6 +2,7 @@
 
 pub mod console;
 pub mod dev;
+pub mod progress;
 pub mod run_outputs;
 pub mod submit;
 
@@ -26,6 +27,7 @@ use crate::worker::task_runner::{GuestThread, RunnerConfig, TaskRunner};
 use crate::worker::transport::{self, WorkerService};
 use crate::{errln, outln};
 use console::PrintError;
+use progress::Progress;
 use submit::SubmitArgs;
 
 /// Runs ArmoniK tasks as sandboxed WebAssembly components.
@@ -418,15 +420,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         },
         None,
     ));
-    let report =
-        match scheduler::run_graph(agent.clone(), runner, parallelism, Until::Idle, stop).await {
-            Ok(report) => report,
-            Err(error) => {
-                drop(agent);
-                run_outputs::remove_work_folder(work);
-                return Err(error);
-            }
-        };
+    let progress = Progress::new();
+    let report = match scheduler::run_graph(
+        agent.clone(),
+        runner,
+        parallelism,
+        Until::Idle,
+        Some(&progress),
+        stop,
+    )
+    .await
+    {
+        Ok(report) => report,
+        Err(error) => {
+            drop(agent);
+            run_outputs::remove_work_folder(work);
+            return Err(error);
+        }
+    };
 
     // Printing never stops the writing (see `console`): a line that cannot be printed (stdout
     // or stderr closed) is reported once the outputs are written and the work folder removed.

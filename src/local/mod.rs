@@ -4,6 +4,7 @@
 //! through the task runner ([`scheduler`]).
 
 pub mod agent;
+pub mod attempts;
 pub mod client;
 pub mod graph;
 mod readiness;

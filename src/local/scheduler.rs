@@ -2,14 +2,11 @@
 //! `serve`, with the embedded agent in place of ArmoniK.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::cli::console::PrintError;
-use crate::errln;
 use crate::local::agent::LocalAgent;
 use crate::local::graph::{TaskRecord, TaskState, count_states};
 use crate::worker::task_runner::TaskRunner;
@@ -58,20 +55,40 @@ pub enum Until {
     Stopped,
 }
 
+/// Told of each task's end, as `run` shows progress.
+pub trait Observer {
+    /// Task `task_id` ended in `state`; `running` attempts still run. An error stops the graph
+    /// as SIGINT does (the caller can no longer report, so it cannot show the result either).
+    ///
+    /// # Errors
+    /// Whatever stops the graph.
+    fn task_done(
+        &self,
+        agent: &LocalAgent,
+        task_id: &str,
+        state: TaskState,
+        running: usize,
+    ) -> anyhow::Result<()>;
+
+    /// The graph stopped.
+    fn finish(&self);
+}
+
 /// Runs the tasks of the agent's graph, up to `parallelism` at once, first come first served,
-/// stopping the attempts clients cancel. With [`Until::Idle`] it returns once none is left
-/// runnable, after cancelling the tasks waiting on results that will never come, and shows
-/// progress on stderr. When `stop` resolves first (SIGINT), the running guests are stopped and
-/// waited for, so their folders can be removed, and the result is [`Interrupted`].
+/// stopping the attempts clients cancel, and telling `observer` of each task's end. With
+/// [`Until::Idle`] it returns once none is left runnable, after cancelling the tasks waiting
+/// on results that will never come. When `stop` resolves first (SIGINT), the running guests
+/// are stopped and waited for, so their folders can be removed, and the result is
+/// [`Interrupted`].
 pub async fn run_graph(
     agent: Arc<LocalAgent>,
     runner: Arc<TaskRunner>,
     parallelism: usize,
     until: Until,
+    observer: Option<&dyn Observer>,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
-    let progress = (until == Until::Idle).then(Progress::new);
     let mut running = JoinSet::new();
     // The attempt of each spawned task, and how to stop it.
     let mut attempts: HashMap<tokio::task::Id, String> = HashMap::new();
@@ -106,8 +123,8 @@ pub async fn run_graph(
             () = &mut stop => {
                 // Aborted at their next epoch tick; shutdown waits until each has stopped.
                 running.shutdown().await;
-                if let Some(progress) = &progress {
-                    progress.finish();
+                if let Some(observer) = observer {
+                    observer.finish();
                 }
                 return Err(Interrupted.into());
             }
@@ -128,107 +145,23 @@ pub async fn run_graph(
             )
         });
         let state = agent.finish(&token, &outcome);
-        match &progress {
-            Some(progress) => {
-                if let Err(error) = progress.task_done(&agent, &task_id, state, running.len()) {
-                    // stderr is gone (see `console`): the run stops as on SIGINT, its folders
-                    // removable.
+        match observer {
+            Some(observer) => {
+                if let Err(error) = observer.task_done(&agent, &task_id, state, running.len()) {
                     running.shutdown().await;
-                    progress.finish();
-                    return Err(error.into());
+                    observer.finish();
+                    return Err(error);
                 }
             }
             None => tracing::debug!(task_id, %state, "task done"),
         }
     }
     agent.cancel_stuck();
-    if let Some(progress) = &progress {
-        progress.finish();
+    if let Some(observer) = observer {
+        observer.finish();
     }
     Ok(Report {
         tasks: agent.tasks(),
         elapsed: started.elapsed(),
     })
-}
-
-/// How often a line of progress is printed when stderr is not a terminal.
-const PLAIN_PROGRESS_EVERY: Duration = Duration::from_secs(1);
-
-/// Progress of a run: a bar on a terminal; otherwise a line per failed task, and one a second
-/// (and at the end) with the counts.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    last_line: std::sync::Mutex<Option<Instant>>,
-}
-
-impl Progress {
-    fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(1);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:40}] {pos}/{len} tasks {msg}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        });
-        Self {
-            bar,
-            last_line: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// Shows that `task_id` ended in `state`.
-    ///
-    /// # Errors
-    /// A plain line cannot be written to stderr.
-    fn task_done(
-        &self,
-        agent: &LocalAgent,
-        task_id: &str,
-        state: TaskState,
-        running: usize,
-    ) -> Result<(), PrintError> {
-        let counts = agent.counts();
-        let count =
-            |states: &[TaskState]| -> usize { states.iter().filter_map(|s| counts.get(s)).sum() };
-        let done = count(&[
-            TaskState::Completed,
-            TaskState::Error,
-            TaskState::Timeout,
-            TaskState::Cancelled,
-        ]);
-        let total = done + count(&[TaskState::Pending, TaskState::Running]);
-        let failed = count(&[TaskState::Error, TaskState::Timeout]);
-        match &self.bar {
-            Some(bar) => {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-                bar.set_message(format!("({running} running, {failed} failed)"));
-            }
-            None => {
-                let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
-                let due = last.is_none_or(|t| t.elapsed() >= PLAIN_PROGRESS_EVERY);
-                let failure = matches!(
-                    state,
-                    TaskState::Error | TaskState::Timeout | TaskState::Retried
-                );
-                if due || failure || (done == total && running == 0) {
-                    *last = Some(Instant::now());
-                    errln!(
-                        "[{done}/{total}] task {task_id} {state} ({running} running, {failed} failed)"
-                    )?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
 }

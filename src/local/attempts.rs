@@ -1,0 +1,298 @@
+//! The life of an attempt in the embedded agent, as ArmoniK's polling agent leads it
+//! (ArmoniK.Core `Common/src/Pollster/TaskHandler.cs`): a ready task gets a token and a data
+//! folder holding its payload and dependencies; when it ends, what it did is committed (its
+//! results, their data, its subtasks, in that order) if it returned ok, else discarded, and it
+//! is retried, failed or cancelled.
+
+use std::io;
+
+use tonic::{Code, Status};
+
+use super::agent::{CHUNK_SIZE, LocalAgent};
+use super::graph::{Attempt, Graph, ResultState, SessionStatus, TaskState};
+use crate::host_files::Folder;
+use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
+use crate::proto::v1::{Configuration, output};
+
+/// A task ready to be handed to the task runner.
+pub struct Dispatch {
+    /// The request for `Worker.Process`.
+    pub request: ProcessRequest,
+}
+
+impl LocalAgent {
+    /// Starts the oldest task whose dependencies are all completed: makes its token and data
+    /// folder, with its payload and dependencies in it. `None` if no task is ready.
+    pub fn start_next(&self) -> io::Result<Option<Dispatch>> {
+        let mut graph = self.lock();
+        // The oldest ready task still pending; one of a paused session waits for its resume.
+        let task_id = loop {
+            let Some(id) = graph.readiness.pop() else {
+                return Ok(None);
+            };
+            let Some(task) = graph
+                .tasks
+                .get(&id)
+                .filter(|t| t.state == TaskState::Pending)
+            else {
+                continue;
+            };
+            match graph.sessions.get(&task.session_id).map(|s| s.status) {
+                Some(SessionStatus::Running | SessionStatus::Closed) => break id,
+                Some(SessionStatus::Paused) => {
+                    let session = task.session_id.clone();
+                    graph.readiness.park(&session, id);
+                }
+                // Cancelled, purged or deleted: its tasks are being cancelled.
+                _ => {}
+            }
+        };
+        let token = uuid::Uuid::new_v4().to_string();
+        let folder = self.work.subfolder(&token)?;
+        let Some(task) = graph.tasks.get_mut(&task_id) else {
+            return Ok(None);
+        };
+        // Copies, not links: a task that writes to an input file must not change the result.
+        for id in std::iter::once(&task.payload_id).chain(&task.data_dependencies) {
+            self.copy_input(id, &folder)?;
+        }
+        let request = ProcessRequest {
+            communication_token: token.clone(),
+            session_id: task.session_id.clone(),
+            task_id: task.id.clone(),
+            task_options: Some(task.options.clone()),
+            expected_output_keys: task.expected_outputs.clone(),
+            payload_id: task.payload_id.clone(),
+            data_dependencies: task.data_dependencies.clone(),
+            data_folder: folder.path().to_string_lossy().into_owned(),
+            configuration: Some(Configuration {
+                data_chunk_max_size: CHUNK_SIZE as i32,
+            }),
+        };
+        graph.set_task_state(&task_id, TaskState::Running, None);
+        graph.attempts.insert(token, Attempt::new(task_id, folder));
+        Ok(Some(Dispatch { request }))
+    }
+
+    /// Applies the outcome of the attempt with `token`, as ArmoniK's post-processing does, and
+    /// removes its data folder. Returns the task's new state.
+    pub fn finish(&self, token: &str, outcome: &Result<ProcessReply, Status>) -> TaskState {
+        let mut graph = self.lock();
+        let Some(attempt) = graph.attempts.remove(token) else {
+            return TaskState::Error;
+        };
+        let task_id = attempt.task_id.clone();
+        let cancelling = graph
+            .tasks
+            .get(&task_id)
+            .is_some_and(|t| t.state == TaskState::Cancelling);
+        let output = outcome
+            .as_ref()
+            .map(|reply| reply.output.as_ref().and_then(|o| o.r#type.clone()));
+        let state = match output {
+            // Whatever it did, a task cancelled while running commits nothing (ArmoniK.Core
+            // `Common/src/Pollster/TaskHandler.cs` drops its output).
+            _ if cancelling => {
+                self.discard(&attempt);
+                graph.set_task_state(&task_id, TaskState::Cancelled, None);
+                TaskState::Cancelled
+            }
+            Ok(Some(output::Type::Ok(_))) => match self.store_notified(&graph, &attempt) {
+                Ok(sizes) => {
+                    self.commit(&mut graph, attempt, &sizes);
+                    TaskState::Completed
+                }
+                Err(message) => {
+                    self.discard(&attempt);
+                    graph.fail(&task_id, TaskState::Error, message)
+                }
+            },
+            Ok(Some(output::Type::Error(error))) => {
+                self.discard(&attempt);
+                graph.fail(&task_id, TaskState::Error, error.details)
+            }
+            Err(status) if status.code() == Code::DeadlineExceeded => {
+                self.discard(&attempt);
+                graph.fail(&task_id, TaskState::Timeout, status.message().to_owned())
+            }
+            // An error status, or a reply without output: ArmoniK retries both.
+            Ok(None) | Err(_) => {
+                self.discard(&attempt);
+                let message = match outcome {
+                    Err(status) => format!("{:?}: {}", status.code(), status.message()),
+                    Ok(_) => "the worker replied without an output".to_owned(),
+                };
+                graph.retry_or_fail(&task_id, message)
+            }
+        };
+        // After the commit, which moves the notified files out of it.
+        if let Err(error) = self.work.clear(token) {
+            tracing::warn!(%token, %error, "cannot remove a task's data folder");
+        }
+        state
+    }
+
+    /// Marks every task still pending as cancelled: nothing will ever produce what it waits
+    /// for. Called once no task is running or ready.
+    pub fn cancel_stuck(&self) {
+        let mut graph = self.lock();
+        let stuck: Vec<(String, String)> = graph
+            .tasks
+            .values()
+            .filter(|t| t.state == TaskState::Pending)
+            .map(|task| {
+                let missing: Vec<&str> = task
+                    .data_dependencies
+                    .iter()
+                    .filter(|d| {
+                        graph
+                            .results
+                            .get(*d)
+                            .is_none_or(|r| r.state != ResultState::Completed)
+                    })
+                    .map(String::as_str)
+                    .collect();
+                let why = format!("its dependencies {} are never produced", missing.join(", "));
+                (task.id.clone(), why)
+            })
+            .collect();
+        for (id, why) in stuck {
+            graph.fail(&id, TaskState::Cancelled, why);
+        }
+    }
+
+    /// Copies result `id` into a task's folder as `<folder>/<id>`, replacing whatever is at
+    /// that name (never through a link). A result completed without a file reads as empty,
+    /// as in ArmoniK.
+    pub(crate) fn copy_input(&self, id: &str, folder: &Folder) -> io::Result<()> {
+        match self.store.copy_file(id, folder, id) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                folder.clear(id)?;
+                folder.write(id, b"")
+            }
+            copied => copied.map(drop),
+        }
+    }
+
+    /// Moves each file the attempt notified into the store, before anything of the attempt
+    /// is committed: all of them, or none and an error saying why.
+    fn store_notified(&self, graph: &Graph, attempt: &Attempt) -> Result<Vec<u64>, String> {
+        let mut sizes = Vec::with_capacity(attempt.notified.len());
+        for (n, id) in attempt.notified.iter().enumerate() {
+            let moved = if graph
+                .results
+                .get(id)
+                .is_some_and(|r| r.state == ResultState::Completed)
+            {
+                Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "it is already completed, and a completed result never changes",
+                ))
+            } else {
+                attempt.folder.move_file(id, &self.store, id)
+            };
+            match moved {
+                Ok(size) => sizes.push(size),
+                Err(error) => {
+                    for stored in &attempt.notified[..n] {
+                        let _ = self.store.remove_file(stored);
+                    }
+                    return Err(format!("cannot store the notified result {id}: {error}"));
+                }
+            }
+        }
+        Ok(sizes)
+    }
+
+    /// Makes what the attempt did visible, in ArmoniK's order (ArmoniK.Core
+    /// `Common/src/Pollster/TaskHandler.cs` `PostProcessing`): results, their data, subtasks
+    /// (taking over the outputs they are delegated), then the task's own completion.
+    /// `sizes` are those of the notified files, in order.
+    fn commit(&self, graph: &mut Graph, attempt: Attempt, sizes: &[u64]) {
+        for (id, result) in attempt.results {
+            graph.insert_result(id, result);
+        }
+        for (id, size) in attempt.notified.iter().zip(sizes) {
+            graph.set_result_state(id, ResultState::Completed, *size);
+        }
+        for task in attempt.tasks {
+            for output in &task.expected_outputs {
+                graph.set_owner(output, &task.id);
+            }
+            graph.add_task(task);
+        }
+        graph.set_task_state(&attempt.task_id, TaskState::Completed, None);
+        self.changed.notify_one();
+    }
+
+    /// Drops the data of results the attempt created with data.
+    fn discard(&self, attempt: &Attempt) {
+        for (id, _) in &attempt.results {
+            if let Err(error) = self.store.remove_file(id) {
+                tracing::warn!(result_id = %id, %error, "cannot remove a discarded result's data");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::agent::Agent;
+    use crate::proto::v1::agent::{self as pb, NotifyResultDataRequest};
+    use crate::proto::v1::{Empty, Output, TaskOptions};
+
+    /// A commit is all or nothing: when one notified file cannot be stored (here it was never
+    /// written), the task fails, and the result stored before it is taken back.
+    #[tokio::test]
+    async fn a_commit_that_cannot_store_every_notified_result_stores_none() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let agent = LocalAgent::new(dir.path()).expect("agent");
+        let session = agent.create_session(TaskOptions::default(), Vec::new());
+        let payload = agent
+            .create_result(&session, "payload", b"")
+            .expect("payload");
+        let (written, missing) = (
+            agent
+                .create_result_metadata(&session, "written")
+                .expect("result"),
+            agent
+                .create_result_metadata(&session, "missing")
+                .expect("result"),
+        );
+        let task = crate::local::client::TaskCreation {
+            payload_id: payload,
+            expected_outputs: vec![written.clone(), missing.clone()],
+            ..Default::default()
+        };
+        agent
+            .submit_tasks(&session, None, vec![task])
+            .expect("submit");
+        let request = agent.start_next().expect("start").expect("a task").request;
+        let folder = Path::new(&request.data_folder);
+        std::fs::write(folder.join(&written), b"data").expect("output");
+        let notify = NotifyResultDataRequest {
+            ids: [&written, &missing]
+                .map(|id| pb::notify_result_data_request::ResultIdentifier {
+                    session_id: request.session_id.clone(),
+                    result_id: id.clone(),
+                })
+                .into(),
+            communication_token: request.communication_token.clone(),
+        };
+        agent.notify_result_data(notify).await.expect("owned");
+        let ok = ProcessReply {
+            output: Some(Output {
+                r#type: Some(output::Type::Ok(Empty {})),
+            }),
+        };
+        let state = agent.finish(&request.communication_token, &Ok(ok));
+        assert_eq!(state, TaskState::Error);
+        for id in [&written, &missing] {
+            assert_eq!(agent.result(id).map(|r| r.1), Some(ResultState::Aborted));
+            assert!(agent.open_data(id).is_err(), "{id} was stored");
+        }
+    }
+}
