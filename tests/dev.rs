@@ -653,5 +653,12 @@ async fn the_control_plane_describes_itself_and_refuses_what_it_does_not_serve()
         .get_service_configuration()
         .await
         .expect_err("not served");
-    assert_eq!(request_error_status(legacy).code(), Code::Unimplemented);
+    let status = request_error_status(legacy);
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(
+        status
+            .message()
+            .contains("submitter.Submitter/GetServiceConfiguration"),
+        "{status:?}"
+    );
 }

@@ -49,11 +49,13 @@ impl ControlPlane {
     }
 
     /// A gRPC router serving every control-plane service, with no limit on message sizes
-    /// (ArmoniK's clients send whole payloads in CreateResults).
+    /// (ArmoniK's clients send whole payloads in CreateResults). A method it does not serve
+    /// (the legacy Submitter, Auth, ...) answers UNIMPLEMENTED naming it.
     pub fn router(self) -> tonic::transport::server::Router {
         use armonik::api::v3;
         let plane = Arc::new(self);
-        tonic::transport::Server::builder()
+        let mut routes = tonic::service::Routes::default();
+        routes = routes
             .add_service(sized(v3::sessions::sessions_server::SessionsServer::from_arc(
                 plane.clone(),
             )))
@@ -79,8 +81,20 @@ impl ControlPlane {
             ))
             .add_service(v3::applications::applications_server::ApplicationsServer::from_arc(
                 plane,
-            ))
+            ));
+        let routes: tonic::service::Routes = routes.into_axum_router().fallback(unserved).into();
+        tonic::transport::Server::builder().add_routes(routes)
     }
+}
+
+/// The answer to a method no service here serves: UNIMPLEMENTED, naming it (tonic's own says
+/// nothing).
+async fn unserved(uri: axum::http::Uri) -> axum::response::Response {
+    tonic::Status::unimplemented(format!(
+        "armonik-wasm dev does not serve {}: it serves ArmoniK's Sessions, Results, Tasks, Events, HealthChecks, Versions, Partitions and Applications services",
+        uri.path()
+    ))
+    .into_http()
 }
 
 /// Lifts a service's default 4 MiB limit on decoded messages.
