@@ -166,7 +166,15 @@ fn submit_refuses_bad_arguments_before_connecting() {
     // No control plane anywhere: each of these must fail on its own terms first.
     let endpoint = format!("http://127.0.0.1:{}", free_port());
     let echo = guest("echo");
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["--dep", "dir=/tmp"],
+            "the file of --dep dir: /tmp is not a regular file",
+        ),
+        (
+            &["--outputs", "/proc/no-such-folder"],
+            "cannot create the outputs folder /proc/no-such-folder",
+        ),
         (
             &["--dep", "no-equal-sign"],
             "--dep expects NAME=FILE, got `no-equal-sign`",

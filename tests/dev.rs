@@ -356,7 +356,7 @@ async fn a_session_lives_pauses_resumes_closes_purges_and_is_deleted() {
         .get(submitted[0].0.clone())
         .await
         .expect("task");
-    assert_eq!(task.status, TaskStatus::Submitted);
+    assert_eq!(task.status, TaskStatus::Paused);
     client
         .sessions()
         .resume(session.clone())
@@ -387,6 +387,17 @@ async fn a_session_lives_pauses_resumes_closes_purges_and_is_deleted() {
         .await
         .expect("purge");
     assert_eq!(purged.status, SessionStatus::Purged);
+    // Its data is gone for good: deleted, never read back as empty.
+    let output = &submitted[0].1;
+    let result = client.results().get(output.clone()).await.expect("result");
+    assert_eq!(result.status, ResultStatus::Deleted);
+    let gone = client
+        .results()
+        .download(session.clone(), output.clone())
+        .await
+        .map(|_| ())
+        .expect_err("purged data");
+    assert_eq!(request_error_status(gone).code(), Code::NotFound);
     let deleted = client
         .sessions()
         .delete(session.clone())
@@ -399,6 +410,20 @@ async fn a_session_lives_pauses_resumes_closes_purges_and_is_deleted() {
         .await
         .expect_err("a deleted session is gone");
     assert_eq!(request_error_status(gone).code(), Code::NotFound);
+    for (task, output) in &submitted {
+        let gone = client
+            .tasks()
+            .get(task.clone())
+            .await
+            .expect_err("task gone");
+        assert_eq!(request_error_status(gone).code(), Code::NotFound);
+        let gone = client
+            .results()
+            .get(output.clone())
+            .await
+            .expect_err("result gone");
+        assert_eq!(request_error_status(gone).code(), Code::NotFound);
+    }
     let listed = client
         .sessions()
         .list(
@@ -465,6 +490,47 @@ async fn bad_sessions_and_ids_get_clear_statuses() {
         .await
         .expect_err("unknown payload");
     assert_eq!(request_error_status(unknown).code(), Code::InvalidArgument);
+    // A task that would wait for itself: its output is its own dependency.
+    let input = create(&mut client, &session, "input", b"x").await;
+    let looped = create_metadata(&mut client, &session, "looped").await;
+    let refused = client
+        .tasks()
+        .submit(
+            session.clone(),
+            None,
+            [tasks::submit::RequestItem {
+                payload_id: input,
+                data_dependencies: vec![looped.clone()],
+                expected_output_keys: vec![looped],
+                ..Default::default()
+            }],
+        )
+        .await
+        .expect_err("would wait for itself");
+    let status = request_error_status(refused);
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("wait for itself"), "{status:?}");
+    // A filter that does not fit its field, refused even when nothing would be tested.
+    let misfit = vec![vec![task_filter::Field {
+        field: TaskField::Summary(SummaryField::CreatedAt),
+        condition: task_filter::Condition::String(FilterString {
+            value: "yesterday".into(),
+            operator: FilterStringOperator::Equal,
+        }),
+    }]];
+    let refused = client
+        .tasks()
+        .list(misfit, tasks::Sort::default(), false, 0, 10)
+        .await
+        .expect_err("a string condition on a date");
+    let status = request_error_status(refused);
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("a string filter condition does not apply to a date field"),
+        "{status:?}"
+    );
     // Data for a completed result never changes.
     let done = create(&mut client, &session, "done", b"data").await;
     let refused = client
@@ -661,4 +727,33 @@ async fn the_control_plane_describes_itself_and_refuses_what_it_does_not_serve()
             .contains("submitter.Submitter/GetServiceConfiguration"),
         "{status:?}"
     );
+}
+
+#[tokio::test]
+async fn dev_stops_at_once_on_sigterm_with_an_event_stream_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut dev = Dev::start(&dir.path().join("dev"));
+    let mut client = dev.client().await;
+    let (session, _) = echo_session(&mut client).await;
+    let stream = client
+        .events()
+        .subscribe(
+            session,
+            Vec::<Vec<task_filter::Field>>::new(),
+            Vec::<Vec<results::filter::Field>>::new(),
+            Vec::<events::EventsEnum>::new(),
+        )
+        .await
+        .expect("subscribe");
+    let mut stream = std::pin::pin!(stream);
+    dev.terminate();
+    // The stream ends with the server, instead of holding its shutdown.
+    let drained = async { while stream.next().await.is_some() {} };
+    tokio::time::timeout(Duration::from_secs(4), drained)
+        .await
+        .expect("the event stream ends when dev stops");
+    let status = dev
+        .wait_exit(Duration::from_secs(4))
+        .expect("dev exits in time");
+    assert!(status.success(), "{status:?}");
 }

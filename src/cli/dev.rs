@@ -91,10 +91,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr()?;
-    let router = ControlPlane::new(agent.clone(), &args.partitions).router();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
 
     let (stopped, on_stop) = tokio::sync::watch::channel(false);
+    let router = ControlPlane::new(agent.clone(), &args.partitions, on_stop.clone()).router();
     let scheduler = scheduler::run_graph(agent, runner, parallelism, Until::Stopped, None, {
         let mut on_stop = on_stop.clone();
         async move {

@@ -14,7 +14,9 @@ use super::ControlPlane;
 use super::filters::{Compiled, expression};
 use super::objects::{result_raw, result_status, result_value, state_status, task_raw, task_value};
 use crate::local::agent::LocalAgent;
-use crate::local::graph::Event;
+use std::sync::atomic::Ordering;
+
+use crate::local::graph::{Event, MAX_UNREAD_EVENTS};
 
 /// What a subscriber asked for.
 struct Subscription {
@@ -133,13 +135,29 @@ impl EventsService for ControlPlane {
                 .into_iter()
                 .filter(|k| *k != EventsEnum::Unspecified)
                 .collect(),
-            tasks: Compiled::new(expression!(request.task_filters)),
-            results: Compiled::new(expression!(request.result_filters)),
+            tasks: Compiled::new(expression!(request.task_filters), |f| {
+                task_value(&armonik::tasks::Raw::default(), f)
+            })?,
+            results: Compiled::new(expression!(request.result_filters), |f| {
+                result_value(&armonik::results::Raw::default(), f)
+            })?,
             session_id: request.session_id,
         };
-        let receiver = self.agent.subscribe(&subscription.session_id)?;
+        let (receiver, overflowed) = self.agent.subscribe(&subscription.session_id)?;
         let agent = self.agent.clone();
-        let stream = tokio_stream::wrappers::UnboundedReceiverStream::new(receiver)
+        let mut stop = self.stop.clone();
+        // Ends with the server: a stream that never ends on its own would hold its shutdown.
+        let stopped = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
+        };
+        let overflow = futures::stream::once(async move {
+            overflowed.load(Ordering::Relaxed).then(|| {
+                Err(Status::resource_exhausted(format!(
+                    "this subscriber left more than {MAX_UNREAD_EVENTS} events unread and was dropped; subscribe again (what exists is replayed first)"
+                )))
+            })
+        });
+        let stream = tokio_stream::wrappers::ReceiverStream::new(receiver)
             .map(move |event| match subscription.update(&agent, event) {
                 Ok(Some(update)) => Some(Ok(events::subscribe::Response {
                     session_id: subscription.session_id.clone(),
@@ -149,7 +167,9 @@ impl EventsService for ControlPlane {
                 // A filter that does not apply: tonic ends the stream with this status.
                 Err(status) => Some(Err(status)),
             })
-            .filter_map(|item| async move { item });
+            .chain(overflow)
+            .filter_map(|item| async move { item })
+            .take_until(stopped);
         Ok(stream)
     }
 }

@@ -67,8 +67,23 @@ pub struct Compiled<F> {
 }
 
 impl<F: PartialEq> Compiled<F> {
-    /// Compiles `filter`.
-    pub fn new(filter: Expression<F>) -> Self {
+    /// Compiles `filter`, checking that each condition fits its field: `kind` gives a value of
+    /// each field's type (from an empty object).
+    ///
+    /// # Errors
+    /// INVALID_ARGUMENT for a condition that does not fit its field (a string condition on a
+    /// date, ...), or a field that names nothing, as ArmoniK.Core refuses such filters, even
+    /// when no object would be tested.
+    pub fn new(
+        filter: Expression<F>,
+        kind: impl Fn(&F) -> Result<Value, Status>,
+    ) -> Result<Self, Status> {
+        for (field, condition) in filter.iter().flatten() {
+            let value = kind(field)?;
+            if !fits(&value, condition) {
+                return Err(mismatch(&value, condition));
+            }
+        }
         let mut sets: Vec<(F, HashSet<String>)> = Vec::new();
         let mut rest = Vec::new();
         for mut and in filter {
@@ -90,7 +105,7 @@ impl<F: PartialEq> Compiled<F> {
                 None => sets.push((field, HashSet::from([c.value]))),
             }
         }
-        Self { sets, rest }
+        Ok(Self { sets, rest })
     }
 
     /// Whether `object` matches; `value` reads one of its fields. An empty filter matches
@@ -112,9 +127,10 @@ impl<F: PartialEq> Compiled<F> {
                 Value::Str(v) if set.contains(&v) => return Ok(true),
                 Value::Str(_) => {}
                 other => {
-                    return Err(Status::invalid_argument(format!(
-                        "a string filter condition does not apply to a field of value {other:?}"
-                    )));
+                    return Err(mismatch(
+                        &other,
+                        &Condition::String(FilterString::default()),
+                    ));
                 }
             }
         }
@@ -151,12 +167,47 @@ fn holds(value: &Value, condition: &Condition) -> Result<bool, Status> {
             FilterArrayOperator::Contains => v.contains(&c.value),
             FilterArrayOperator::NotContains => !v.contains(&c.value),
         },
-        (value, condition) => {
-            return Err(Status::invalid_argument(format!(
-                "filter condition {condition:?} does not apply to a field of value {value:?}"
-            )));
-        }
+        (value, condition) => return Err(mismatch(value, condition)),
     })
+}
+
+/// Whether `condition` can apply to a field holding `value`.
+fn fits(value: &Value, condition: &Condition) -> bool {
+    matches!(
+        (value, condition),
+        (Value::Str(_), Condition::String(_))
+            | (Value::Num(_), Condition::Number(_))
+            | (Value::Bool(_), Condition::Boolean(_))
+            | (Value::Status(_), Condition::Status(..))
+            | (Value::Date(_), Condition::Date(_))
+            | (Value::Duration(_), Condition::Duration(_))
+            | (Value::Array(_), Condition::Array(_))
+    )
+}
+
+/// The error for a condition on a field of another type, in ArmoniK's words.
+fn mismatch(value: &Value, condition: &Condition) -> Status {
+    let field = match value {
+        Value::Str(_) => "string",
+        Value::Num(_) => "number",
+        Value::Bool(_) => "boolean",
+        Value::Status(_) => "status",
+        Value::Date(_) => "date",
+        Value::Duration(_) => "duration",
+        Value::Array(_) => "array",
+    };
+    let wanted = match condition {
+        Condition::String(_) => "string",
+        Condition::Number(_) => "number",
+        Condition::Boolean(_) => "boolean",
+        Condition::Status(..) => "status",
+        Condition::Date(_) => "date",
+        Condition::Duration(_) => "duration",
+        Condition::Array(_) => "array",
+    };
+    Status::invalid_argument(format!(
+        "a {wanted} filter condition does not apply to a {field} field"
+    ))
 }
 
 fn string(value: &str, operand: &str, operator: &FilterStringOperator) -> bool {
@@ -243,7 +294,7 @@ fn compare(a: &Value, b: &Value) -> Ordering {
 /// INVALID_ARGUMENT for a negative page, a page size below 1, or a filter that does not apply.
 pub fn page<O, F: PartialEq>(
     objects: Vec<O>,
-    filter: Expression<F>,
+    filter: Compiled<F>,
     sort: Option<(&F, &SortDirection)>,
     page: i32,
     page_size: i32,
@@ -254,7 +305,6 @@ pub fn page<O, F: PartialEq>(
             "page must be ≥ 0 and page size ≥ 1, got page {page} and page size {page_size}"
         )));
     }
-    let filter = Compiled::new(filter);
     let mut kept = Vec::new();
     for object in objects {
         if filter.matches(&object, &value)? {

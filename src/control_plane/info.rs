@@ -11,7 +11,7 @@ use armonik::{applications, health_checks, partitions, versions};
 use tonic::Status;
 
 use super::ControlPlane;
-use super::filters::{self, Value, expression};
+use super::filters::{self, Compiled, Value, expression};
 
 /// The ArmoniK.Api version whose protos the control plane serves (the `armonik` crate's).
 const API_VERSION: &str = "3.29.4";
@@ -84,9 +84,12 @@ impl PartitionsService for ControlPlane {
         _: RequestContext,
     ) -> Result<partitions::list::Response, Status> {
         let all = self.partitions.iter().map(|p| partition(p)).collect();
+        let filter = Compiled::new(expression!(request.filters), |f| {
+            partition_value(&partition(""), f)
+        })?;
         let (partitions, total) = filters::page(
             all,
-            expression!(request.filters),
+            filter,
             Some((&request.sort.field, &request.sort.direction)),
             request.page,
             request.page_size,
@@ -169,9 +172,12 @@ impl ApplicationsService for ControlPlane {
         if matches!(request.sort.direction, armonik::SortDirection::Desc) {
             all.reverse();
         }
+        let filter = Compiled::new(expression!(request.filters), |f| {
+            application_value(&applications::Raw::default(), f)
+        })?;
         let (applications, total) = filters::page(
             all,
-            expression!(request.filters),
+            filter,
             None,
             request.page,
             request.page_size,

@@ -30,11 +30,18 @@ pub struct ControlPlane {
     /// The most a data chunk holds, in bytes: what `GetServiceConfiguration` announces and
     /// downloads send.
     chunk_size: usize,
+    /// Becomes true when the server stops: event streams end then.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ControlPlane {
-    /// A control plane over `agent`, with the default partition and `partitions`.
-    pub fn new(agent: Arc<LocalAgent>, partitions: &[String]) -> Self {
+    /// A control plane over `agent`, with the default partition and `partitions`; its event
+    /// streams end when `stop` becomes true.
+    pub fn new(
+        agent: Arc<LocalAgent>,
+        partitions: &[String],
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
         let mut all = vec![DEFAULT_PARTITION.to_owned()];
         for partition in partitions {
             if !all.contains(partition) {
@@ -45,6 +52,7 @@ impl ControlPlane {
             agent,
             partitions: all,
             chunk_size: crate::local::agent::CHUNK_SIZE,
+            stop,
         }
     }
 

@@ -111,6 +111,9 @@ pub fn result_raw(id: &str, result: &ResultRecord) -> armonik::results::Raw {
 
 /// A task's status as ArmoniK's (ArmoniK.Api `task_status.proto`).
 pub fn task_status(view: &TaskView) -> TaskStatus {
+    if view.paused {
+        return TaskStatus::Paused;
+    }
     state_status(view.task.state, view.waiting)
 }
 

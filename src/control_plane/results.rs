@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt};
 use tonic::Status;
 
 use super::ControlPlane;
-use super::filters::{self, expression};
+use super::filters::{self, Compiled, expression};
 use super::objects::{result_raw, result_value};
 use crate::local::client::open_result_data;
 
@@ -34,7 +34,9 @@ impl ResultsService for ControlPlane {
             .iter()
             .map(|(id, r)| result_raw(id, r))
             .collect();
-        let filter = expression!(request.filters);
+        let filter = Compiled::new(expression!(request.filters), |f| {
+            result_value(&results::Raw::default(), f)
+        })?;
         let (results, total) = filters::page(
             all,
             filter,

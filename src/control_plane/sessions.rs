@@ -8,7 +8,7 @@ use armonik::sessions;
 use tonic::Status;
 
 use super::ControlPlane;
-use super::filters::{self, expression};
+use super::filters::{self, Compiled, expression};
 use super::objects::{options_in, session_raw, session_value};
 use crate::local::graph::SessionStatus;
 
@@ -68,7 +68,9 @@ impl SessionsService for ControlPlane {
         _: RequestContext,
     ) -> Result<sessions::list::Response, Status> {
         let all = self.agent.sessions().iter().map(session_raw).collect();
-        let filter = expression!(request.filters);
+        let filter = Compiled::new(expression!(request.filters), |f| {
+            session_value(&sessions::Raw::default(), f)
+        })?;
         let (mut found, total) = filters::page(
             all,
             filter,

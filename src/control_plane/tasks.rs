@@ -9,7 +9,7 @@ use armonik::tasks;
 use tonic::Status;
 
 use super::ControlPlane;
-use super::filters::{self, expression};
+use super::filters::{self, Compiled, expression};
 use super::objects::{options_in, task_raw, task_summary, task_value};
 use crate::local::client::{TaskCreation, TaskView};
 
@@ -31,7 +31,9 @@ impl ControlPlane {
                 (view, raw)
             })
             .collect();
-        let filter = expression!(filter);
+        let filter = Compiled::new(expression!(filter), |f| {
+            task_value(&tasks::Raw::default(), f)
+        })?;
         filters::page(
             all,
             filter,

@@ -26,7 +26,8 @@ use crate::agent::Agent;
 use crate::agent::convert::parse_create_task;
 use crate::host_files::{self, Folder};
 use crate::local::graph::{
-    Attempt, Caller, Graph, ResultRecord, ResultState, TaskRecord, TaskState, record,
+    Attempt, Caller, Graph, ResultRecord, ResultState, TaskRecord, TaskState, check_not_own_input,
+    record,
 };
 use crate::local::task_options::merge_options;
 use crate::proto::v1::TaskOptions;
@@ -311,6 +312,11 @@ impl Agent for LocalAgent {
                 std::iter::once(&creation.payload_id).chain(&creation.data_dependencies),
             )?;
             caller.check_owned(&creation.expected_output_keys, "delegate")?;
+            check_not_own_input(
+                &creation.payload_id,
+                &creation.data_dependencies,
+                &creation.expected_output_keys,
+            )?;
             let task = self.new_task(&caller, creation, &defaults);
             task_infos.push(pb::submit_tasks_response::TaskInfo {
                 task_id: task.id.clone(),
@@ -360,7 +366,10 @@ impl Agent for LocalAgent {
             use pb::create_task_reply::creation_status::Status as Creation;
             let checked = caller
                 .check_known(&header.data_dependencies)
-                .and_then(|()| caller.check_owned(&header.expected_output_keys, "delegate"));
+                .and_then(|()| caller.check_owned(&header.expected_output_keys, "delegate"))
+                .and_then(|()| {
+                    check_not_own_input("", &header.data_dependencies, &header.expected_output_keys)
+                });
             if let Err(status) = checked {
                 statuses.push(pb::create_task_reply::CreationStatus {
                     status: Some(Creation::Error(status.message().to_owned())),

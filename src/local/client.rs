@@ -8,6 +8,8 @@
 //! GrpcSessionsService.cs`); a result's data never changes once completed.
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::SystemTime;
 
 use tonic::Status;
@@ -15,8 +17,8 @@ use tonic::Status;
 use crate::host_files::NewFile;
 use crate::local::agent::LocalAgent;
 use crate::local::graph::{
-    Event, Graph, ResultRecord, ResultState, SessionRecord, SessionStatus, Subscriber, TaskRecord,
-    TaskState, record,
+    Event, Graph, MAX_UNREAD_EVENTS, ResultRecord, ResultState, SessionRecord, SessionStatus,
+    Subscriber, TaskRecord, TaskState, check_not_own_input, record,
 };
 use crate::local::task_options::merge_options;
 use crate::proto::v1::TaskOptions;
@@ -152,9 +154,11 @@ impl LocalAgent {
     /// # Errors
     /// NOT_FOUND when there is no such result.
     pub fn any_result(&self, id: &str) -> Result<ResultRecord, Status> {
-        self.lock()
+        let graph = self.lock();
+        graph
             .results
             .get(id)
+            .filter(|r| live_session(&graph, &r.session_id).is_ok())
             .cloned()
             .ok_or_else(|| Status::not_found(format!("result `{id}` not found")))
     }
@@ -231,6 +235,11 @@ impl LocalAgent {
         // Outputs claimed by the tasks of this request so far.
         let mut claimed = std::collections::HashSet::new();
         for creation in creations {
+            check_not_own_input(
+                &creation.payload_id,
+                &creation.data_dependencies,
+                &creation.expected_outputs,
+            )?;
             for id in std::iter::once(&creation.payload_id).chain(&creation.data_dependencies) {
                 session_result(&graph, session_id, id)
                     .map_err(|e| Status::invalid_argument(e.message().to_owned()))?;
@@ -293,17 +302,32 @@ impl LocalAgent {
             )));
         }
         if to == SessionStatus::Purged {
-            let ids: Vec<String> = graph
+            // Nothing may write data after the purge: its tasks still running are stopped,
+            // and its results' data is gone for good (deleted, never read as empty).
+            let tasks: Vec<String> = graph
+                .tasks
+                .values()
+                .filter(|t| t.session_id == id && !t.state.is_final())
+                .map(|t| t.id.clone())
+                .collect();
+            stop_tasks(&mut graph, &tasks, "its session was purged");
+            let ids: Vec<(String, ResultState)> = graph
                 .results
                 .iter()
                 .filter(|(_, r)| r.session_id == id)
-                .map(|(rid, _)| rid.clone())
+                .map(|(rid, r)| (rid.clone(), r.state))
                 .collect();
-            for rid in ids {
+            for (rid, state) in ids {
                 if let Err(error) = self.store.remove_file(&rid) {
                     tracing::warn!(result_id = %rid, %error, "cannot remove a purged result's data");
                 }
+                if state == ResultState::Completed {
+                    graph.set_result_state(&rid, ResultState::Deleted, 0);
+                }
             }
+        }
+        if to == SessionStatus::Deleted {
+            self.forget_session(&mut graph, id);
         }
         let Some(session) = graph.sessions.get_mut(id) else {
             return Err(not_found_session(id));
@@ -444,32 +468,61 @@ impl LocalAgent {
 
     /// Follows the events of `session_id`: what already exists (each task and result with its
     /// current status, as ArmoniK.Core's `gRPC/Services/WatchToGrpc.cs` replays them), then
-    /// every change, with nothing missed in between.
+    /// every change, with nothing missed in between. The flag is set if the subscriber fell
+    /// [`MAX_UNREAD_EVENTS`] behind and was dropped: the events then stop.
     ///
     /// # Errors
     /// NOT_FOUND for an unknown session.
     pub fn subscribe(
         &self,
         session_id: &str,
-    ) -> Result<tokio::sync::mpsc::UnboundedReceiver<Event>, Status> {
+    ) -> Result<(tokio::sync::mpsc::Receiver<Event>, Arc<AtomicBool>), Status> {
         let mut graph = self.lock();
         live_session(&graph, session_id)?;
-        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        // Those that left since this session's last event.
+        graph.subscribers.retain(|s| !s.sender.is_closed());
+        let mut replay = Vec::new();
         for id in &graph.order {
             if let Some(task) = graph.tasks.get(id).filter(|t| t.session_id == session_id) {
-                let _ = sender.send(Event::NewTask(id.clone(), task.state));
+                replay.push(Event::NewTask(id.clone(), task.state));
             }
         }
         for (id, result) in &graph.results {
             if result.session_id == session_id {
-                let _ = sender.send(Event::NewResult(id.clone(), result.state));
+                replay.push(Event::NewResult(id.clone(), result.state));
             }
         }
+        // Room for the replay, then for what may arrive unread.
+        let (sender, receiver) = tokio::sync::mpsc::channel(replay.len() + MAX_UNREAD_EVENTS);
+        for event in replay {
+            let _ = sender.try_send(event);
+        }
+        let overflowed = Arc::new(AtomicBool::new(false));
         graph.subscribers.push(Subscriber {
             session_id: session_id.to_owned(),
             sender,
+            overflowed: overflowed.clone(),
         });
-        Ok(receiver)
+        Ok((receiver, overflowed))
+    }
+
+    /// Frees what a deleted session held: its tasks and results (records and data files) and
+    /// its subscribers. Its attempts still running end as cancelled, committing nothing.
+    fn forget_session(&self, graph: &mut Graph, id: &str) {
+        let results: Vec<String> = graph
+            .results
+            .iter()
+            .filter(|(_, r)| r.session_id == id)
+            .map(|(rid, _)| rid.clone())
+            .collect();
+        for rid in &results {
+            if let Err(error) = self.store.remove_file(rid) {
+                tracing::warn!(result_id = %rid, %error, "cannot remove a deleted result's data");
+            }
+            graph.results.remove(rid);
+        }
+        graph.forget_tasks(id);
+        graph.subscribers.retain(|s| s.session_id != id);
     }
 
     /// The tokens of attempts asked to stop since the last call, for the scheduler.
@@ -486,11 +539,19 @@ pub struct TaskView {
     /// Whether it is pending on a dependency not completed yet (ArmoniK's `Creating`), rather
     /// than queued (`Submitted`).
     pub waiting: bool,
+    /// Whether it is pending in a paused session (ArmoniK's `Paused`).
+    pub paused: bool,
 }
 
 fn view(graph: &Graph, task: &TaskRecord) -> TaskView {
     let waiting = task.state == TaskState::Pending && graph.readiness.is_waiting(&task.id);
+    let paused = task.state == TaskState::Pending
+        && graph
+            .sessions
+            .get(&task.session_id)
+            .is_some_and(|s| s.status == SessionStatus::Paused);
     TaskView {
+        paused,
         task: task.clone(),
         waiting,
     }

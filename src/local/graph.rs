@@ -7,7 +7,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::SystemTime;
 
-use tokio::sync::mpsc::UnboundedSender;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::error::TrySendError;
 use tonic::Status;
 
 use super::readiness::Readiness;
@@ -205,8 +209,15 @@ pub enum Event {
 #[derive(Debug)]
 pub(crate) struct Subscriber {
     pub(crate) session_id: String,
-    pub(crate) sender: UnboundedSender<Event>,
+    pub(crate) sender: Sender<Event>,
+    /// Set when it fell [`MAX_UNREAD_EVENTS`] behind and was dropped.
+    pub(crate) overflowed: Arc<AtomicBool>,
 }
+
+/// Events a subscriber may leave unread before it is dropped (its stream then ends with
+/// RESOURCE_EXHAUSTED, and ArmoniK's clients subscribe again, getting the state replayed):
+/// a client that never reads cannot make the server's memory grow without bound.
+pub(crate) const MAX_UNREAD_EVENTS: usize = 65_536;
 
 /// What one running task did, not yet visible to anyone else.
 #[derive(Debug)]
@@ -307,8 +318,19 @@ impl Graph {
             return;
         }
         let event = event();
-        self.subscribers
-            .retain(|s| s.session_id != session_id || s.sender.send(event.clone()).is_ok());
+        self.subscribers.retain(|s| {
+            if s.session_id != session_id {
+                return true;
+            }
+            match s.sender.try_send(event.clone()) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    s.overflowed.store(true, Ordering::Relaxed);
+                    false
+                }
+                Err(TrySendError::Closed(_)) => false,
+            }
+        });
     }
 
     /// Adds a task waiting for its dependencies.
@@ -392,6 +414,28 @@ impl Graph {
         });
     }
 
+    /// Forgets every task of session `id` (it was deleted).
+    pub(crate) fn forget_tasks(&mut self, id: &str) {
+        let Self {
+            tasks,
+            counts,
+            order,
+            readiness,
+            ..
+        } = self;
+        tasks.retain(|task_id, task| {
+            if task.session_id != id {
+                return true;
+            }
+            if let Some(count) = counts.get_mut(&task.state) {
+                *count = count.saturating_sub(1);
+            }
+            readiness.forget(task_id);
+            false
+        });
+        order.retain(|task_id| tasks.contains_key(task_id));
+    }
+
     /// Fails a task for good: its outputs are aborted and whatever depends on them cancelled.
     pub(crate) fn fail(&mut self, task_id: &str, state: TaskState, message: String) -> TaskState {
         let outputs = self
@@ -456,6 +500,23 @@ impl Graph {
             }
         }
     }
+}
+
+/// Fails with INVALID_ARGUMENT when a task would expect as output a result it reads (its
+/// payload or a data dependency): it would wait for itself forever.
+pub(crate) fn check_not_own_input(
+    payload_id: &str,
+    data_dependencies: &[String],
+    expected_outputs: &[String],
+) -> Result<(), Status> {
+    for id in expected_outputs {
+        if id == payload_id || data_dependencies.contains(id) {
+            return Err(Status::invalid_argument(format!(
+                "result `{id}` is both an expected output of the task and its payload or one of its data dependencies: the task would wait for itself"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// How many of `states` are in each state.

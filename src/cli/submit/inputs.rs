@@ -27,6 +27,13 @@ impl Upload {
     fn open(name: &str, path: &Path, what: &str) -> anyhow::Result<Self> {
         let file = std::fs::File::open(path)
             .with_context(|| format!("cannot read {what} {}", path.display()))?;
+        // A directory opens on Linux: say so now, not halfway through the upload.
+        let metadata = file
+            .metadata()
+            .with_context(|| format!("cannot read {what} {}", path.display()))?;
+        if !metadata.is_file() {
+            anyhow::bail!("{what} {} is not a regular file", path.display());
+        }
         Ok(Self {
             name: name.to_owned(),
             path: path.to_owned(),

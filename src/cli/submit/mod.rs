@@ -76,7 +76,7 @@ pub struct ConnectionArgs {
     pub allow_unsafe_connection: bool,
 
     /// Time a connection, and the first call on it, may take before `submit` gives up, as
-    /// `10s`, `500ms`, `1m`.
+    /// seconds (`3`) or with a unit (`10s`, `500ms`, `1m`).
     #[arg(
         long,
         env = "GrpcClient__ConnectTimeout",
@@ -105,7 +105,11 @@ impl ConnectionArgs {
         config.cert_pem = path(&self.cert_pem);
         config.key_pem = path(&self.key_pem);
         config.allow_unsafe_connection |= self.allow_unsafe_connection;
-        config.connect_timeout = self.connect_timeout.clone();
+        // Plain seconds too, as `--max-duration` takes them.
+        config.connect_timeout = match self.connect_timeout.parse::<f64>() {
+            Ok(seconds) => format!("{}ms", (seconds * 1000.0).round()),
+            Err(_) => self.connect_timeout.clone(),
+        };
         ClientConfig::from_config_args(config)
             .map_err(|error| anyhow::anyhow!("invalid connection settings: {}", causes(&error)))
     }
@@ -172,6 +176,13 @@ pub struct SubmitArgs {
 /// SIGTERM (the session is cancelled then), an output that cannot be written.
 pub async fn submit(args: SubmitArgs) -> anyhow::Result<bool> {
     let inputs = Inputs::read(&args)?;
+    // Before anything is sent: outputs computed for nowhere would be lost.
+    crate::host_files::Folder::create(&args.outputs, false).with_context(|| {
+        format!(
+            "cannot create the outputs folder {}",
+            args.outputs.display()
+        )
+    })?;
     let config = args.connection.config()?;
     let connect_timeout = config.connect_timeout.unwrap_or(Duration::from_secs(60));
     let endpoint = config.endpoint.to_string();
@@ -186,30 +197,31 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<bool> {
         session.clone(),
         connect_timeout,
     );
-    tokio::select! {
-        done = work => done,
-        () = stop => {
-            let session = session.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            match session {
-                Some(id) => {
-                    let mut sessions = client.into_sessions();
-                    let cancelled =
-                        tokio::time::timeout(connect_timeout, sessions.cancel(id.clone())).await;
-                    match cancelled {
-                        Ok(Ok(_)) => anyhow::bail!("interrupted: session {id} cancelled"),
-                        Ok(Err(error)) => anyhow::bail!(
-                            "interrupted; session {id} could not be cancelled: {}",
-                            request_error(&error)
-                        ),
-                        Err(_) => anyhow::bail!(
-                            "interrupted; session {id} could not be cancelled: no answer from {endpoint}"
-                        ),
-                    }
-                }
-                None => anyhow::bail!("interrupted before a session was created"),
-            }
-        }
+    let (why, error) = tokio::select! {
+        done = work => match done {
+            Ok(complete) => return Ok(complete),
+            Err(error) => ("failed", error),
+        },
+        () = stop => ("interrupted", anyhow::anyhow!("interrupted")),
+    };
+    // A session left behind would keep its tasks running and its data stored: cancel it.
+    let session = session.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(id) = session else {
+        return Err(error.context(format!("{why} before a session was created")));
+    };
+    let mut sessions = client.into_sessions();
+    let said = match tokio::time::timeout(connect_timeout, sessions.cancel(id.clone())).await {
+        Ok(Ok(_)) => format!("session {id} cancelled"),
+        Ok(Err(cancel)) => format!(
+            "session {id} could not be cancelled: {}",
+            request_error(&cancel)
+        ),
+        Err(_) => format!("session {id} could not be cancelled: no answer from {endpoint}"),
+    };
+    if why == "interrupted" {
+        anyhow::bail!("interrupted: {said}");
     }
+    Err(error.context(said))
 }
 
 /// Connects to the control plane and checks it answers: the connection and a first call
