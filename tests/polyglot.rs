@@ -127,7 +127,7 @@ fn fail_run(lang: Lang) {
     ]);
     assert!(!ran.success, "{}", ran.all());
     assert!(
-        ran.stderr.contains("Error: bad input: x < 0"),
+        ran.stderr.contains("error: bad input: x < 0"),
         "{}",
         ran.all()
     );

@@ -11,12 +11,10 @@ use clap::Args;
 use futures::FutureExt;
 use futures::future::FusedFuture;
 
-use crate::cli::{SandboxArgs, shutdown_signal};
+use crate::cli::{LocalRunner, SandboxArgs, shutdown_signal};
 use crate::control_plane::ControlPlane;
 use crate::local::agent::LocalAgent;
 use crate::local::scheduler::{self, Until};
-use crate::sandbox::components::Components;
-use crate::worker::task_runner::{RunnerConfig, TaskRunner};
 
 /// Settings of `dev`; each flag can also be set by the environment variable shown.
 #[derive(Debug, Args)]
@@ -53,13 +51,9 @@ pub struct DevArgs {
 /// stopped and the temporary data folder removed.
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let stop = shutdown_signal();
-    let parallelism = args
-        .parallelism
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let default_max_duration = args.sandbox.default_max_duration()?;
-    let (sandbox, disk) = args.sandbox.build(u32::try_from(parallelism)?)?;
-    let components = Components::new(sandbox.clone(), args.component.as_deref(), disk).await?;
+    let local =
+        LocalRunner::new(&args.sandbox, args.component.as_deref(), args.parallelism).await?;
+    let parallelism = local.parallelism;
 
     // Private to this user: it holds every result of every session.
     let (data_dir, temporary) = match args.data_dir {
@@ -76,16 +70,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         LocalAgent::new(&data_dir)
             .with_context(|| format!("cannot use the data folder {}", data_dir.display()))?,
     );
-    let runner = Arc::new(TaskRunner::new(
-        sandbox,
-        components,
-        agent.clone(),
-        RunnerConfig {
-            max_concurrent_tasks: parallelism,
-            default_max_duration,
-        },
-        None,
-    ));
+    let runner = local.runner(agent.clone());
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -288,6 +288,57 @@ pub(crate) fn shutdown_signal() -> impl Future<Output = ()> {
     }
 }
 
+/// What runs the embedded agent's tasks (`run`, `dev`): a sandbox sized for `parallelism`
+/// tasks at once, and the components, the default one loaded first so that a broken one stops
+/// the command before anything else is made.
+pub(crate) struct LocalRunner {
+    sandbox: Arc<Sandbox>,
+    components: Components,
+    /// Tasks run at once.
+    pub(crate) parallelism: usize,
+    /// The time budget of a task whose options set none.
+    pub(crate) default_max_duration: Duration,
+}
+
+impl LocalRunner {
+    /// Builds the sandbox and loads `component`; `parallelism` defaults to the number of CPUs.
+    ///
+    /// # Errors
+    /// A setting is invalid, or the component cannot be loaded.
+    pub(crate) async fn new(
+        args: &SandboxArgs,
+        component: Option<&std::path::Path>,
+        parallelism: Option<usize>,
+    ) -> anyhow::Result<Self> {
+        let parallelism = parallelism
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        let default_max_duration = args.default_max_duration()?;
+        let (sandbox, disk) = args.build(u32::try_from(parallelism)?)?;
+        let components = Components::new(sandbox.clone(), component, disk).await?;
+        Ok(Self {
+            sandbox,
+            components,
+            parallelism,
+            default_max_duration,
+        })
+    }
+
+    /// The task runner, its agent the embedded one.
+    pub(crate) fn runner(self, agent: Arc<LocalAgent>) -> Arc<TaskRunner> {
+        Arc::new(TaskRunner::new(
+            self.sandbox,
+            self.components,
+            agent,
+            RunnerConfig {
+                max_concurrent_tasks: self.parallelism,
+                default_max_duration: self.default_max_duration,
+            },
+            None,
+        ))
+    }
+}
+
 /// Settings of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -367,14 +418,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         let (key, value) = split_pair(option, "--option", "KEY=VALUE")?;
         options.insert(key.to_owned(), value.to_owned());
     }
-    let parallelism = args
-        .parallelism
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
-    let default_max_duration = args.sandbox.default_max_duration()?;
-
-    let (sandbox, disk) = args.sandbox.build(u32::try_from(parallelism)?)?;
-    let components = Components::new(sandbox.clone(), Some(&args.component), disk).await?;
+    let local = LocalRunner::new(&args.sandbox, Some(&args.component), args.parallelism).await?;
+    let parallelism = local.parallelism;
     // Private to this user: it holds every result of the graph.
     let work = tempfile::Builder::new()
         .prefix("armonik-wasm-run")
@@ -382,7 +427,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         .tempdir()?;
     let session_options = TaskOptions {
         options,
-        max_duration: Some(prost_types::Duration::try_from(default_max_duration)?),
+        max_duration: Some(prost_types::Duration::try_from(local.default_max_duration)?),
         max_retries: args.max_retries,
         priority: 1,
         ..TaskOptions::default()
@@ -410,16 +455,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         }],
     )?;
 
-    let runner = Arc::new(TaskRunner::new(
-        sandbox,
-        components,
-        agent.clone(),
-        RunnerConfig {
-            max_concurrent_tasks: parallelism,
-            default_max_duration,
-        },
-        None,
-    ));
+    let runner = local.runner(agent.clone());
     let progress = Progress::new();
     let report = match scheduler::run_graph(
         agent.clone(),

@@ -304,13 +304,7 @@ impl LocalAgent {
         if to == SessionStatus::Purged {
             // Nothing may write data after the purge: its tasks still running are stopped,
             // and its results' data is gone for good (deleted, never read as empty).
-            let tasks: Vec<String> = graph
-                .tasks
-                .values()
-                .filter(|t| t.session_id == id && !t.state.is_final())
-                .map(|t| t.id.clone())
-                .collect();
-            stop_tasks(&mut graph, &tasks, "its session was purged");
+            stop_session_tasks(&mut graph, id, "its session was purged");
             let ids: Vec<(String, ResultState)> = graph
                 .results
                 .iter()
@@ -417,13 +411,7 @@ impl LocalAgent {
                 session_word(session.status)
             )));
         }
-        let tasks: Vec<String> = graph
-            .tasks
-            .values()
-            .filter(|t| t.session_id == id && !t.state.is_final())
-            .map(|t| t.id.clone())
-            .collect();
-        stop_tasks(&mut graph, &tasks, "its session was cancelled");
+        stop_session_tasks(&mut graph, id, "its session was cancelled");
         let created: Vec<String> = graph
             .results
             .iter()
@@ -555,6 +543,17 @@ fn view(graph: &Graph, task: &TaskRecord) -> TaskView {
         task: task.clone(),
         waiting,
     }
+}
+
+/// Stops every unfinished task of a session (see [`stop_tasks`]).
+fn stop_session_tasks(graph: &mut Graph, session_id: &str, why: &str) {
+    let tasks: Vec<String> = graph
+        .tasks
+        .values()
+        .filter(|t| t.session_id == session_id && !t.state.is_final())
+        .map(|t| t.id.clone())
+        .collect();
+    stop_tasks(graph, &tasks, why);
 }
 
 /// Stops `ids`: a waiting task is cancelled at once (its outputs aborted, their consumers
