@@ -457,7 +457,7 @@ impl LocalAgent {
     /// Follows the events of `session_id`: what already exists (each task and result with its
     /// current status, as ArmoniK.Core's `gRPC/Services/WatchToGrpc.cs` replays them), then
     /// every change, with nothing missed in between. The flag is set if the subscriber fell
-    /// [`MAX_UNREAD_EVENTS`] behind and was dropped: the events then stop.
+    /// 65,536 events (`MAX_UNREAD_EVENTS`) behind and was dropped: the events then stop.
     ///
     /// # Errors
     /// NOT_FOUND for an unknown session.
