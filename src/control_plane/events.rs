@@ -34,13 +34,10 @@ impl Subscription {
     /// The event as ArmoniK's, if the subscriber wants it; the filters apply to the task or
     /// result as it is now, with the event's status.
     fn update(&self, agent: &LocalAgent, event: Event) -> Result<Option<Update>, Status> {
-        let task_matches = |id: &str, status: armonik::TaskStatus| -> Result<bool, Status> {
-            let Ok(view) = agent.task_view(id) else {
-                return Ok(false);
-            };
-            let mut raw = task_raw(&view);
+        // The task as it is now, with the event's status.
+        let task_matches = |raw: &mut armonik::tasks::Raw, status: armonik::TaskStatus| {
             raw.status = status;
-            self.tasks.matches(&raw, task_value)
+            self.tasks.matches(raw, task_value)
         };
         let result_matches = |id: &str, status: Option<armonik::ResultStatus>| {
             let Ok(result) = agent.any_result(id) else {
@@ -58,7 +55,8 @@ impl Subscription {
                     return Ok(None);
                 };
                 let status = state_status(state, view.waiting);
-                if !task_matches(&id, status.clone())? {
+                let mut raw = task_raw(&view);
+                if !task_matches(&mut raw, status.clone())? {
                     return Ok(None);
                 }
                 let task = &view.task;
@@ -69,18 +67,21 @@ impl Subscription {
                     status,
                     expected_output_keys: task.expected_outputs.clone(),
                     data_dependencies: task.data_dependencies.clone(),
-                    retry_of_ids: task_raw(&view).retry_of_ids,
-                    parent_task_ids: task_raw(&view).parent_task_ids,
+                    retry_of_ids: raw.retry_of_ids,
+                    parent_task_ids: raw.parent_task_ids,
                 }))
             }
             Event::TaskStatus(id, state) if self.wants(EventsEnum::TaskStatusUpdate) => {
                 let status = state_status(state, false);
-                task_matches(&id, status.clone())?.then_some(Update::TaskStatusUpdate(
-                    events::TaskStatusUpdate {
+                let Ok(view) = agent.task_view(&id) else {
+                    return Ok(None);
+                };
+                task_matches(&mut task_raw(&view), status.clone())?.then_some(
+                    Update::TaskStatusUpdate(events::TaskStatusUpdate {
                         task_id: id,
                         status,
-                    },
-                ))
+                    }),
+                )
             }
             Event::NewResult(id, state) if self.wants(EventsEnum::NewResult) => {
                 let status = result_status(state);

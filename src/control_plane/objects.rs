@@ -202,9 +202,8 @@ fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A task as ArmoniK's `TaskSummary`.
-pub fn task_summary(view: &TaskView) -> armonik::tasks::Summary {
-    let raw = task_raw(view);
+/// A task (as [`task_raw`] gives it) as ArmoniK's `TaskSummary`.
+pub fn task_summary(raw: armonik::tasks::Raw) -> armonik::tasks::Summary {
     armonik::tasks::Summary {
         count_parent_task_ids: count(raw.parent_task_ids.len()),
         count_data_dependencies: count(raw.data_dependencies.len()),

@@ -66,12 +66,9 @@ impl TasksService for ControlPlane {
         )?;
         let tasks = found
             .into_iter()
-            .map(|(view, _)| {
-                let mut summary = task_summary(&view);
-                if !request.with_errors {
-                    summary.output = tasks::Output::Success;
-                }
-                summary
+            .map(|(_, mut raw)| {
+                without_errors(&mut raw, request.with_errors);
+                task_summary(raw)
             })
             .collect();
         Ok(tasks::list::Response {
@@ -127,7 +124,7 @@ impl TasksService for ControlPlane {
         let tasks = request
             .task_ids
             .iter()
-            .map(|id| Ok(task_summary(&self.agent.task_view(id)?)))
+            .map(|id| Ok(task_summary(task_raw(&self.agent.task_view(id)?))))
             .collect::<Result<_, Status>>()?;
         Ok(tasks::cancel::Response { tasks })
     }

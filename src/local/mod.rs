@@ -9,4 +9,5 @@ pub mod client;
 pub mod graph;
 mod readiness;
 pub mod scheduler;
+pub mod sessions;
 pub mod task_options;
