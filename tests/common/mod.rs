@@ -1868,9 +1868,15 @@ impl Default for TaskFolder {
 impl TaskFolder {
     /// Creates a fresh folder named by a fresh uuid token.
     pub fn new() -> Self {
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// Same as [`new`](Self::new), under `parent` (a pod's shared folder, say) instead of the
+    /// system's temp dir.
+    pub fn new_in(parent: &Path) -> Self {
         let root = tempfile::Builder::new()
             .prefix("armonik-shared-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("cannot create a temp dir for the task folder");
         let token = new_id();
         let path = root.path().join(&token);
