@@ -313,7 +313,7 @@ async fn instantiation(sizes: &Sizes) -> anyhow::Result<()> {
         for pooling in [false, true] {
             let sandbox = sandbox(pooling).await?;
             let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).ok();
-            let components = Components::new(sandbox.clone(), Some(&wasm), disk).await?;
+            let components = Components::new(sandbox.clone(), Some(&wasm), None, disk).await?;
             let pre = components
                 .for_task(&Default::default(), &Folder::open(folder.path())?)
                 .await?;
@@ -422,7 +422,7 @@ async fn local_runner(
     component: &Path,
 ) -> anyhow::Result<(Arc<LocalAgent>, String, Arc<TaskRunner>, tempfile::TempDir)> {
     let sandbox = sandbox(true).await?;
-    let components = Components::new(sandbox.clone(), Some(component), None).await?;
+    let components = Components::new(sandbox.clone(), Some(component), None, None).await?;
     let work = tempfile::tempdir()?;
     let agent = Arc::new(LocalAgent::new(work.path())?);
     let session = agent.create_session(
@@ -598,7 +598,7 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let agent = Arc::new(LocalAgent::new(work.path())?);
     let sandbox = sandbox(true).await?;
-    let components = Components::new(sandbox.clone(), Some(&guest("echo")), None).await?;
+    let components = Components::new(sandbox.clone(), Some(&guest("echo")), None, None).await?;
     let pre = components
         .for_task(&Default::default(), &Folder::open(folder.path())?)
         .await?;

@@ -167,6 +167,21 @@ impl Folder {
         })
     }
 
+    /// Opens the existing subfolder `name`, without following a link and without creating
+    /// it.
+    ///
+    /// # Errors
+    /// `name` is not a plain name; nothing is there (`NotFound`); it is a link or not a
+    /// directory; it cannot be opened.
+    pub fn open_subfolder(&self, name: &str) -> io::Result<Self> {
+        let name = plain_name(name)?;
+        Ok(Self {
+            dir: self.dir.open_dir_nofollow(name)?,
+            path: self.path.join(name),
+            private: self.private,
+        })
+    }
+
     /// Opens the regular file `name` for reading, without following a link.
     ///
     /// # Errors
@@ -203,11 +218,14 @@ impl Folder {
 
     /// Whether `name` is a regular file of this folder (a link to one is not).
     pub fn is_file(&self, name: &str) -> bool {
-        plain_name(name).is_ok_and(|name| {
-            self.dir
-                .symlink_metadata(name)
-                .is_ok_and(|m| m.file_type().is_file())
-        })
+        self.file_size(name).is_some()
+    }
+
+    /// The size in bytes of `name` if it is a regular file of this folder (a link to one is
+    /// not), else `None`.
+    pub fn file_size(&self, name: &str) -> Option<u64> {
+        let metadata = self.dir.symlink_metadata(plain_name(name).ok()?).ok()?;
+        metadata.file_type().is_file().then(|| metadata.len())
     }
 
     /// Removes whatever is at `name`: a file, a link (never its target), a directory and
@@ -351,6 +369,22 @@ impl Folder {
     /// A removal fails.
     pub fn remove_contents(&self) -> io::Result<()> {
         empty(&self.dir)
+    }
+
+    /// The names of the subfolders of this folder (links to folders are left out), sorted.
+    ///
+    /// # Errors
+    /// The folder cannot be listed.
+    pub fn subfolders(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in self.dir.entries()? {
+            let entry = entry?;
+            if let (true, Some(name)) = (entry.file_type()?.is_dir(), entry.file_name().to_str()) {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort_unstable();
+        Ok(names)
     }
 
     /// The regular files of this folder (links and subfolders are left out): name, size in

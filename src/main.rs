@@ -1,11 +1,11 @@
 //! The `armonik-wasm` binary: see `armonik-wasm --help`.
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use armonik_wasm::cli::{self, Cli, Command};
 use armonik_wasm::cli::{console, submit};
 use armonik_wasm::errln;
+use armonik_wasm::telemetry::logs;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -37,16 +37,7 @@ async fn async_main(cli: Cli) -> std::process::ExitCode {
         Command::Serve(_) | Command::Dev(_) => "info",
         _ => "warn,guest=info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only for a person: a container's log collector stores the codes as text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        // Otherwise a log line to a closed stderr is reported with `eprintln!`, which panics.
-        .log_internal_errors(false)
-        .init();
+    logs::init(cli.log_format, default_filter);
     let result = match cli.command {
         Command::Serve(args) => cli::serve(args).await.map(|()| true),
         Command::Run(args) => cli::run(args).await,

@@ -20,6 +20,8 @@ use crate::outln;
 use crate::sandbox::compile_cache::{self, CacheLimits, DiskCache};
 use crate::sandbox::components::{self, Components, Origin, check_header};
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::telemetry::logs::LogFormat;
+use crate::telemetry::metrics;
 use crate::worker::config::ChannelAddress;
 use crate::worker::task_runner::{GuestThread, RunnerConfig, TaskRunner};
 use crate::worker::transport::{self, WorkerService};
@@ -35,6 +37,17 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+
+    /// Format of the host's log on stderr: text (for a person), json, or clef (the Compact
+    /// Log Event Format of ArmoniK's workers, for its Fluent Bit and Seq stack).
+    #[arg(
+        long,
+        global = true,
+        env = "ArmonikWasm__LogFormat",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
 }
 
 /// The binary's commands.
@@ -98,6 +111,12 @@ pub struct SandboxArgs {
     /// address space up front, and is faster to instantiate from).
     #[arg(long, env = "ArmonikWasm__NoPooling")]
     pub no_pooling: bool,
+
+    /// Components by application: DIR/<application_name>/<application_version>.wasm, chosen
+    /// for a task whose options name an application and no LibraryBlobId. Looked up at each
+    /// task: a version dropped in is used without a restart.
+    #[arg(long, env = "ArmonikWasm__ComponentsDir")]
+    pub components_dir: Option<PathBuf>,
 }
 
 impl SandboxArgs {
@@ -194,6 +213,11 @@ pub struct ServeArgs {
         default_value_t = 15.0
     )]
     pub shutdown_grace: f64,
+
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (for example 0.0.0.0:9090; port 0
+    /// picks a free one, logged at start). Off when unset.
+    #[arg(long, env = "ArmonikWasm__MetricsAddress")]
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// `serve`: the production worker.
@@ -204,9 +228,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("invalid agent channel")?;
     let default_max_duration = args.sandbox.default_max_duration()?;
     let grace = seconds(args.shutdown_grace, "--shutdown-grace")?;
+    if let Some(address) = args.metrics_address {
+        let bound = metrics::serve(address).await?;
+        tracing::info!(address = %bound, "metrics endpoint: http://{bound}/metrics");
+    }
 
     let (sandbox, disk) = args.sandbox.build(args.max_concurrent_tasks)?;
-    let components = Components::new(sandbox.clone(), args.component.as_deref(), disk).await?;
+    let components = Components::new(
+        sandbox.clone(),
+        args.component.as_deref(),
+        args.sandbox.components_dir.as_deref(),
+        disk,
+    )
+    .await?;
     let guest_thread = GuestThread::start().context("cannot start the guest thread")?;
     // The agent's channel runs on the guest thread, where the calls come from.
     let agent = {

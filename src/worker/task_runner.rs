@@ -20,7 +20,9 @@ use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Empty, Output, output};
 use crate::sandbox::components::{self, Components};
 use crate::sandbox::guest_log::TaskIds;
-use crate::sandbox::{GUEST_DATA_FOLDER, RunError, Sandbox, TaskRun};
+use crate::sandbox::{Finished, GUEST_DATA_FOLDER, RunError, RunStats, Sandbox, TaskRun};
+use crate::telemetry::metrics;
+use crate::worker::summary::{Outcome, TaskSummary};
 
 /// The agent's preferred message size when the request does not say (ArmoniK's default
 /// `Submitter__PreferredMessageSize`).
@@ -147,18 +149,11 @@ impl TaskRunner {
         let task = async move {
             // Held until the guest has stopped, not only until the caller gave up on it.
             let _slot = slot;
+            let _running = metrics::RunningTask::start();
             let started = std::time::Instant::now();
-            let outcome = runner.run(request).await;
-            match &outcome {
-                Ok(ProcessReply {
-                    output:
-                        Some(Output {
-                            r#type: Some(output::Type::Error(error)),
-                        }),
-                }) => tracing::warn!(elapsed = ?started.elapsed(), details = %error.details, "task failed"),
-                Ok(_) => tracing::info!(elapsed = ?started.elapsed(), "task completed"),
-                Err(status) => tracing::warn!(elapsed = ?started.elapsed(), code = ?status.code(), message = %status.message(), "task ended with an error status"),
-            }
+            let mut cost = Cost::default();
+            let outcome = runner.run(request, &mut cost).await;
+            summary(&outcome, started.elapsed(), cost).report();
             outcome
         }
         .instrument(span);
@@ -176,7 +171,12 @@ impl TaskRunner {
         }
     }
 
-    async fn run(&self, mut request: ProcessRequest) -> Result<ProcessReply, Status> {
+    /// Runs the task; `cost` collects what it cost as far as it got.
+    async fn run(
+        &self,
+        mut request: ProcessRequest,
+        cost: &mut Cost,
+    ) -> Result<ProcessReply, Status> {
         let options = request.task_options.take().unwrap_or_default();
         // Held open for the whole task: the host reads and clears names in it only through
         // this handle (see `host_files`).
@@ -189,6 +189,10 @@ impl TaskRunner {
                 )));
             }
         };
+        cost.input_bytes = std::iter::once(&request.payload_id)
+            .chain(&request.data_dependencies)
+            .filter_map(|id| data_folder.file_size(id))
+            .sum();
         let max_duration = options
             .max_duration
             .as_ref()
@@ -207,7 +211,7 @@ impl TaskRunner {
             }
             Ok(self
                 .components
-                .for_task(&options.options, &data_folder)
+                .for_task(&options, &data_folder)
                 .await
                 .map_err(|error| failed(error.to_string())))
         };
@@ -261,7 +265,13 @@ impl TaskRunner {
             max_duration,
             deadline,
         };
-        let (outcome, ledger) = self.sandbox.run(&component.pre, run).await;
+        let Finished {
+            outcome,
+            ledger,
+            stats,
+        } = self.sandbox.run(&component.pre, run).await;
+        cost.sandbox = Some(stats);
+        cost.agent_calls = ledger.agent_calls;
 
         if let Some(message) = &ledger.agent_unavailable {
             // ArmoniK could not record part of what the task did: only a retry is safe.
@@ -276,11 +286,14 @@ impl TaskRunner {
             Ok(Err(details)) => Ok(failed(details)),
             Ok(Ok(())) => Ok(
                 match check_outputs(&request.expected_output_keys, &ledger, &data_folder) {
-                    Ok(()) => ProcessReply {
-                        output: Some(Output {
-                            r#type: Some(output::Type::Ok(Empty {})),
-                        }),
-                    },
+                    Ok(output_bytes) => {
+                        cost.output_bytes = output_bytes;
+                        ProcessReply {
+                            output: Some(Output {
+                                r#type: Some(output::Type::Ok(Empty {})),
+                            }),
+                        }
+                    }
                     Err(details) => failed(details),
                 },
             ),
@@ -315,6 +328,7 @@ impl TaskRunner {
                 components::LIBRARY_BLOB_ID
             ))));
         }
+        let called = std::time::Instant::now();
         let fetched = self
             .agent
             .get_resource_data(DataRequest {
@@ -322,6 +336,8 @@ impl TaskRunner {
                 result_id: blob.to_owned(),
             })
             .await;
+        let code = fetched.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        metrics::agent_call("GetResourceData", code, called.elapsed());
         match fetched {
             Ok(_) => Ok(None),
             Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
@@ -339,6 +355,41 @@ impl TaskRunner {
     }
 }
 
+/// What a task cost, as far as it got: the figures of its summary record.
+#[derive(Debug, Default)]
+struct Cost {
+    sandbox: Option<RunStats>,
+    agent_calls: u32,
+    input_bytes: u64,
+    output_bytes: u64,
+}
+
+/// The summary record of a task that ended with `outcome` after `wall`.
+fn summary(outcome: &Result<ProcessReply, Status>, wall: Duration, cost: Cost) -> TaskSummary {
+    let (outcome, details) = match outcome {
+        Ok(ProcessReply {
+            output:
+                Some(Output {
+                    r#type: Some(output::Type::Error(error)),
+                }),
+        }) => (Outcome::Error, Some(error.details.clone())),
+        Ok(_) => (Outcome::Completed, None),
+        Err(status) => (
+            Outcome::of_status(status.code()),
+            Some(status.message().to_owned()),
+        ),
+    };
+    TaskSummary {
+        outcome,
+        wall,
+        sandbox: cost.sandbox,
+        agent_calls: cost.agent_calls,
+        input_bytes: cost.input_bytes,
+        output_bytes: cost.output_bytes,
+        details,
+    }
+}
+
 /// An `Output.error` reply.
 fn failed(details: String) -> ProcessReply {
     ProcessReply {
@@ -351,8 +402,12 @@ fn failed(details: String) -> ProcessReply {
 /// Checks what ArmoniK's agent only logs: every expected output is produced (notified or
 /// created) or delegated to a subtask, and every notified result is a regular file in the
 /// data folder (the agent would store a missing one as empty, and would follow a symlink out
-/// of the folder).
-fn check_outputs(expected: &[String], ledger: &Ledger, data_folder: &Folder) -> Result<(), String> {
+/// of the folder). Returns the bytes of the notified results.
+fn check_outputs(
+    expected: &[String],
+    ledger: &Ledger,
+    data_folder: &Folder,
+) -> Result<u64, String> {
     let missing: Vec<&str> = expected
         .iter()
         .filter(|id| {
@@ -362,12 +417,14 @@ fn check_outputs(expected: &[String], ledger: &Ledger, data_folder: &Folder) -> 
         })
         .map(String::as_str)
         .collect();
-    let mut notified: Vec<&str> = ledger
-        .notified
-        .iter()
-        .filter(|id| !data_folder.is_file(id))
-        .map(String::as_str)
-        .collect();
+    let mut output_bytes = 0;
+    let mut notified: Vec<&str> = Vec::new();
+    for id in &ledger.notified {
+        match data_folder.file_size(id) {
+            Some(size) => output_bytes += size,
+            None => notified.push(id),
+        }
+    }
     notified.sort_unstable();
     let mut problems = Vec::new();
     if !missing.is_empty() {
@@ -383,7 +440,7 @@ fn check_outputs(expected: &[String], ledger: &Ledger, data_folder: &Folder) -> 
         ));
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(output_bytes)
     } else {
         Err(problems.join("; "))
     }

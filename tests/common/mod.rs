@@ -280,6 +280,18 @@ pub fn armonik_wasm(args: &[&str]) -> Ran {
     }
 }
 
+/// The wall times of the tasks whose summary record (`task finished`, text format) satisfies
+/// `which`, in the log's order.
+pub fn task_wall_times(log: &str, which: impl Fn(&str) -> bool) -> Vec<Duration> {
+    log.lines()
+        .filter(|line| line.contains("task finished") && which(line))
+        .filter_map(|line| {
+            let value = line.split("wall_seconds=").nth(1)?.split(' ').next()?;
+            Duration::try_from_secs_f64(value.parse().ok()?).ok()
+        })
+        .collect()
+}
+
 /// A field of `/proc/<pid>/status` in KiB (`"VmRSS:"` resident memory, `"VmHWM:"` its peak).
 pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -1611,6 +1623,15 @@ impl Worker {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits up to `timeout` until the log contains `needle`; panics with the log if not.
+    pub async fn expect_log(&self, needle: &str, timeout: Duration) {
+        assert!(
+            self.wait_for_log(needle, timeout).await,
+            "`{needle}` not logged within {timeout:?}:\n{}",
+            self.log()
+        );
     }
 
     fn try_exit(&mut self) -> Option<ExitStatus> {
