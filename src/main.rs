@@ -13,9 +13,11 @@ fn main() -> std::process::ExitCode {
     // so one thread serves it without cross-thread wake-ups on every gRPC message; `run`
     // executes independent tasks in parallel, one per core.
     let runtime = match cli.command {
-        Command::Serve(_) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
+        Command::Serve(_) | Command::TaskProcess(_) => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
         _ => tokio::runtime::Runtime::new(),
     };
     let runtime = match runtime {
@@ -34,12 +36,15 @@ fn main() -> std::process::ExitCode {
 async fn async_main(cli: Cli) -> std::process::ExitCode {
     // A worker logs every task; the local commands show only warnings and what guests print.
     let default_filter = match cli.command {
-        Command::Serve(_) | Command::Dev(_) => "info",
+        Command::Serve(_) | Command::Dev(_) | Command::TaskProcess(_) => "info",
         _ => "warn,guest=info",
     };
     logs::init(cli.log_format, default_filter);
     let result = match cli.command {
-        Command::Serve(args) => cli::serve(args).await.map(|()| true),
+        Command::Serve(args) => cli::serve(args, cli.log_format).await.map(|()| true),
+        Command::TaskProcess(args) => armonik_wasm::worker::isolation::task_process(args)
+            .await
+            .map(|()| true),
         Command::Run(args) => cli::run(args).await,
         Command::Compile(args) => cli::compile(args).map(|()| true),
         Command::Inspect(args) => cli::inspect(args).await,

@@ -137,7 +137,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// Builds the engine (pooling allocator when the machine allows it, copy-on-write memory
     /// images, epoch interruption) and the linker with WASI and the agent interface.
-    pub fn new(config: SandboxConfig) -> anyhow::Result<Self> {
+    pub fn new(mut config: SandboxConfig) -> anyhow::Result<Self> {
         let engine = match Engine::new(&engine_config(&config, config.pooling)) {
             Ok(engine) => engine,
             Err(error) => {
@@ -145,6 +145,7 @@ impl Sandbox {
                 // virtual address space, strict overcommit), on-demand allocation still works,
                 // only slower to instantiate.
                 tracing::warn!(%error, "pooling allocator unavailable, falling back to on-demand allocation");
+                config.pooling = false;
                 Engine::new(&engine_config(&config, false))?
             }
         };
@@ -173,6 +174,11 @@ impl Sandbox {
     /// The process's engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The sandbox's settings, `pooling` as it turned out (false after a fallback).
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
     }
 
     /// Resolves a component's imports once, so that a task only instantiates.

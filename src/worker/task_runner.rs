@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::agent::Agent;
 use crate::agent::bridge::{AgentBridge, Ledger, Library, TaskIdentity};
 use crate::agent::convert;
+use crate::bindings::WorkerPre;
 use crate::bindings::types::TaskContext;
 use crate::host_files::Folder;
 use crate::proto::v1::agent::DataRequest;
@@ -20,8 +21,11 @@ use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Empty, Output, output};
 use crate::sandbox::components::{self, Components};
 use crate::sandbox::guest_log::TaskIds;
-use crate::sandbox::{Finished, GUEST_DATA_FOLDER, RunError, RunStats, Sandbox, TaskRun};
+use crate::sandbox::{
+    Finished, GUEST_DATA_FOLDER, RunError, RunStats, Sandbox, TaskRun, TaskState,
+};
 use crate::telemetry::metrics;
+use crate::worker::isolation::ProcessIsolation;
 use crate::worker::summary::{Outcome, TaskSummary};
 
 /// The agent's preferred message size when the request does not say (ArmoniK's default
@@ -98,6 +102,8 @@ pub struct TaskRunner {
     slots: Arc<Semaphore>,
     guest_thread: Option<GuestThread>,
     config: RunnerConfig,
+    /// Set when each task runs in a process of its own.
+    isolation: Option<ProcessIsolation>,
 }
 
 impl TaskRunner {
@@ -117,7 +123,16 @@ impl TaskRunner {
             slots: Arc::new(Semaphore::new(config.max_concurrent_tasks)),
             guest_thread,
             config,
+            isolation: None,
         }
+    }
+
+    /// Runs each task in a fresh child process (`serve --isolation process`) instead of in
+    /// this one.
+    #[must_use]
+    pub fn with_isolation(mut self, isolation: ProcessIsolation) -> Self {
+        self.isolation = Some(isolation);
+        self
     }
 
     /// Resolves once no task is running.
@@ -225,51 +240,32 @@ impl TaskRunner {
                 )));
             }
         };
-        let chunk_size = request
-            .configuration
-            .as_ref()
-            .and_then(|c| usize::try_from(c.data_chunk_max_size).ok())
-            .filter(|&size| size > 0)
-            .unwrap_or(DEFAULT_CHUNK_SIZE);
-        let ids = Arc::new(TaskIds {
-            session_id: request.session_id.clone(),
-            task_id: request.task_id.clone(),
-        });
-        let context = TaskContext {
-            session_id: request.session_id.clone(),
-            task_id: request.task_id,
-            options: convert::task_options_to_wit(&options),
-            payload_id: request.payload_id,
-            data_dependencies: request.data_dependencies,
-            expected_output_ids: request.expected_output_keys.clone(),
-            data_folder: GUEST_DATA_FOLDER.to_owned(),
-            data_chunk_max_size: i32::try_from(chunk_size).unwrap_or(i32::MAX),
-        };
-        let bridge = AgentBridge::new(
-            self.agent.clone(),
-            TaskIdentity {
-                token: request.communication_token,
-                session_id: request.session_id,
-                expected_outputs: request.expected_output_keys.clone(),
-                library: Library::of(&options),
-            },
-            chunk_size,
-            deadline,
-            data_folder.clone(),
-        );
-        let run = TaskRun {
-            context,
-            data_folder: data_folder.path(),
-            bridge,
-            ids,
+        let chunk_size = chunk_size(&request);
+        let expected_outputs = request.expected_output_keys.clone();
+        request.task_options = Some(options);
+        let assignment = Assignment {
+            request,
             max_duration,
-            deadline,
+            chunk_size,
         };
         let Finished {
             outcome,
             ledger,
             stats,
-        } = self.sandbox.run(&component.pre, run).await;
+        } = match &self.isolation {
+            None => {
+                execute(
+                    &self.sandbox,
+                    &component.pre,
+                    self.agent.clone(),
+                    assignment,
+                    data_folder.clone(),
+                    deadline,
+                )
+                .await
+            }
+            Some(isolation) => isolation.run(&component, assignment, deadline).await,
+        };
         cost.sandbox = Some(stats);
         cost.agent_calls = ledger.agent_calls;
 
@@ -285,7 +281,7 @@ impl TaskRunner {
             Err(error @ RunError::Setup(_)) => Ok(failed(error.to_string())),
             Ok(Err(details)) => Ok(failed(details)),
             Ok(Ok(())) => Ok(
-                match check_outputs(&request.expected_output_keys, &ledger, &data_folder) {
+                match check_outputs(&expected_outputs, &ledger, &data_folder) {
                     Ok(output_bytes) => {
                         cost.output_bytes = output_bytes;
                         ProcessReply {
@@ -353,6 +349,82 @@ impl TaskRunner {
             ))),
         }
     }
+}
+
+/// A task as the sandbox gets it: its request (task options included) and the settings the
+/// worker derived from it. The same in the worker and in a task process
+/// ([`isolation`](crate::worker::isolation)).
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    /// The request, as ArmoniK's agent sent it.
+    pub request: ProcessRequest,
+    /// The task's time budget.
+    pub max_duration: Duration,
+    /// Bytes per data chunk of agent calls.
+    pub chunk_size: usize,
+}
+
+/// The bytes per chunk of a task's agent calls: the request's, else ArmoniK's default.
+pub fn chunk_size(request: &ProcessRequest) -> usize {
+    request
+        .configuration
+        .as_ref()
+        .and_then(|c| usize::try_from(c.data_chunk_max_size).ok())
+        .filter(|&size| size > 0)
+        .unwrap_or(DEFAULT_CHUNK_SIZE)
+}
+
+/// Runs an assigned task in `sandbox`, in a fresh store and instance of `pre`, its agent
+/// calls going to `agent` with the task's token, until `deadline`.
+pub async fn execute(
+    sandbox: &Sandbox,
+    pre: &WorkerPre<TaskState>,
+    agent: Arc<dyn Agent>,
+    assignment: Assignment,
+    data_folder: Arc<Folder>,
+    deadline: Instant,
+) -> Finished {
+    let Assignment {
+        request,
+        max_duration,
+        chunk_size,
+    } = assignment;
+    let options = request.task_options.unwrap_or_default();
+    let ids = Arc::new(TaskIds {
+        session_id: request.session_id.clone(),
+        task_id: request.task_id.clone(),
+    });
+    let context = TaskContext {
+        session_id: request.session_id.clone(),
+        task_id: request.task_id,
+        options: convert::task_options_to_wit(&options),
+        payload_id: request.payload_id,
+        data_dependencies: request.data_dependencies,
+        expected_output_ids: request.expected_output_keys.clone(),
+        data_folder: GUEST_DATA_FOLDER.to_owned(),
+        data_chunk_max_size: i32::try_from(chunk_size).unwrap_or(i32::MAX),
+    };
+    let bridge = AgentBridge::new(
+        agent,
+        TaskIdentity {
+            token: request.communication_token,
+            session_id: request.session_id,
+            expected_outputs: request.expected_output_keys,
+            library: Library::of(&options),
+        },
+        chunk_size,
+        deadline,
+        data_folder.clone(),
+    );
+    let run = TaskRun {
+        context,
+        data_folder: data_folder.path(),
+        bridge,
+        ids,
+        max_duration,
+        deadline,
+    };
+    sandbox.run(pre, run).await
 }
 
 /// What a task cost, as far as it got: the figures of its summary record.
