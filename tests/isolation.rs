@@ -222,3 +222,21 @@ async fn each_task_gets_a_process_no_task_used_before() {
     wait_only_the_spare(harness.worker.pid()).await;
     assert!(pids.iter().all(|&pid| gone(pid)), "{pids:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_that_is_down_makes_the_task_unavailable_not_lost() {
+    let mut harness = isolated().await;
+    harness.agent.stop();
+    let folder = TaskFolder::new();
+    let request = folder.process_request().payload("write x").build();
+    let result = harness.client.process(request).await;
+    let status = result.expect_err("no agent to notify");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("agent"), "{status:?}");
+    // Back up: the next task's process reaches it.
+    harness.agent.restart();
+    let result = harness
+        .run_task(folder.process_request().payload("write y").build())
+        .await;
+    assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
+}

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prost::Message as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 
 use crate::agent::bridge::Ledger;
@@ -185,26 +185,40 @@ impl ProcessIsolation {
             if let Some(mut stdin) = child.stdin.take() {
                 stdin.write_all(&input).await?;
             }
+            // The report is one line; the reply need not wait for the process to exit.
             let mut report = Vec::new();
-            if let Some(mut stdout) = child.stdout.take() {
-                stdout.read_to_end(&mut report).await?;
+            if let Some(stdout) = child.stdout.take() {
+                tokio::io::BufReader::new(stdout)
+                    .read_until(b'\n', &mut report)
+                    .await?;
             }
-            let status = child.wait().await?;
-            Ok::<_, std::io::Error>((status, report))
+            Ok::<_, std::io::Error>(report)
         };
-        let (status, report) = match tokio::time::timeout_at(deadline + REPORT_MARGIN, talk).await {
+        let report = match tokio::time::timeout_at(deadline + REPORT_MARGIN, talk).await {
             Err(_elapsed) => return Err(RunError::Deadline(assignment.max_duration)),
             Ok(Err(error)) => {
                 return Err(RunError::Trap(format!("lost the task's process: {error}")));
             }
-            Ok(Ok(done)) => done,
+            Ok(Ok(report)) => report,
         };
         match serde_json::from_slice::<Report>(&report) {
-            Ok(report) if status.success() => Ok(report.into()),
+            Ok(report) => {
+                // It exits by itself (its last guest lines still to log); reaped meanwhile.
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+                Ok(report.into())
+            }
             // Killed (by the OOM killer, an operator) or crashed: as a trap, retried.
-            _ => Err(RunError::Trap(format!(
-                "the task's process ended with {status} without a report"
-            ))),
+            Err(_) => {
+                let status = child.wait().await.map_or_else(
+                    |error| format!("an unknown status ({error})"),
+                    |status| status.to_string(),
+                );
+                Err(RunError::Trap(format!(
+                    "the task's process ended with {status} without a report"
+                )))
+            }
         }
     }
 
@@ -287,6 +301,11 @@ pub async fn task_process(args: TaskProcessArgs) -> anyhow::Result<()> {
     };
     let agent_address = ChannelAddress::parse(&args.agent_address, &args.agent_socket_type)?;
     let agent = Arc::new(GrpcAgent::connect_lazy(&agent_address)?);
+    // The task's calls find the connection made, or wait for it on the same channel.
+    tokio::spawn({
+        let agent = agent.clone();
+        async move { agent.connect_now().await }
+    });
 
     // Ready: now wait for the task.
     let mut input = Vec::new();
@@ -326,10 +345,12 @@ pub async fn task_process(args: TaskProcessArgs) -> anyhow::Result<()> {
     print_report(&Report::from(finished))
 }
 
+/// Writes the report as one line (JSON escapes newlines inside strings).
 fn print_report(report: &Report) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut stdout = std::io::stdout().lock();
     serde_json::to_writer(&mut stdout, report)?;
+    stdout.write_all(b"\n")?;
     stdout.flush()?;
     Ok(())
 }
