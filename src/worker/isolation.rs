@@ -95,6 +95,7 @@ impl ProcessIsolation {
         // Only this user reads the artifacts: native code the children map and run.
         let dir = tempfile::Builder::new()
             .prefix("armonik-wasm-artifacts-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .tempdir()?;
         let artifacts = Folder::open(dir.path())?;
         Ok(Self {
