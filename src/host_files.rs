@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use cap_fs_ext::{DirExt as _, FollowSymlinks, OpenOptionsFollowExt as _};
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, DirBuilder, OpenOptions};
+use cap_std::fs::{Dir, DirBuilder, OpenOptions, OpenOptionsExt as _};
 use sha2::{Digest, Sha256};
 
 /// The longest name a Linux file system takes, in bytes.
@@ -27,6 +27,10 @@ const NAME_MAX: usize = 255;
 /// the 16-digit hash, and a `.` and a 36-character result id after it, well under
 /// [`NAME_MAX`].
 const MAPPED_NAME_CUT: usize = 180;
+/// `O_NONBLOCK`, as `open`'s flags take it.
+#[allow(clippy::cast_possible_wrap)]
+const NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+
 /// The longest mapped name left whole.
 const MAPPED_NAME_MAX: usize = 200;
 
@@ -190,7 +194,13 @@ impl Folder {
     pub fn open_file(&self, name: &str) -> io::Result<std::fs::File> {
         let name = plain_name(name)?;
         let mut options = OpenOptions::new();
-        options.read(true).follow(FollowSymlinks::No);
+        // Non-blocking, so that a FIFO (or a device) at that name is refused below instead of
+        // blocking the thread in `open` until a writer comes; reads of a regular file ignore
+        // the flag.
+        options
+            .read(true)
+            .follow(FollowSymlinks::No)
+            .custom_flags(NONBLOCK);
         let file = self
             .dir
             .open_with(name, &options)

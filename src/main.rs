@@ -39,7 +39,8 @@ async fn async_main(cli: Cli) -> std::process::ExitCode {
         Command::Serve(_) | Command::Dev(_) | Command::TaskProcess(_) => "info",
         _ => "warn,guest=info",
     };
-    logs::init(cli.log_format, default_filter);
+    let log_format = cli.log_format;
+    logs::init(log_format, default_filter);
     let result = match cli.command {
         Command::Serve(args) => cli::serve(args, cli.log_format).await.map(|()| true),
         Command::TaskProcess(args) => armonik_wasm::worker::isolation::task_process(args)
@@ -58,6 +59,11 @@ async fn async_main(cli: Cli) -> std::process::ExitCode {
         // say it to (see `console`).
         Err(error) if console::is_closed_output(&error) => {
             std::process::ExitCode::from(console::CLOSED_EXIT_CODE)
+        }
+        // A collector reading JSON gets the failure as a record of its own.
+        Err(error) if log_format != logs::LogFormat::Text => {
+            tracing::error!(error = format!("{error:#}"), "the command failed");
+            std::process::ExitCode::FAILURE
         }
         Err(error) => {
             let _ = errln!("error: {error:#}");

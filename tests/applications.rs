@@ -166,9 +166,14 @@ async fn names_from_clients_stay_inside_the_components_folder() {
     )
     .expect("symlink");
     std::os::unix::fs::symlink(root.path().join("outside"), dir.join("out")).expect("symlink");
+    // A FIFO where a version should be: opening it must not wait for a writer.
+    let fifo = dir.join("echo-app/fifo.wasm");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(matches!(made, Ok(s) if s.success()), "{made:?}");
     let harness = serve_applications(&dir).await;
 
     for (name, version) in [
+        ("echo-app", "fifo"),
         ("..", "outside/1.0"),
         ("../outside", "1.0"),
         ("echo-app/../..", "escape"),

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use armonik::Output;
-use common::{Harness, TaskFolder};
+use common::{Harness, TaskFolder, metrics_address, metrics_sample, scrape};
 use tonic::Code;
 
 async fn isolated() -> Harness {
@@ -239,4 +239,26 @@ async fn an_agent_that_is_down_makes_the_task_unavailable_not_lost() {
         .run_task(folder.process_request().payload("write y").build())
         .await;
     assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_calls_made_in_task_processes_reach_the_worker_metrics() {
+    let harness = Harness::start_with(
+        "hostile",
+        &["--isolation", "process", "--metrics-address", "127.0.0.1:0"],
+    )
+    .await;
+    let address = metrics_address(&harness.worker);
+    let folder = TaskFolder::new();
+    for _ in 0..2 {
+        let result = harness
+            .run_task(folder.process_request().payload("write x").build())
+            .await;
+        assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
+    }
+    let body = scrape(&address);
+    let calls = r#"armonik_wasm_agent_calls_total{operation="NotifyResultData",code="OK"}"#;
+    assert_eq!(metrics_sample(&body, calls), Some(2.0), "{body}");
+    let outcomes = r#"armonik_wasm_tasks_total{outcome="completed"}"#;
+    assert_eq!(metrics_sample(&body, outcomes), Some(2.0), "{body}");
 }

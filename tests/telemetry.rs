@@ -4,11 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use armonik::Output;
-use common::{Harness, TaskFolder, Transport, Worker, guest};
+use common::{
+    Harness, TaskFolder, Transport, Worker, guest, metrics_address, metrics_sample, scrape,
+};
 use serde_json::Value;
 
 /// The worker's log as JSON records, one per line; panics on a line that is not one.
@@ -158,51 +159,10 @@ fn an_unknown_log_format_is_refused_with_the_known_ones() {
     );
 }
 
-/// `GET /metrics` over a plain socket, as Prometheus scrapes.
-fn scrape(address: &str) -> String {
-    let mut stream =
-        std::net::TcpStream::connect(address).expect("connect to the metrics endpoint");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.contains("text/plain"), "{head}");
-    body.to_owned()
-}
-
-/// The value of the sample `name{labels}` (labels as written, in the exposition's order).
-fn sample(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            line.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_count_real_tasks_by_outcome_with_their_durations() {
     let harness = Harness::start_with("hostile", &["--metrics-address", "127.0.0.1:0"]).await;
-    let log = harness.worker.log();
-    let address = log
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split("/metrics").next())
-        .unwrap_or_else(|| panic!("no metrics address in the log: {log}"))
-        .to_owned();
+    let address = metrics_address(&harness.worker);
 
     let folder = TaskFolder::new();
     for (payload, ok) in [
@@ -236,8 +196,9 @@ async fn metrics_count_real_tasks_by_outcome_with_their_durations() {
     wait_for_summaries(&harness.worker, 5).await;
 
     let body = scrape(&address);
-    let count =
-        |series: &str| sample(&body, series).unwrap_or_else(|| panic!("no {series}:\n{body}"));
+    let count = |series: &str| {
+        metrics_sample(&body, series).unwrap_or_else(|| panic!("no {series}:\n{body}"))
+    };
     assert_eq!(
         count(r#"armonik_wasm_tasks_total{outcome="completed"}"#),
         2.0
@@ -271,8 +232,8 @@ async fn metrics_count_real_tasks_by_outcome_with_their_durations() {
         2.0
     );
     // The default component, compiled (or read from the disk cache) at start.
-    let loads = sample(&body, "armonik_wasm_compile_cache_misses_total").unwrap_or(0.0)
-        + sample(
+    let loads = metrics_sample(&body, "armonik_wasm_compile_cache_misses_total").unwrap_or(0.0)
+        + metrics_sample(
             &body,
             r#"armonik_wasm_compile_cache_hits_total{tier="disk"}"#,
         )
@@ -326,4 +287,28 @@ async fn a_metrics_address_in_use_stops_serve_with_a_clear_error() {
         "{}",
         worker.log()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_filtered_at_warn_still_gives_the_ids_of_a_failed_task() {
+    let harness = Harness::start_custom(
+        &guest("hostile"),
+        Transport::Unix,
+        &["--log-format", "CLEF"],
+        &[("RUST_LOG", "warn")],
+    )
+    .await;
+    let folder = TaskFolder::new();
+    let request = folder.process_request().payload("no-such-mode").build();
+    let task = request.task_id.clone();
+    let result = harness.run_task(request).await;
+    assert!(matches!(result, Ok(Output::Error { .. })), "{result:?}");
+    wait_for_summaries(&harness.worker, 1).await;
+    let log = harness.worker.log();
+    let summary = records(&log)
+        .into_iter()
+        .find(|r| text(r, "@mt") == "task finished")
+        .expect("a summary record");
+    assert_eq!(text(&summary, "taskId"), task, "{summary:?}");
+    assert_eq!(text(&summary, "@l"), "Warning", "{summary:?}");
 }

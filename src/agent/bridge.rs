@@ -27,7 +27,6 @@ use crate::bindings::types::{
 };
 use crate::host_files::{Folder, plain_name};
 use crate::proto::v1::agent as pb;
-use crate::telemetry;
 
 /// A trap raised when the task's deadline passes during (or before) an agent call: the task
 /// ends with DEADLINE_EXCEEDED, as it does when the epoch deadline stops guest code.
@@ -48,8 +47,10 @@ pub struct Ledger {
     /// and it must be retried whatever the guest returns.
     pub agent_unavailable: Option<String>,
     /// Calls made to the agent, whatever their outcome (calls the bridge refused itself are
-    /// not counted: they never reached the agent).
-    pub agent_calls: u32,
+    /// not counted: they never reached the agent): the Agent service's method, the gRPC code
+    /// it ended with, and how long it took. Recorded in the metrics by the worker, which may
+    /// not be the process that made them (`serve --isolation process`).
+    pub agent_calls: Vec<(String, Code, std::time::Duration)>,
 }
 
 /// Who a task is, as the agent knows it.
@@ -224,14 +225,12 @@ impl AgentBridge {
     /// that cannot finish before the deadline traps, so the guest is stopped instead of
     /// waiting on an agent that has already given up on the task.
     ///
-    /// `operation` names the Agent service's method for the metrics
-    /// ([`telemetry::metrics::agent_call`]).
+    /// `operation` names the Agent service's method in [`Ledger::agent_calls`].
     async fn call<R>(
         &mut self,
         operation: &'static str,
         call: impl Future<Output = Result<R, Status>>,
     ) -> wasmtime::Result<Result<R, AgentError>> {
-        self.ledger.agent_calls = self.ledger.agent_calls.saturating_add(1);
         let started = std::time::Instant::now();
         let result = tokio::time::timeout_at(self.deadline, call).await;
         let code = match &result {
@@ -239,7 +238,9 @@ impl AgentBridge {
             Ok(Ok(_)) => Code::Ok,
             Ok(Err(status)) => status.code(),
         };
-        telemetry::metrics::agent_call(operation, code, started.elapsed());
+        self.ledger
+            .agent_calls
+            .push((operation.to_owned(), code, started.elapsed()));
         match result {
             Err(_elapsed) => Err(wasmtime::Error::new(DeadlineReached)),
             Ok(Ok(reply)) => Ok(Ok(reply)),

@@ -46,6 +46,7 @@ pub struct Cli {
         global = true,
         env = "ArmonikWasm__LogFormat",
         value_enum,
+        ignore_case = true,
         default_value_t = LogFormat::Text
     )]
     pub log_format: LogFormat,

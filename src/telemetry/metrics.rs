@@ -66,9 +66,11 @@ pub fn cache_lookup(lookup: CacheLookup) {
 
 /// Records one call to ArmoniK's agent: `operation` is the Agent service's method
 /// (`NotifyResultData`...), `code` the gRPC status it ended with (`Ok` on success).
-pub fn agent_call(operation: &'static str, code: tonic::Code, elapsed: Duration) {
-    counter!(AGENT_CALLS, "operation" => operation, "code" => code_name(code)).increment(1);
-    histogram!(AGENT_CALL_DURATION, "operation" => operation).record(elapsed.as_secs_f64());
+pub fn agent_call(operation: &str, code: tonic::Code, elapsed: Duration) {
+    counter!(AGENT_CALLS, "operation" => operation.to_owned(), "code" => code_name(code))
+        .increment(1);
+    histogram!(AGENT_CALL_DURATION, "operation" => operation.to_owned())
+        .record(elapsed.as_secs_f64());
 }
 
 /// Records a finished task: its `outcome` label, its wall time, and, when it got as far as
@@ -155,7 +157,7 @@ fn install() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()?;
     describe_counter!(
         TASKS,
-        "Tasks finished, by outcome (completed, error, timeout, trap, unavailable, cancelled)."
+        "Tasks finished, by outcome (completed, error, timeout, trap, unavailable, other)."
     );
     describe_histogram!(
         TASK_DURATION,

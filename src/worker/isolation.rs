@@ -132,12 +132,17 @@ impl ProcessIsolation {
             .arg(format!("--preload={}", preload.display()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            // Its log records (the guest's lines among them) join the worker's.
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             // Dropped when the task ends early (deadline, cancelled call) or the worker
             // stops: the guest goes too.
             .kill_on_drop(true)
             .spawn()
+            .map(|mut child| {
+                if let Some(stderr) = child.stderr.take() {
+                    tokio::spawn(relay(stderr));
+                }
+                child
+            })
     }
 
     /// The spare child if it is still alive, else a new one; and a new spare for the next
@@ -250,6 +255,25 @@ impl ProcessIsolation {
     }
 }
 
+/// Passes a child's log records (the guest's lines among them) on to the worker's stderr, a
+/// whole line per write under the worker's own lock: written by several processes straight
+/// to the pipe a container's stderr is, records longer than the pipe's atomic size would
+/// interleave.
+async fn relay(stderr: tokio::process::ChildStderr) {
+    use std::io::Write as _;
+    let mut lines = tokio::io::BufReader::new(stderr);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match lines.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let _ = std::io::stderr().lock().write_all(&line);
+            }
+        }
+    }
+}
+
 /// Settings of a task process (given by the worker, never by hand).
 #[derive(Debug, clap::Args)]
 pub struct TaskProcessArgs {
@@ -271,8 +295,8 @@ pub struct TaskProcessArgs {
     no_pooling: bool,
 }
 
-/// The child's side: gets ready, reads its [`Header`] and the request on stdin, runs the
-/// task, prints the [`Report`] on stdout.
+/// The child's side: gets ready, reads its header line (artifact, time budget) and the
+/// request on stdin, runs the task, prints the [`Report`] on stdout.
 ///
 /// # Errors
 /// The input cannot be read or decoded, the artifact cannot be loaded, or the report cannot
@@ -364,7 +388,8 @@ pub struct Report {
     created: Vec<String>,
     delegated: Vec<String>,
     agent_unavailable: Option<String>,
-    agent_calls: u32,
+    /// Per call: the Agent service's method, the gRPC code, nanoseconds.
+    agent_calls: Vec<(String, i32, u64)>,
     instantiation_ns: u64,
     memory_peak: usize,
 }
@@ -397,7 +422,14 @@ impl From<Finished> for Report {
             created: ledger.created.into_iter().collect(),
             delegated: ledger.delegated.into_iter().collect(),
             agent_unavailable: ledger.agent_unavailable,
-            agent_calls: ledger.agent_calls,
+            agent_calls: ledger
+                .agent_calls
+                .into_iter()
+                .map(|(operation, code, elapsed)| {
+                    let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+                    (operation, i32::from(code), nanos)
+                })
+                .collect(),
             instantiation_ns: u64::try_from(finished.stats.instantiation.as_nanos())
                 .unwrap_or(u64::MAX),
             memory_peak: finished.stats.memory_peak,
@@ -421,7 +453,17 @@ impl From<Report> for Finished {
                 created: report.created.into_iter().collect(),
                 delegated: report.delegated.into_iter().collect(),
                 agent_unavailable: report.agent_unavailable,
-                agent_calls: report.agent_calls,
+                agent_calls: report
+                    .agent_calls
+                    .into_iter()
+                    .map(|(operation, code, nanos)| {
+                        (
+                            operation,
+                            tonic::Code::from_i32(code),
+                            Duration::from_nanos(nanos),
+                        )
+                    })
+                    .collect(),
             },
             stats: RunStats {
                 instantiation: Duration::from_nanos(report.instantiation_ns),

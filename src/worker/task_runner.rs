@@ -155,7 +155,9 @@ impl TaskRunner {
                 self.config.max_concurrent_tasks
             ))
         })?;
-        let span = tracing::info_span!(
+        // At error level so that it is on whenever any record is: its ids must reach the
+        // warnings of a worker filtered at `warn`.
+        let span = tracing::error_span!(
             "task",
             session_id = %request.session_id,
             task_id = %request.task_id,
@@ -267,7 +269,10 @@ impl TaskRunner {
             Some(isolation) => isolation.run(&component, assignment, deadline).await,
         };
         cost.sandbox = Some(stats);
-        cost.agent_calls = ledger.agent_calls;
+        cost.agent_calls = u32::try_from(ledger.agent_calls.len()).unwrap_or(u32::MAX);
+        for (operation, code, elapsed) in &ledger.agent_calls {
+            metrics::agent_call(operation, *code, *elapsed);
+        }
 
         if let Some(message) = &ledger.agent_unavailable {
             // ArmoniK could not record part of what the task did: only a retry is safe.
