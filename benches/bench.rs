@@ -6,6 +6,7 @@
 //! cargo bench --bench bench             # full run (a few minutes)
 //! cargo bench --bench bench -- --quick  # smoke run, as in CI
 //! cargo bench --bench bench -- overhead # only the benchmarks whose name contains a filter
+//! cargo bench --bench bench -- isolation # `serve --isolation process` against in-process
 //! ```
 
 #[path = "../tests/common/mod.rs"]
@@ -106,6 +107,9 @@ fn main() -> anyhow::Result<()> {
         }
         if selected("memory") {
             memory(&sizes).await?;
+        }
+        if selected("isolation") {
+            isolation(&sizes).await?;
         }
         Ok(())
     })
@@ -281,6 +285,41 @@ async fn per_task_overhead(sizes: &Sizes) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// 7. `serve --isolation process` beside the default: the same no-op task through the same
+///    driver, each task in a fresh child process of the worker.
+async fn isolation(sizes: &Sizes) -> anyhow::Result<()> {
+    println!(
+        "\n7. process isolation: no-op task through Process over UDS, a child process per task"
+    );
+    let agent = FakeAgent::start();
+    let quiet = [("RUST_LOG", "warn")];
+    let echo = guest("echo");
+    let in_process = Worker::spawn_custom(&echo, &agent, Transport::Unix, &[], &quiet).await;
+    let isolated = Worker::spawn_custom(
+        &echo,
+        &agent,
+        Transport::Unix,
+        &["--isolation", "process"],
+        &quiet,
+    )
+    .await;
+    let (in_process_client, isolated_client) = (in_process.client().await, isolated.client().await);
+    let clients = [&in_process_client, &isolated_client];
+    let tasks = (sizes.tasks / 10).max(20);
+    drive(&clients, &agent, 5, b"", false).await;
+    let mut results = drive(&clients, &agent, tasks, b"", false).await;
+    let (mut isolated, isolated_total) = results.pop().unwrap_or_default();
+    let (mut in_process, in_process_total) = results.pop().unwrap_or_default();
+    let base = print_latencies("in-process (default)", &mut in_process, in_process_total);
+    let child = print_latencies("--isolation process", &mut isolated, isolated_total);
+    println!(
+        "  a process per task adds {:.2} ms per task (p50; target <= 5 ms), ratio {:.2}x",
+        child.saturating_sub(base).as_secs_f64() * 1e3,
+        child.as_secs_f64() / base.as_secs_f64()
+    );
+    Ok(())
+}
+
 async fn sandbox(pooling: bool) -> anyhow::Result<Arc<Sandbox>> {
     Ok(Arc::new(Sandbox::new(SandboxConfig {
         max_concurrent_tasks: 256,
@@ -313,7 +352,7 @@ async fn instantiation(sizes: &Sizes) -> anyhow::Result<()> {
         for pooling in [false, true] {
             let sandbox = sandbox(pooling).await?;
             let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).ok();
-            let components = Components::new(sandbox.clone(), Some(&wasm), disk).await?;
+            let components = Components::new(sandbox.clone(), Some(&wasm), None, disk).await?;
             let pre = components
                 .for_task(&Default::default(), &Folder::open(folder.path())?)
                 .await?;
@@ -422,7 +461,7 @@ async fn local_runner(
     component: &Path,
 ) -> anyhow::Result<(Arc<LocalAgent>, String, Arc<TaskRunner>, tempfile::TempDir)> {
     let sandbox = sandbox(true).await?;
-    let components = Components::new(sandbox.clone(), Some(component), None).await?;
+    let components = Components::new(sandbox.clone(), Some(component), None, None).await?;
     let work = tempfile::tempdir()?;
     let agent = Arc::new(LocalAgent::new(work.path())?);
     let session = agent.create_session(
@@ -598,7 +637,7 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let agent = Arc::new(LocalAgent::new(work.path())?);
     let sandbox = sandbox(true).await?;
-    let components = Components::new(sandbox.clone(), Some(&guest("echo")), None).await?;
+    let components = Components::new(sandbox.clone(), Some(&guest("echo")), None, None).await?;
     let pre = components
         .for_task(&Default::default(), &Folder::open(folder.path())?)
         .await?;

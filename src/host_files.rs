@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use cap_fs_ext::{DirExt as _, FollowSymlinks, OpenOptionsFollowExt as _};
 use cap_std::ambient_authority;
-use cap_std::fs::{Dir, DirBuilder, OpenOptions};
+use cap_std::fs::{Dir, DirBuilder, OpenOptions, OpenOptionsExt as _};
 use sha2::{Digest, Sha256};
 
 /// The longest name a Linux file system takes, in bytes.
@@ -27,6 +27,10 @@ const NAME_MAX: usize = 255;
 /// the 16-digit hash, and a `.` and a 36-character result id after it, well under
 /// [`NAME_MAX`].
 const MAPPED_NAME_CUT: usize = 180;
+/// `O_NONBLOCK`, as `open`'s flags take it.
+#[allow(clippy::cast_possible_wrap)]
+const NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+
 /// The longest mapped name left whole.
 const MAPPED_NAME_MAX: usize = 200;
 
@@ -167,6 +171,21 @@ impl Folder {
         })
     }
 
+    /// Opens the existing subfolder `name`, without following a link and without creating
+    /// it.
+    ///
+    /// # Errors
+    /// `name` is not a plain name; nothing is there (`NotFound`); it is a link or not a
+    /// directory; it cannot be opened.
+    pub fn open_subfolder(&self, name: &str) -> io::Result<Self> {
+        let name = plain_name(name)?;
+        Ok(Self {
+            dir: self.dir.open_dir_nofollow(name)?,
+            path: self.path.join(name),
+            private: self.private,
+        })
+    }
+
     /// Opens the regular file `name` for reading, without following a link.
     ///
     /// # Errors
@@ -175,7 +194,13 @@ impl Folder {
     pub fn open_file(&self, name: &str) -> io::Result<std::fs::File> {
         let name = plain_name(name)?;
         let mut options = OpenOptions::new();
-        options.read(true).follow(FollowSymlinks::No);
+        // Non-blocking, so that a FIFO (or a device) at that name is refused below instead of
+        // blocking the thread in `open` until a writer comes; reads of a regular file ignore
+        // the flag.
+        options
+            .read(true)
+            .follow(FollowSymlinks::No)
+            .custom_flags(NONBLOCK);
         let file = self
             .dir
             .open_with(name, &options)
@@ -203,11 +228,14 @@ impl Folder {
 
     /// Whether `name` is a regular file of this folder (a link to one is not).
     pub fn is_file(&self, name: &str) -> bool {
-        plain_name(name).is_ok_and(|name| {
-            self.dir
-                .symlink_metadata(name)
-                .is_ok_and(|m| m.file_type().is_file())
-        })
+        self.file_size(name).is_some()
+    }
+
+    /// The size in bytes of `name` if it is a regular file of this folder (a link to one is
+    /// not), else `None`.
+    pub fn file_size(&self, name: &str) -> Option<u64> {
+        let metadata = self.dir.symlink_metadata(plain_name(name).ok()?).ok()?;
+        metadata.file_type().is_file().then(|| metadata.len())
     }
 
     /// Removes whatever is at `name`: a file, a link (never its target), a directory and
@@ -351,6 +379,22 @@ impl Folder {
     /// A removal fails.
     pub fn remove_contents(&self) -> io::Result<()> {
         empty(&self.dir)
+    }
+
+    /// The names of the subfolders of this folder (links to folders are left out), sorted.
+    ///
+    /// # Errors
+    /// The folder cannot be listed.
+    pub fn subfolders(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in self.dir.entries()? {
+            let entry = entry?;
+            if let (true, Some(name)) = (entry.file_type()?.is_dir(), entry.file_name().to_str()) {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort_unstable();
+        Ok(names)
     }
 
     /// The regular files of this folder (links and subfolders are left out): name, size in

@@ -14,6 +14,8 @@
 //! - [`agent`]: the WIT `agent` interface ([`agent::bridge`]) over the Agent trait,
 //!   implemented over gRPC ([`agent::grpc`]) and by [`local::agent`].
 //! - [`host_files`]: every file the host touches for a task or on its own stores.
+//! - [`telemetry`]: log formats, the per-task summary record, Prometheus metrics (recorded by
+//!   every layer above, read by nothing in the host).
 //! - [`generated`]: code generated from ArmoniK's protos and the WIT world.
 
 pub mod agent;
@@ -23,6 +25,7 @@ pub mod generated;
 pub mod host_files;
 pub mod local;
 pub mod sandbox;
+pub mod telemetry;
 pub mod worker;
 
 pub use generated::{bindings, proto};

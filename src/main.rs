@@ -1,11 +1,11 @@
 //! The `armonik-wasm` binary: see `armonik-wasm --help`.
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use armonik_wasm::cli::{self, Cli, Command};
 use armonik_wasm::cli::{console, submit};
 use armonik_wasm::errln;
+use armonik_wasm::telemetry::logs;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -13,9 +13,11 @@ fn main() -> std::process::ExitCode {
     // so one thread serves it without cross-thread wake-ups on every gRPC message; `run`
     // executes independent tasks in parallel, one per core.
     let runtime = match cli.command {
-        Command::Serve(_) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
+        Command::Serve(_) | Command::TaskProcess(_) => {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+        }
         _ => tokio::runtime::Runtime::new(),
     };
     let runtime = match runtime {
@@ -34,21 +36,16 @@ fn main() -> std::process::ExitCode {
 async fn async_main(cli: Cli) -> std::process::ExitCode {
     // A worker logs every task; the local commands show only warnings and what guests print.
     let default_filter = match cli.command {
-        Command::Serve(_) | Command::Dev(_) => "info",
+        Command::Serve(_) | Command::Dev(_) | Command::TaskProcess(_) => "info",
         _ => "warn,guest=info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter)),
-        )
-        .with_writer(std::io::stderr)
-        // Colours only for a person: a container's log collector stores the codes as text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        // Otherwise a log line to a closed stderr is reported with `eprintln!`, which panics.
-        .log_internal_errors(false)
-        .init();
+    let log_format = cli.log_format;
+    logs::init(log_format, default_filter);
     let result = match cli.command {
-        Command::Serve(args) => cli::serve(args).await.map(|()| true),
+        Command::Serve(args) => cli::serve(args, cli.log_format).await.map(|()| true),
+        Command::TaskProcess(args) => armonik_wasm::worker::isolation::task_process(args)
+            .await
+            .map(|()| true),
         Command::Run(args) => cli::run(args).await,
         Command::Compile(args) => cli::compile(args).map(|()| true),
         Command::Inspect(args) => cli::inspect(args).await,
@@ -62,6 +59,11 @@ async fn async_main(cli: Cli) -> std::process::ExitCode {
         // say it to (see `console`).
         Err(error) if console::is_closed_output(&error) => {
             std::process::ExitCode::from(console::CLOSED_EXIT_CODE)
+        }
+        // A collector reading JSON gets the failure as a record of its own.
+        Err(error) if log_format != logs::LogFormat::Text => {
+            tracing::error!(error = format!("{error:#}"), "the command failed");
+            std::process::ExitCode::FAILURE
         }
         Err(error) => {
             let _ = errln!("error: {error:#}");

@@ -382,15 +382,6 @@ fn library_task(folder: &TaskFolder, library: &[u8], max_duration: Duration) -> 
         .build()
 }
 
-/// A duration as `Debug` writes it (`1.5s`, `950.2ms`, `12µs`, `7ns`).
-fn parse_debug_duration(text: &str) -> Option<Duration> {
-    let units = [("ns", 1e-9), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)];
-    units.iter().find_map(|(unit, seconds)| {
-        let value: f64 = text.strip_suffix(unit)?.parse().ok()?;
-        Some(Duration::from_secs_f64(value * seconds))
-    })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_compiles_a_library_once_within_the_deadlines_of_the_tasks_waiting_for_it() {
     let _alone = HEAVY.lock().await;
@@ -429,11 +420,9 @@ async fn serve_compiles_a_library_once_within_the_deadlines_of_the_tasks_waiting
         .count();
     assert_eq!(compiled, 1, "the library compiled {compiled} times\n{log}");
     // The host itself ended each of the six at its deadline, whatever the client did.
-    let ended: Vec<Duration> = (log.lines())
-        .filter(|l| l.contains("elapsed while its component was being loaded"))
-        .filter_map(|l| l.split("elapsed=").nth(1)?.split(' ').next())
-        .map(|elapsed| parse_debug_duration(elapsed).unwrap_or_else(|| panic!("elapsed={elapsed}")))
-        .collect();
+    let ended = common::task_wall_times(&log, |l| {
+        l.contains("elapsed while its component was being loaded")
+    });
     assert_eq!(ended.len(), 6, "{ended:?}\n{log}");
     assert!(
         ended.iter().all(|&d| d < Duration::from_secs(10)),
@@ -825,14 +814,10 @@ async fn serve_guest_output_can_neither_pass_for_a_host_record_nor_carry_other_i
     assert_eq!(folder.read(&output), b"forged");
     // The last line has no newline: it is logged when the task's store is torn down.
     let last = "no newline at the end";
-    assert!(
-        harness
-            .worker
-            .wait_for_log(last, Duration::from_secs(5))
-            .await,
-        "{}",
-        harness.worker.log()
-    );
+    harness
+        .worker
+        .expect_log(last, Duration::from_secs(5))
+        .await;
 
     let raw = std::fs::read(harness.worker.dir().join("worker.log")).expect("worker log");
     for (byte, name) in [(0x1b, "ESC"), (b'\r', "CR"), (0, "NUL")] {

@@ -480,27 +480,12 @@ language_tests!(c, Lang::C);
 // Per-task cost
 // ---------------------------------------------------------------------------------------------
 
-/// `elapsed=` of every "task completed"/"task failed" line of a worker log (the host's own
-/// time for a task: store, instantiation, the call, output checks), in microseconds.
+/// The wall time of every task of a worker log (the host's own time for a task: store,
+/// instantiation, the call, output checks), in microseconds.
 fn host_task_times(log: &str) -> Vec<f64> {
-    log.lines()
-        .filter(|line| line.contains("task completed") || line.contains("task failed"))
-        .filter_map(|line| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix("elapsed="))
-        })
-        .filter_map(|value| {
-            let (number, unit) =
-                value.split_at(value.find(|c: char| c.is_ascii_alphabetic() || c == 'µ')?);
-            let number: f64 = number.parse().ok()?;
-            Some(match unit {
-                "ns" => number / 1000.0,
-                "µs" | "us" => number,
-                "ms" => number * 1000.0,
-                "s" => number * 1_000_000.0,
-                _ => return None,
-            })
-        })
+    common::task_wall_times(log, |_| true)
+        .iter()
+        .map(|wall| wall.as_secs_f64() * 1e6)
         .collect()
 }
 

@@ -46,6 +46,11 @@ pub struct Ledger {
     /// Set when the agent could not be reached: the task's outcome is then unknown to ArmoniK
     /// and it must be retried whatever the guest returns.
     pub agent_unavailable: Option<String>,
+    /// Calls made to the agent, whatever their outcome (calls the bridge refused itself are
+    /// not counted: they never reached the agent): the Agent service's method, the gRPC code
+    /// it ended with, and how long it took. Recorded in the metrics by the worker, which may
+    /// not be the process that made them (`serve --isolation process`).
+    pub agent_calls: Vec<(String, Code, std::time::Duration)>,
 }
 
 /// Who a task is, as the agent knows it.
@@ -219,11 +224,24 @@ impl AgentBridge {
     /// Runs one agent call within the task's deadline and maps its error for the guest. A call
     /// that cannot finish before the deadline traps, so the guest is stopped instead of
     /// waiting on an agent that has already given up on the task.
+    ///
+    /// `operation` names the Agent service's method in [`Ledger::agent_calls`].
     async fn call<R>(
         &mut self,
+        operation: &'static str,
         call: impl Future<Output = Result<R, Status>>,
     ) -> wasmtime::Result<Result<R, AgentError>> {
-        match tokio::time::timeout_at(self.deadline, call).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout_at(self.deadline, call).await;
+        let code = match &result {
+            Err(_elapsed) => Code::DeadlineExceeded,
+            Ok(Ok(_)) => Code::Ok,
+            Ok(Err(status)) => status.code(),
+        };
+        self.ledger
+            .agent_calls
+            .push((operation.to_owned(), code, started.elapsed()));
+        match result {
             Err(_elapsed) => Err(wasmtime::Error::new(DeadlineReached)),
             Ok(Ok(reply)) => Ok(Ok(reply)),
             Ok(Err(status)) => {
@@ -275,7 +293,12 @@ impl Host for AgentBridge {
             communication_token: self.token.clone(),
         };
         let agent = self.agent.clone();
-        let reply = self.call(agent.create_results_metadata(request)).await?;
+        let reply = self
+            .call(
+                "CreateResultsMetaData",
+                agent.create_results_metadata(request),
+            )
+            .await?;
         Ok(reply.map(|r| {
             self.owned
                 .extend(r.results.iter().map(|m| m.result_id.clone()));
@@ -299,7 +322,9 @@ impl Host for AgentBridge {
             communication_token: self.token.clone(),
         };
         let agent = self.agent.clone();
-        let reply = self.call(agent.create_results(request)).await?;
+        let reply = self
+            .call("CreateResults", agent.create_results(request))
+            .await?;
         Ok(reply.map(|r| {
             self.ledger
                 .created
@@ -331,7 +356,9 @@ impl Host for AgentBridge {
             communication_token: self.token.clone(),
         };
         let agent = self.agent.clone();
-        let reply = self.call(agent.notify_result_data(request)).await?;
+        let reply = self
+            .call("NotifyResultData", agent.notify_result_data(request))
+            .await?;
         Ok(reply.map(|r| {
             self.ledger.notified.extend(r.result_ids.iter().cloned());
             r.result_ids
@@ -361,7 +388,9 @@ impl Host for AgentBridge {
             communication_token: self.token.clone(),
         };
         let agent = self.agent.clone();
-        let reply = self.call(agent.submit_tasks(request)).await?;
+        let reply = self
+            .call("SubmitTasks", agent.submit_tasks(request))
+            .await?;
         Ok(reply.map(|r| {
             let tasks: Vec<SubmittedTask> = r
                 .task_infos
@@ -392,7 +421,7 @@ impl Host for AgentBridge {
         };
         let stream = convert::create_task_stream(tasks, defaults, &self.token, self.chunk_size);
         let agent = self.agent.clone();
-        let reply = match self.call(agent.create_task(stream)).await? {
+        let reply = match self.call("CreateTask", agent.create_task(stream)).await? {
             Ok(reply) => reply,
             Err(error) => return Ok(Err(error)),
         };
@@ -437,7 +466,10 @@ impl Host for AgentBridge {
         }
         let request = self.data_request(result_id);
         let agent = self.agent.clone();
-        Ok(self.call(agent.get_resource_data(request)).await?.map(drop))
+        Ok(self
+            .call("GetResourceData", agent.get_resource_data(request))
+            .await?
+            .map(drop))
     }
 
     async fn get_common_data(
@@ -449,7 +481,10 @@ impl Host for AgentBridge {
         }
         let request = self.data_request(result_id);
         let agent = self.agent.clone();
-        Ok(self.call(agent.get_common_data(request)).await?.map(drop))
+        Ok(self
+            .call("GetCommonData", agent.get_common_data(request))
+            .await?
+            .map(drop))
     }
 
     async fn get_direct_data(
@@ -461,7 +496,10 @@ impl Host for AgentBridge {
         }
         let request = self.data_request(result_id);
         let agent = self.agent.clone();
-        Ok(self.call(agent.get_direct_data(request)).await?.map(drop))
+        Ok(self
+            .call("GetDirectData", agent.get_direct_data(request))
+            .await?
+            .map(drop))
     }
 }
 

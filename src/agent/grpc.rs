@@ -24,6 +24,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct GrpcAgent {
     client: AgentClient<Channel>,
+    channel: Channel,
 }
 
 impl GrpcAgent {
@@ -49,6 +50,7 @@ impl GrpcAgent {
                 .connect_lazy(),
         };
         Ok(Self {
+            channel: channel.clone(),
             // Responses are small; requests may carry up to the agent's own 4 MiB limit.
             // Core's agent replies with messages of any size (50,000 created results are 5 MB):
             // work it recorded must not be reported to the guest as failed.
@@ -56,6 +58,20 @@ impl GrpcAgent {
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
         })
+    }
+}
+
+impl GrpcAgent {
+    /// Connects now instead of at the first call: a task process does it while it waits for
+    /// its task. An agent out of reach is not an error here; the first call will say so.
+    pub async fn connect_now(&self) {
+        let mut channel = self.channel.clone();
+        let ready = tower::ServiceExt::<tonic::codegen::http::Request<tonic::body::Body>>::ready(
+            &mut channel,
+        );
+        if let Err(error) = ready.await {
+            tracing::debug!(%error, "the agent is not reachable yet");
+        }
     }
 }
 

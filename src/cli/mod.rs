@@ -20,7 +20,10 @@ use crate::outln;
 use crate::sandbox::compile_cache::{self, CacheLimits, DiskCache};
 use crate::sandbox::components::{self, Components, Origin, check_header};
 use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::telemetry::logs::LogFormat;
+use crate::telemetry::metrics;
 use crate::worker::config::ChannelAddress;
+use crate::worker::isolation::ProcessIsolation;
 use crate::worker::task_runner::{GuestThread, RunnerConfig, TaskRunner};
 use crate::worker::transport::{self, WorkerService};
 use submit::SubmitArgs;
@@ -35,6 +38,18 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+
+    /// Format of the host's log on stderr: text (for a person), json, or clef (the Compact
+    /// Log Event Format of ArmoniK's workers, for its Fluent Bit and Seq stack).
+    #[arg(
+        long,
+        global = true,
+        env = "ArmonikWasm__LogFormat",
+        value_enum,
+        ignore_case = true,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
 }
 
 /// The binary's commands.
@@ -54,6 +69,9 @@ pub enum Command {
     /// Serve ArmoniK's control-plane API (Sessions, Results, Tasks, Events, ...) locally:
     /// ArmoniK's own clients submit tasks, each runs as a component on this machine.
     Dev(crate::cli::dev::DevArgs),
+    /// A task in a process of its own, started by `serve --isolation process`.
+    #[command(name = "task-process", hide = true)]
+    TaskProcess(crate::worker::isolation::TaskProcessArgs),
     /// Send a component and its inputs to ArmoniK's control plane (a cluster, or `armonik-wasm
     /// dev`) as a session and a root task, follow the session until the root task's outputs
     /// are done, and download them.
@@ -98,6 +116,12 @@ pub struct SandboxArgs {
     /// address space up front, and is faster to instantiate from).
     #[arg(long, env = "ArmonikWasm__NoPooling")]
     pub no_pooling: bool,
+
+    /// Components by application: DIR/<application_name>/<application_version>.wasm, chosen
+    /// for a task whose options name an application and no LibraryBlobId. Looked up at each
+    /// task: a version dropped in is used without a restart.
+    #[arg(long, env = "ArmonikWasm__ComponentsDir")]
+    pub components_dir: Option<PathBuf>,
 }
 
 impl SandboxArgs {
@@ -194,26 +218,74 @@ pub struct ServeArgs {
         default_value_t = 15.0
     )]
     pub shutdown_grace: f64,
+
+    /// Where a task runs: in-process (a fresh store and instance in this process), or process
+    /// (besides, a fresh child process of this binary per task: an OS process boundary, for a
+    /// few milliseconds more per task).
+    #[arg(
+        long,
+        env = "ArmonikWasm__Isolation",
+        value_enum,
+        default_value_t = Isolation::InProcess
+    )]
+    pub isolation: Isolation,
+
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (for example 0.0.0.0:9090; port 0
+    /// picks a free one, logged at start). Off when unset.
+    #[arg(long, env = "ArmonikWasm__MetricsAddress")]
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
-/// `serve`: the production worker.
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Where `serve` runs a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    /// In this process: a fresh store and instance per task.
+    InProcess,
+    /// In a fresh child process per task, which instantiates the component this process
+    /// compiled.
+    Process,
+}
+
+/// `serve`: the production worker; `log_format` is passed on to task processes.
+pub async fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
     let worker_address = ChannelAddress::parse(&args.worker_address, &args.worker_socket_type)
         .context("invalid worker channel")?;
     let agent_address = ChannelAddress::parse(&args.agent_address, &args.agent_socket_type)
         .context("invalid agent channel")?;
     let default_max_duration = args.sandbox.default_max_duration()?;
     let grace = seconds(args.shutdown_grace, "--shutdown-grace")?;
+    if let Some(address) = args.metrics_address {
+        let bound = metrics::serve(address).await?;
+        tracing::info!(address = %bound, "metrics endpoint: http://{bound}/metrics");
+    }
 
     let (sandbox, disk) = args.sandbox.build(args.max_concurrent_tasks)?;
-    let components = Components::new(sandbox.clone(), args.component.as_deref(), disk).await?;
+    let components = Components::new(
+        sandbox.clone(),
+        args.component.as_deref(),
+        args.sandbox.components_dir.as_deref(),
+        disk,
+    )
+    .await?;
     let guest_thread = GuestThread::start().context("cannot start the guest thread")?;
     // The agent's channel runs on the guest thread, where the calls come from.
     let agent = {
         let _guest = guest_thread.enter();
         GrpcAgent::connect_lazy(&agent_address).context("invalid agent channel")?
     };
-    let runner = Arc::new(TaskRunner::new(
+    let isolation = match args.isolation {
+        Isolation::InProcess => None,
+        Isolation::Process => {
+            let name = clap::ValueEnum::to_possible_value(&log_format)
+                .map(|value| value.get_name().to_owned())
+                .unwrap_or_default();
+            Some(
+                ProcessIsolation::new(&agent_address, sandbox.config(), &name)
+                    .context("cannot set up process isolation")?,
+            )
+        }
+    };
+    let mut runner = TaskRunner::new(
         sandbox,
         components,
         Arc::new(agent),
@@ -222,7 +294,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             default_max_duration,
         },
         Some(guest_thread),
-    ));
+    );
+    if let Some(isolation) = isolation {
+        tracing::info!("each task runs in a process of its own");
+        runner = runner.with_isolation(isolation);
+    }
+    let runner = Arc::new(runner);
     let serving = Arc::new(AtomicBool::new(true));
     let service = WorkerService::new(runner.clone(), serving.clone());
     tracing::info!(%agent_address, "agent channel (connected on first use)");

@@ -47,7 +47,13 @@ impl LocalRunner {
             .max(1);
         let default_max_duration = args.default_max_duration()?;
         let (sandbox, disk) = args.build(u32::try_from(parallelism)?)?;
-        let components = Components::new(sandbox.clone(), component, disk).await?;
+        let components = Components::new(
+            sandbox.clone(),
+            component,
+            args.components_dir.as_deref(),
+            disk,
+        )
+        .await?;
         Ok(Self {
             sandbox,
             components,

@@ -2,7 +2,9 @@
 //!
 //! A task runs the component that ArmoniK's dynamic-worker convention names (task options
 //! `ConventionVersion=v1` and `LibraryBlobId=<result id>`, the `.wasm` shipped as one of the
-//! task's data dependencies), else the default component the host was started with. Each
+//! task's data dependencies), else the one its application name and version name in the
+//! operator's components folder ([`applications`](crate::sandbox::applications)), else the
+//! default component the host was started with. Each
 //! component is compiled and linked once and kept by content hash; library blobs are also
 //! kept by result id, since an ArmoniK result never changes once written.
 
@@ -19,8 +21,11 @@ use wasmtime::{Engine, Precompiled};
 
 use crate::bindings::WorkerPre;
 use crate::host_files::Folder;
+use crate::proto::v1::TaskOptions;
+use crate::sandbox::applications::{Applications, FileIdentity};
 use crate::sandbox::compile_cache::DiskCache;
 use crate::sandbox::{Sandbox, TaskState};
+use crate::telemetry::metrics::{self, CacheLookup};
 
 /// Task option naming the dynamic-worker convention in use.
 pub const CONVENTION_VERSION: &str = "ConventionVersion";
@@ -120,6 +125,8 @@ pub struct Prepared {
 struct Cache {
     by_digest: HashMap<String, Arc<Prepared>>,
     by_blob: HashMap<String, Arc<Prepared>>,
+    /// Application name and version → the file last loaded for them, and its component.
+    by_application: HashMap<(String, String), (FileIdentity, Arc<Prepared>)>,
     /// Digests in insertion order, to evict the oldest.
     order: VecDeque<String>,
 }
@@ -133,6 +140,7 @@ impl Cache {
         {
             self.by_digest.remove(&oldest);
             self.by_blob.retain(|_, p| p.digest != oldest);
+            self.by_application.retain(|_, (_, p)| p.digest != oldest);
         }
         self.order.push_back(prepared.digest.clone());
         self.by_digest
@@ -150,6 +158,7 @@ fn lock(cache: &Mutex<Cache>) -> std::sync::MutexGuard<'_, Cache> {
 pub struct Components {
     sandbox: Arc<Sandbox>,
     default: Option<Arc<Prepared>>,
+    applications: Option<Applications>,
     cache: Arc<Mutex<Cache>>,
     disk: Option<DiskCache>,
     /// One compilation at a time: a Python component takes seconds of both cores and about a
@@ -161,15 +170,21 @@ pub struct Components {
 
 impl Components {
     /// Loads the default component, if any, now, so a broken one stops the host at start.
-    /// `disk` caches compilations across processes.
+    /// `applications` is the operator's folder of components by application; `disk` caches
+    /// compilations across processes.
+    ///
+    /// # Errors
+    /// The default component cannot be loaded, or the applications folder opened.
     pub async fn new(
         sandbox: Arc<Sandbox>,
         default: Option<&Path>,
+        applications: Option<&Path>,
         disk: Option<DiskCache>,
     ) -> Result<Self, LoadError> {
         let components = Self {
             sandbox,
             default: None,
+            applications: applications.map(Applications::open).transpose()?,
             cache: Arc::default(),
             compiling: Arc::new(Semaphore::new(1)),
             disk,
@@ -200,22 +215,44 @@ impl Components {
         self.lock().by_blob.contains_key(id)
     }
 
-    /// The component for a task with these options; `data_folder` holds the task's input
-    /// files, its library blob among them unless [`has_blob`](Self::has_blob) says it is ready.
+    /// The component for a task with these options: its library blob, else its application
+    /// (when the host has a components folder and the options name one), else the default.
+    /// `data_folder` holds the task's input files, its library blob among them unless
+    /// [`has_blob`](Self::has_blob) says it is ready.
+    ///
+    /// # Errors
+    /// No component is selected, or the selected one cannot be loaded.
     pub async fn for_task(
         &self,
-        options: &HashMap<String, String>,
+        options: &TaskOptions,
         data_folder: &Folder,
     ) -> Result<Arc<Prepared>, LoadError> {
-        let Some(blob) = library_blob(options)? else {
+        let Some(blob) = library_blob(&options.options)? else {
+            if let Some(applications) = &self.applications
+                && !options.application_name.is_empty()
+            {
+                return self
+                    .for_application(
+                        applications,
+                        &options.application_name,
+                        &options.application_version,
+                    )
+                    .await;
+            }
             return self.default.clone().ok_or_else(|| {
                 LoadError::Selection(format!(
-                    "no component for this task: the host has no default component and the task options do not set {CONVENTION_VERSION}=v1 with a {LIBRARY_BLOB_ID}"
+                    "no component for this task: the host has no default component and the task options do not set {CONVENTION_VERSION}=v1 with a {LIBRARY_BLOB_ID}{}",
+                    if self.applications.is_some() {
+                        " nor an application_name"
+                    } else {
+                        ""
+                    }
                 ))
             });
         };
         let blob = &blob.to_owned();
         if let Some(prepared) = self.lock().by_blob.get(blob) {
+            metrics::cache_lookup(CacheLookup::Memory);
             return Ok(prepared.clone());
         }
         // A regular file of the folder, never a link a guest of an earlier attempt planted.
@@ -243,6 +280,44 @@ impl Components {
         Ok(prepared)
     }
 
+    /// The component of application `name` at `version`: read again only when its file
+    /// changed since it was last loaded.
+    async fn for_application(
+        &self,
+        applications: &Applications,
+        name: &str,
+        version: &str,
+    ) -> Result<Arc<Prepared>, LoadError> {
+        let (file, path) = applications.open_component(name, version)?;
+        let read_error = |error| LoadError::Read {
+            path: path.clone(),
+            error,
+        };
+        let identity = FileIdentity::of(&file).map_err(read_error)?;
+        let key = (name.to_owned(), version.to_owned());
+        if let Some((known, prepared)) = self.lock().by_application.get(&key)
+            && *known == identity
+        {
+            metrics::cache_lookup(CacheLookup::Memory);
+            return Ok(prepared.clone());
+        }
+        let mut bytes = Vec::new();
+        tokio::fs::File::from_std(file)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(read_error)?;
+        // The operator's folder: trusted like a file on the command line.
+        let prepared = self.load(bytes, Origin::File(path)).await?;
+        let mut cache = self.lock();
+        if cache.by_application.len() >= BLOB_IDS_CAPACITY {
+            cache.by_application.clear();
+        }
+        cache
+            .by_application
+            .insert(key, (identity, prepared.clone()));
+        Ok(prepared)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         lock(&self.cache)
     }
@@ -259,6 +334,7 @@ impl Components {
         .await
         .map_err(|e| LoadError::Selection(format!("cannot hash the component: {e}")))?;
         if let Some(prepared) = self.lock().by_digest.get(&digest) {
+            metrics::cache_lookup(CacheLookup::Memory);
             return Ok(prepared.clone());
         }
         let permit = self
@@ -269,6 +345,7 @@ impl Components {
             .map_err(|e| LoadError::Selection(format!("component compilation failed: {e}")))?;
         // Another task may have compiled it while this one waited.
         if let Some(prepared) = self.lock().by_digest.get(&digest) {
+            metrics::cache_lookup(CacheLookup::Memory);
             return Ok(prepared.clone());
         }
         // Compiling takes from milliseconds (Rust) to seconds (Python): keep it off the async
@@ -355,8 +432,10 @@ pub fn compile(
         None => check_header(bytes, origin)?,
     }
     if let Some(component) = disk.and_then(|(disk, digest)| disk.load(engine, digest)) {
+        metrics::cache_lookup(CacheLookup::Disk);
         return Ok(component);
     }
+    metrics::cache_lookup(CacheLookup::Miss);
     let started = std::time::Instant::now();
     let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
         origin: origin.clone(),

@@ -51,18 +51,20 @@ impl GuestLog {
         }
     }
 
-    /// Logs one line. The guest's text is the last field, quoted with its control characters
-    /// and quotes escaped (`?`): it can neither start a record of its own nor pass for the
-    /// host's task and session ids, which come first.
+    /// Logs one line. The guest's text is the last field, a string value: the text format
+    /// quotes it with its control characters and quotes escaped, the JSON formats escape it,
+    /// so it can neither start a record of its own nor pass for the host's task and session
+    /// ids, which come first.
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
+        let line = line.as_ref();
         let (session_id, task_id) = (&self.ids.session_id, &self.ids.task_id);
         match self.stream {
             Stream::Stdout => {
-                tracing::info!(target: "guest", %session_id, %task_id, stream = "stdout", line = ?line, "guest output")
+                tracing::info!(target: "guest", %session_id, %task_id, stream = "stdout", line, "guest output")
             }
             Stream::Stderr => {
-                tracing::warn!(target: "guest", %session_id, %task_id, stream = "stderr", line = ?line, "guest output")
+                tracing::warn!(target: "guest", %session_id, %task_id, stream = "stderr", line, "guest output")
             }
         }
     }

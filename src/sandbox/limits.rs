@@ -30,6 +30,12 @@ impl TaskLimiter {
     pub fn new(limit: usize) -> Self {
         Self { limit, used: 0 }
     }
+
+    /// Bytes of linear memory the task holds, all its memories together. Linear memories
+    /// never shrink, so once the task has run this is its peak.
+    pub fn used(&self) -> usize {
+        self.used
+    }
 }
 
 impl ResourceLimiter for TaskLimiter {

@@ -1,6 +1,7 @@
 //! The sandbox: one wasmtime engine and linker per process, and a fresh store and instance
 //! per task.
 
+pub mod applications;
 pub mod compile_cache;
 pub mod components;
 pub mod guest_log;
@@ -102,6 +103,26 @@ pub struct TaskRun<'a> {
     pub deadline: Instant,
 }
 
+/// What one task cost the sandbox, for its summary record and the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunStats {
+    /// Time to instantiate the component (store and instance ready, before `process` is
+    /// called); zero when the task never got that far.
+    pub instantiation: Duration,
+    /// Peak linear memory of the task, all its memories together, in bytes.
+    pub memory_peak: usize,
+}
+
+/// A task's end in the sandbox.
+pub struct Finished {
+    /// The guest's own result, or why it has none.
+    pub outcome: Result<Result<(), String>, RunError>,
+    /// What the task did through the agent.
+    pub ledger: Ledger,
+    /// What it cost.
+    pub stats: RunStats,
+}
+
 /// The engine and linker shared by every task of the process.
 pub struct Sandbox {
     engine: Engine,
@@ -116,7 +137,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// Builds the engine (pooling allocator when the machine allows it, copy-on-write memory
     /// images, epoch interruption) and the linker with WASI and the agent interface.
-    pub fn new(config: SandboxConfig) -> anyhow::Result<Self> {
+    pub fn new(mut config: SandboxConfig) -> anyhow::Result<Self> {
         let engine = match Engine::new(&engine_config(&config, config.pooling)) {
             Ok(engine) => engine,
             Err(error) => {
@@ -124,6 +145,7 @@ impl Sandbox {
                 // virtual address space, strict overcommit), on-demand allocation still works,
                 // only slower to instantiate.
                 tracing::warn!(%error, "pooling allocator unavailable, falling back to on-demand allocation");
+                config.pooling = false;
                 Engine::new(&engine_config(&config, false))?
             }
         };
@@ -152,6 +174,11 @@ impl Sandbox {
     /// The process's engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The sandbox's settings, `pooling` as it turned out (false after a fallback).
+    pub fn config(&self) -> &SandboxConfig {
+        &self.config
     }
 
     /// Resolves a component's imports once, so that a task only instantiates.
@@ -192,28 +219,32 @@ impl Sandbox {
         store
     }
 
-    /// Runs one task in a fresh store and instance. Returns the guest's own result (or why it
-    /// has none) and the ledger of what it did through the agent.
-    pub async fn run(
-        &self,
-        pre: &WorkerPre<TaskState>,
-        task: TaskRun<'_>,
-    ) -> (Result<Result<(), String>, RunError>, Ledger) {
-        let mut bridge = task.bridge;
+    /// Runs one task in a fresh store and instance: the guest's own result (or why it has
+    /// none), the ledger of what it did through the agent, and what it cost.
+    pub async fn run(&self, pre: &WorkerPre<TaskState>, task: TaskRun<'_>) -> Finished {
+        let bridge = task.bridge;
+        let not_started = |error, mut bridge: AgentBridge| Finished {
+            outcome: Err(error),
+            ledger: bridge.take_ledger(),
+            stats: RunStats::default(),
+        };
         let wasi = match wasi_context(task.data_folder, &task.ids) {
             Ok(wasi) => wasi,
-            Err(error) => return (Err(error), bridge.take_ledger()),
+            Err(error) => return not_started(error, bridge),
         };
         let Ok(instance) = self.instances.clone().acquire_owned().await else {
             // Never closed; stated for completeness rather than unwrapped.
-            return (
-                Err(RunError::Setup("the instance pool is closed".into())),
-                bridge.take_ledger(),
+            return not_started(
+                RunError::Setup("the instance pool is closed".into()),
+                bridge,
             );
         };
         let mut store = self.new_store(wasi, bridge, task.deadline);
+        let mut instantiation = Duration::ZERO;
         let call = async {
+            let started = std::time::Instant::now();
             let worker = pre.instantiate_async(&mut store).await?;
+            instantiation = started.elapsed();
             let returned = worker
                 .armonik_worker_task()
                 .call_process(&mut store, &task.context)
@@ -228,8 +259,16 @@ impl Sandbox {
             Err(_elapsed) => Err(RunError::Deadline(task.max_duration)),
         };
         let ledger = store.data_mut().bridge.take_ledger();
+        let stats = RunStats {
+            instantiation,
+            memory_peak: store.data().limiter.used(),
+        };
         retire(store, instance);
-        (outcome, ledger)
+        Finished {
+            outcome,
+            ledger,
+            stats,
+        }
     }
 }
 

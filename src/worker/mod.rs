@@ -2,5 +2,7 @@
 //! runner that turns a `ProcessRequest` into a guest call and the guest's outcome into a reply.
 
 pub mod config;
+pub mod isolation;
+pub mod summary;
 pub mod task_runner;
 pub mod transport;

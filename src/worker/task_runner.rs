@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::agent::Agent;
 use crate::agent::bridge::{AgentBridge, Ledger, Library, TaskIdentity};
 use crate::agent::convert;
+use crate::bindings::WorkerPre;
 use crate::bindings::types::TaskContext;
 use crate::host_files::Folder;
 use crate::proto::v1::agent::DataRequest;
@@ -20,7 +21,12 @@ use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Empty, Output, output};
 use crate::sandbox::components::{self, Components};
 use crate::sandbox::guest_log::TaskIds;
-use crate::sandbox::{GUEST_DATA_FOLDER, RunError, Sandbox, TaskRun};
+use crate::sandbox::{
+    Finished, GUEST_DATA_FOLDER, RunError, RunStats, Sandbox, TaskRun, TaskState,
+};
+use crate::telemetry::metrics;
+use crate::worker::isolation::ProcessIsolation;
+use crate::worker::summary::{Outcome, TaskSummary};
 
 /// The agent's preferred message size when the request does not say (ArmoniK's default
 /// `Submitter__PreferredMessageSize`).
@@ -96,6 +102,8 @@ pub struct TaskRunner {
     slots: Arc<Semaphore>,
     guest_thread: Option<GuestThread>,
     config: RunnerConfig,
+    /// Set when each task runs in a process of its own.
+    isolation: Option<ProcessIsolation>,
 }
 
 impl TaskRunner {
@@ -115,7 +123,16 @@ impl TaskRunner {
             slots: Arc::new(Semaphore::new(config.max_concurrent_tasks)),
             guest_thread,
             config,
+            isolation: None,
         }
+    }
+
+    /// Runs each task in a fresh child process (`serve --isolation process`) instead of in
+    /// this one.
+    #[must_use]
+    pub fn with_isolation(mut self, isolation: ProcessIsolation) -> Self {
+        self.isolation = Some(isolation);
+        self
     }
 
     /// Resolves once no task is running.
@@ -138,7 +155,9 @@ impl TaskRunner {
                 self.config.max_concurrent_tasks
             ))
         })?;
-        let span = tracing::info_span!(
+        // At error level so that it is on whenever any record is: its ids must reach the
+        // warnings of a worker filtered at `warn`.
+        let span = tracing::error_span!(
             "task",
             session_id = %request.session_id,
             task_id = %request.task_id,
@@ -147,18 +166,11 @@ impl TaskRunner {
         let task = async move {
             // Held until the guest has stopped, not only until the caller gave up on it.
             let _slot = slot;
+            let _running = metrics::RunningTask::start();
             let started = std::time::Instant::now();
-            let outcome = runner.run(request).await;
-            match &outcome {
-                Ok(ProcessReply {
-                    output:
-                        Some(Output {
-                            r#type: Some(output::Type::Error(error)),
-                        }),
-                }) => tracing::warn!(elapsed = ?started.elapsed(), details = %error.details, "task failed"),
-                Ok(_) => tracing::info!(elapsed = ?started.elapsed(), "task completed"),
-                Err(status) => tracing::warn!(elapsed = ?started.elapsed(), code = ?status.code(), message = %status.message(), "task ended with an error status"),
-            }
+            let mut cost = Cost::default();
+            let outcome = runner.run(request, &mut cost).await;
+            summary(&outcome, started.elapsed(), cost).report();
             outcome
         }
         .instrument(span);
@@ -176,7 +188,12 @@ impl TaskRunner {
         }
     }
 
-    async fn run(&self, mut request: ProcessRequest) -> Result<ProcessReply, Status> {
+    /// Runs the task; `cost` collects what it cost as far as it got.
+    async fn run(
+        &self,
+        mut request: ProcessRequest,
+        cost: &mut Cost,
+    ) -> Result<ProcessReply, Status> {
         let options = request.task_options.take().unwrap_or_default();
         // Held open for the whole task: the host reads and clears names in it only through
         // this handle (see `host_files`).
@@ -189,6 +206,10 @@ impl TaskRunner {
                 )));
             }
         };
+        cost.input_bytes = std::iter::once(&request.payload_id)
+            .chain(&request.data_dependencies)
+            .filter_map(|id| data_folder.file_size(id))
+            .sum();
         let max_duration = options
             .max_duration
             .as_ref()
@@ -207,7 +228,7 @@ impl TaskRunner {
             }
             Ok(self
                 .components
-                .for_task(&options.options, &data_folder)
+                .for_task(&options, &data_folder)
                 .await
                 .map_err(|error| failed(error.to_string())))
         };
@@ -221,47 +242,37 @@ impl TaskRunner {
                 )));
             }
         };
-        let chunk_size = request
-            .configuration
-            .as_ref()
-            .and_then(|c| usize::try_from(c.data_chunk_max_size).ok())
-            .filter(|&size| size > 0)
-            .unwrap_or(DEFAULT_CHUNK_SIZE);
-        let ids = Arc::new(TaskIds {
-            session_id: request.session_id.clone(),
-            task_id: request.task_id.clone(),
-        });
-        let context = TaskContext {
-            session_id: request.session_id.clone(),
-            task_id: request.task_id,
-            options: convert::task_options_to_wit(&options),
-            payload_id: request.payload_id,
-            data_dependencies: request.data_dependencies,
-            expected_output_ids: request.expected_output_keys.clone(),
-            data_folder: GUEST_DATA_FOLDER.to_owned(),
-            data_chunk_max_size: i32::try_from(chunk_size).unwrap_or(i32::MAX),
-        };
-        let bridge = AgentBridge::new(
-            self.agent.clone(),
-            TaskIdentity {
-                token: request.communication_token,
-                session_id: request.session_id,
-                expected_outputs: request.expected_output_keys.clone(),
-                library: Library::of(&options),
-            },
-            chunk_size,
-            deadline,
-            data_folder.clone(),
-        );
-        let run = TaskRun {
-            context,
-            data_folder: data_folder.path(),
-            bridge,
-            ids,
+        let chunk_size = chunk_size(&request);
+        let expected_outputs = request.expected_output_keys.clone();
+        request.task_options = Some(options);
+        let assignment = Assignment {
+            request,
             max_duration,
-            deadline,
+            chunk_size,
         };
-        let (outcome, ledger) = self.sandbox.run(&component.pre, run).await;
+        let Finished {
+            outcome,
+            ledger,
+            stats,
+        } = match &self.isolation {
+            None => {
+                execute(
+                    &self.sandbox,
+                    &component.pre,
+                    self.agent.clone(),
+                    assignment,
+                    data_folder.clone(),
+                    deadline,
+                )
+                .await
+            }
+            Some(isolation) => isolation.run(&component, assignment, deadline).await,
+        };
+        cost.sandbox = Some(stats);
+        cost.agent_calls = u32::try_from(ledger.agent_calls.len()).unwrap_or(u32::MAX);
+        for (operation, code, elapsed) in &ledger.agent_calls {
+            metrics::agent_call(operation, *code, *elapsed);
+        }
 
         if let Some(message) = &ledger.agent_unavailable {
             // ArmoniK could not record part of what the task did: only a retry is safe.
@@ -275,12 +286,15 @@ impl TaskRunner {
             Err(error @ RunError::Setup(_)) => Ok(failed(error.to_string())),
             Ok(Err(details)) => Ok(failed(details)),
             Ok(Ok(())) => Ok(
-                match check_outputs(&request.expected_output_keys, &ledger, &data_folder) {
-                    Ok(()) => ProcessReply {
-                        output: Some(Output {
-                            r#type: Some(output::Type::Ok(Empty {})),
-                        }),
-                    },
+                match check_outputs(&expected_outputs, &ledger, &data_folder) {
+                    Ok(output_bytes) => {
+                        cost.output_bytes = output_bytes;
+                        ProcessReply {
+                            output: Some(Output {
+                                r#type: Some(output::Type::Ok(Empty {})),
+                            }),
+                        }
+                    }
                     Err(details) => failed(details),
                 },
             ),
@@ -315,6 +329,7 @@ impl TaskRunner {
                 components::LIBRARY_BLOB_ID
             ))));
         }
+        let called = std::time::Instant::now();
         let fetched = self
             .agent
             .get_resource_data(DataRequest {
@@ -322,6 +337,8 @@ impl TaskRunner {
                 result_id: blob.to_owned(),
             })
             .await;
+        let code = fetched.as_ref().map_or_else(Status::code, |_| Code::Ok);
+        metrics::agent_call("GetResourceData", code, called.elapsed());
         match fetched {
             Ok(_) => Ok(None),
             Err(status) if matches!(status.code(), Code::NotFound | Code::InvalidArgument) => {
@@ -339,6 +356,117 @@ impl TaskRunner {
     }
 }
 
+/// A task as the sandbox gets it: its request (task options included) and the settings the
+/// worker derived from it. The same in the worker and in a task process
+/// ([`isolation`](crate::worker::isolation)).
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    /// The request, as ArmoniK's agent sent it.
+    pub request: ProcessRequest,
+    /// The task's time budget.
+    pub max_duration: Duration,
+    /// Bytes per data chunk of agent calls.
+    pub chunk_size: usize,
+}
+
+/// The bytes per chunk of a task's agent calls: the request's, else ArmoniK's default.
+pub fn chunk_size(request: &ProcessRequest) -> usize {
+    request
+        .configuration
+        .as_ref()
+        .and_then(|c| usize::try_from(c.data_chunk_max_size).ok())
+        .filter(|&size| size > 0)
+        .unwrap_or(DEFAULT_CHUNK_SIZE)
+}
+
+/// Runs an assigned task in `sandbox`, in a fresh store and instance of `pre`, its agent
+/// calls going to `agent` with the task's token, until `deadline`.
+pub async fn execute(
+    sandbox: &Sandbox,
+    pre: &WorkerPre<TaskState>,
+    agent: Arc<dyn Agent>,
+    assignment: Assignment,
+    data_folder: Arc<Folder>,
+    deadline: Instant,
+) -> Finished {
+    let Assignment {
+        request,
+        max_duration,
+        chunk_size,
+    } = assignment;
+    let options = request.task_options.unwrap_or_default();
+    let ids = Arc::new(TaskIds {
+        session_id: request.session_id.clone(),
+        task_id: request.task_id.clone(),
+    });
+    let context = TaskContext {
+        session_id: request.session_id.clone(),
+        task_id: request.task_id,
+        options: convert::task_options_to_wit(&options),
+        payload_id: request.payload_id,
+        data_dependencies: request.data_dependencies,
+        expected_output_ids: request.expected_output_keys.clone(),
+        data_folder: GUEST_DATA_FOLDER.to_owned(),
+        data_chunk_max_size: i32::try_from(chunk_size).unwrap_or(i32::MAX),
+    };
+    let bridge = AgentBridge::new(
+        agent,
+        TaskIdentity {
+            token: request.communication_token,
+            session_id: request.session_id,
+            expected_outputs: request.expected_output_keys,
+            library: Library::of(&options),
+        },
+        chunk_size,
+        deadline,
+        data_folder.clone(),
+    );
+    let run = TaskRun {
+        context,
+        data_folder: data_folder.path(),
+        bridge,
+        ids,
+        max_duration,
+        deadline,
+    };
+    sandbox.run(pre, run).await
+}
+
+/// What a task cost, as far as it got: the figures of its summary record.
+#[derive(Debug, Default)]
+struct Cost {
+    sandbox: Option<RunStats>,
+    agent_calls: u32,
+    input_bytes: u64,
+    output_bytes: u64,
+}
+
+/// The summary record of a task that ended with `outcome` after `wall`.
+fn summary(outcome: &Result<ProcessReply, Status>, wall: Duration, cost: Cost) -> TaskSummary {
+    let (outcome, details) = match outcome {
+        Ok(ProcessReply {
+            output:
+                Some(Output {
+                    r#type: Some(output::Type::Error(error)),
+                }),
+        }) => (Outcome::Error, Some(error.details.clone())),
+        Ok(_) => (Outcome::Completed, None),
+        Err(status) => (
+            Outcome::of_status(status.code()),
+            Some(status.message().to_owned()),
+        ),
+    };
+    TaskSummary {
+        outcome,
+        wall,
+        sandbox: cost.sandbox,
+        agent_calls: cost.agent_calls,
+        input_bytes: cost.input_bytes,
+        output_bytes: cost.output_bytes,
+        details,
+    }
+}
+
 /// An `Output.error` reply.
 fn failed(details: String) -> ProcessReply {
     ProcessReply {
@@ -351,8 +479,12 @@ fn failed(details: String) -> ProcessReply {
 /// Checks what ArmoniK's agent only logs: every expected output is produced (notified or
 /// created) or delegated to a subtask, and every notified result is a regular file in the
 /// data folder (the agent would store a missing one as empty, and would follow a symlink out
-/// of the folder).
-fn check_outputs(expected: &[String], ledger: &Ledger, data_folder: &Folder) -> Result<(), String> {
+/// of the folder). Returns the bytes of the notified results.
+fn check_outputs(
+    expected: &[String],
+    ledger: &Ledger,
+    data_folder: &Folder,
+) -> Result<u64, String> {
     let missing: Vec<&str> = expected
         .iter()
         .filter(|id| {
@@ -362,12 +494,14 @@ fn check_outputs(expected: &[String], ledger: &Ledger, data_folder: &Folder) -> 
         })
         .map(String::as_str)
         .collect();
-    let mut notified: Vec<&str> = ledger
-        .notified
-        .iter()
-        .filter(|id| !data_folder.is_file(id))
-        .map(String::as_str)
-        .collect();
+    let mut output_bytes = 0;
+    let mut notified: Vec<&str> = Vec::new();
+    for id in &ledger.notified {
+        match data_folder.file_size(id) {
+            Some(size) => output_bytes += size,
+            None => notified.push(id),
+        }
+    }
     notified.sort_unstable();
     let mut problems = Vec::new();
     if !missing.is_empty() {
@@ -383,7 +517,7 @@ fn check_outputs(expected: &[String], ledger: &Ledger, data_folder: &Folder) -> 
         ));
     }
     if problems.is_empty() {
-        Ok(())
+        Ok(output_bytes)
     } else {
         Err(problems.join("; "))
     }

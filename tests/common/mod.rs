@@ -280,6 +280,64 @@ pub fn armonik_wasm(args: &[&str]) -> Ran {
     }
 }
 
+/// The wall times of the tasks whose summary record (`task finished`, text format) satisfies
+/// `which`, in the log's order.
+pub fn task_wall_times(log: &str, which: impl Fn(&str) -> bool) -> Vec<Duration> {
+    log.lines()
+        .filter(|line| line.contains("task finished") && which(line))
+        .filter_map(|line| {
+            let value = line.split("wall_seconds=").nth(1)?.split(' ').next()?;
+            Duration::try_from_secs_f64(value.parse().ok()?).ok()
+        })
+        .collect()
+}
+
+/// `GET /metrics` over a plain socket, as Prometheus scrapes; the body.
+pub fn scrape(address: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream =
+        std::net::TcpStream::connect(address).expect("connect to the metrics endpoint");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain"), "{head}");
+    body.to_owned()
+}
+
+/// The value of the sample `name{labels}` (labels as written, in the exposition's order).
+pub fn metrics_sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+}
+
+/// The address of a worker's metrics endpoint, from its log (`--metrics-address ...:0`).
+pub fn metrics_address(worker: &Worker) -> String {
+    let log = worker.log();
+    log.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split("/metrics").next())
+        .unwrap_or_else(|| panic!("no metrics address in the log: {log}"))
+        .to_owned()
+}
+
 /// A field of `/proc/<pid>/status` in KiB (`"VmRSS:"` resident memory, `"VmHWM:"` its peak).
 pub fn proc_status_kib(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -1611,6 +1669,15 @@ impl Worker {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits up to `timeout` until the log contains `needle`; panics with the log if not.
+    pub async fn expect_log(&self, needle: &str, timeout: Duration) {
+        assert!(
+            self.wait_for_log(needle, timeout).await,
+            "`{needle}` not logged within {timeout:?}:\n{}",
+            self.log()
+        );
     }
 
     fn try_exit(&mut self) -> Option<ExitStatus> {
