@@ -40,13 +40,18 @@ fn options(library: Option<&str>) -> TaskOptions {
 
 /// A session whose tasks run the echo guest: its id and the component's result id.
 async fn echo_session(client: &mut armonik::Client) -> (String, String) {
+    guest_session(client, "echo").await
+}
+
+/// A session whose tasks run the guest `name`: its id and the component's result id.
+async fn guest_session(client: &mut armonik::Client, name: &str) -> (String, String) {
     let session = client
         .sessions()
         .create(Vec::<String>::new(), options(None))
         .await
         .expect("session");
     let library = create_metadata(client, &session, "component").await;
-    let wasm = std::fs::read(guest("echo")).expect("echo guest");
+    let wasm = std::fs::read(guest(name)).expect("guest");
     client
         .results()
         .upload(
@@ -756,4 +761,75 @@ async fn dev_stops_at_once_on_sigterm_with_an_event_stream_open() {
         .wait_exit(Duration::from_secs(4))
         .expect("dev exits in time");
     assert!(status.success(), "{status:?}");
+}
+
+/// FNV-1a 64, as the hostile guest's `taint` survey writes it.
+fn fnv1a(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+/// The embedded agent reuses attempts' folders and the files of their input copies
+/// (`src/local/task_folders.rs`). One task after another (parallelism 1), each surveys its
+/// folder, then spoils it: overwrites its inputs, leaves files, a second name of its payload,
+/// a directory, and a write it never finishes. Every task must still see exactly its own
+/// inputs with their stored bytes, and the stored results never change.
+#[tokio::test(flavor = "multi_thread")]
+async fn reused_task_folders_show_each_task_only_its_own_inputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dev = Dev::start_with(&dir.path().join("data"), &["--parallelism", "1"]);
+    let mut client = dev.client().await;
+    let (session, library) = guest_session(&mut client, "hostile").await;
+    let wasm = std::fs::read(guest("hostile")).expect("guest");
+    let payload = create(&mut client, &session, "payload", b"taint").await;
+    let shared_bytes = b"shared".repeat(1000);
+    let shared = create(&mut client, &session, "shared", &shared_bytes).await;
+
+    let mut items = Vec::new();
+    let mut expected = Vec::new();
+    for n in 0..12 {
+        // Lengths differ from task to task, so a reused file too long or too short shows.
+        let own_bytes = format!("own-{n}-").repeat(1 + n * 300).into_bytes();
+        let own = create(&mut client, &session, &format!("own-{n}"), &own_bytes).await;
+        let output = create_metadata(&mut client, &session, &format!("output-{n}")).await;
+        let mut survey: Vec<String> = [
+            (&library, wasm.as_slice()),
+            (&payload, b"taint".as_slice()),
+            (&shared, shared_bytes.as_slice()),
+            (&own, own_bytes.as_slice()),
+        ]
+        .iter()
+        .map(|(id, bytes)| format!("{id} {} {}", bytes.len(), fnv1a(bytes)))
+        .collect();
+        survey.sort();
+        items.push(tasks::submit::RequestItem {
+            expected_output_keys: vec![output.clone()],
+            data_dependencies: vec![library.clone(), shared.clone(), own],
+            payload_id: payload.clone(),
+            task_options: Some(options(Some(&library))),
+        });
+        expected.push((output, survey.join("\n")));
+    }
+    client
+        .tasks()
+        .submit(&session, None, items)
+        .await
+        .expect("submit");
+    let outputs: Vec<String> = expected.iter().map(|(id, _)| id.clone()).collect();
+    wait_completed(&mut client, &session, &outputs).await;
+
+    for (n, (output, survey)) in expected.iter().enumerate() {
+        let chunks: Vec<Vec<u8>> = client
+            .results()
+            .download(session.clone(), output.clone())
+            .await
+            .expect("download")
+            .map(|chunk| chunk.expect("chunk"))
+            .collect()
+            .await;
+        let seen = String::from_utf8(chunks.concat()).expect("UTF-8");
+        assert_eq!(&seen, survey, "task {n} saw another folder than its own");
+    }
 }

@@ -1,8 +1,8 @@
 //! The embedded agent of `armonik-wasm run`: ArmoniK's polling agent and its task graph in
 //! one process, so a component runs locally with the semantics it has in a cluster.
 //!
-//! As in ArmoniK (see the worker contract): every attempt gets a fresh token and data folder
-//! holding its payload and dependencies as files named by result id; what a task creates,
+//! As in ArmoniK (see the worker contract): every attempt gets a fresh token and a data
+//! folder holding only its payload and dependencies, as files named by result id; what a task creates,
 //! notifies and submits is buffered and committed only when it returns `ok`, discarded
 //! otherwise; a task becomes runnable once all its dependencies are completed; an error
 //! status is retried up to `max_retries` times under the id `<first id>###<n>`; a failed or
@@ -29,6 +29,7 @@ use crate::local::graph::{
     Attempt, Caller, Graph, ResultRecord, ResultState, TaskRecord, TaskState, check_not_own_input,
     record,
 };
+use crate::local::task_folders::TaskFolders;
 use crate::local::task_options::merge_options;
 use crate::proto::v1::TaskOptions;
 use crate::proto::v1::agent::{
@@ -45,8 +46,8 @@ pub const CHUNK_SIZE: usize = 2 * 1024 * 1024;
 pub struct LocalAgent {
     /// Result data, one file per completed result, named by id.
     pub(crate) store: Folder,
-    /// Parent of the per-attempt data folders.
-    pub(crate) work: Folder,
+    /// The attempts' data folders.
+    pub(crate) folders: TaskFolders,
     pub(crate) graph: Mutex<Graph>,
     /// Woken when a task may have become ready or was asked to stop (see
     /// [`crate::local::scheduler`]).
@@ -62,10 +63,10 @@ impl LocalAgent {
     pub fn new(dir: &Path) -> io::Result<Self> {
         let dir = Folder::create(dir, true)?;
         let store = dir.subfolder("results")?;
-        let work = dir.subfolder("tasks")?;
+        let folders = TaskFolders::new(&dir)?;
         Ok(Self {
             store,
-            work,
+            folders,
             graph: Mutex::default(),
             changed: tokio::sync::Notify::new(),
         })
@@ -424,7 +425,8 @@ impl Agent for LocalAgent {
         {
             return Err(Status::not_found(format!("result `{id}` has no data")));
         }
-        self.copy_input(id, &caller.attempt.folder)
+        self.folders
+            .copy_in(&self.store, id, &caller.attempt.folder)
             .map_err(|e| Status::internal(format!("cannot copy the result's data: {e}")))?;
         Ok(DataResponse {
             result_id: request.result_id,

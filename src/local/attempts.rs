@@ -10,7 +10,6 @@ use tonic::{Code, Status};
 
 use super::agent::{CHUNK_SIZE, LocalAgent};
 use super::graph::{Attempt, Graph, ResultState, SessionStatus, TaskState};
-use crate::host_files::Folder;
 use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Configuration, output};
 
@@ -48,13 +47,15 @@ impl LocalAgent {
             }
         };
         let token = uuid::Uuid::new_v4().to_string();
-        let folder = self.work.subfolder(&token)?;
         let Some(task) = graph.tasks.get_mut(&task_id) else {
             return Ok(None);
         };
-        // Copies, not links: a task that writes to an input file must not change the result.
+        let folder = self.folders.take()?;
         for id in std::iter::once(&task.payload_id).chain(&task.data_dependencies) {
-            self.copy_input(id, &folder)?;
+            if let Err(error) = self.folders.copy_in(&self.store, id, &folder) {
+                self.folders.give_back(folder, false);
+                return Err(error);
+            }
         }
         let request = ProcessRequest {
             communication_token: token.clone(),
@@ -75,10 +76,13 @@ impl LocalAgent {
     }
 
     /// Applies the outcome of the attempt with `token`, as ArmoniK's post-processing does, and
-    /// removes its data folder. Returns the task's new state.
+    /// takes back its data folder. Returns the task's new state.
+    ///
+    /// `outcome` is `Ok` only once the attempt's guest returned (the task runner replies
+    /// after it), so its folder may serve again; after an `Err` it is removed.
     pub fn finish(&self, token: &str, outcome: &Result<ProcessReply, Status>) -> TaskState {
         let mut graph = self.lock();
-        let Some(attempt) = graph.attempts.remove(token) else {
+        let Some(mut attempt) = graph.attempts.remove(token) else {
             return TaskState::Error;
         };
         let task_id = attempt.task_id.clone();
@@ -99,7 +103,7 @@ impl LocalAgent {
             }
             Ok(Some(output::Type::Ok(_))) => match self.store_notified(&graph, &attempt) {
                 Ok(sizes) => {
-                    self.commit(&mut graph, attempt, &sizes);
+                    self.commit(&mut graph, &mut attempt, &sizes);
                     TaskState::Completed
                 }
                 Err(message) => {
@@ -126,9 +130,7 @@ impl LocalAgent {
             }
         };
         // After the commit, which moves the notified files out of it.
-        if let Err(error) = self.work.clear(token) {
-            tracing::warn!(%token, %error, "cannot remove a task's data folder");
-        }
+        self.folders.give_back(attempt.folder, outcome.is_ok());
         state
     }
 
@@ -158,19 +160,6 @@ impl LocalAgent {
             .collect();
         for (id, why) in stuck {
             graph.fail(&id, TaskState::Cancelled, why);
-        }
-    }
-
-    /// Copies result `id` into a task's folder as `<folder>/<id>`, replacing whatever is at
-    /// that name (never through a link). A result completed without a file reads as empty,
-    /// as in ArmoniK.
-    pub(crate) fn copy_input(&self, id: &str, folder: &Folder) -> io::Result<()> {
-        match self.store.copy_file(id, folder, id) {
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                folder.clear(id)?;
-                folder.write(id, b"")
-            }
-            copied => copied.map(drop),
         }
     }
 
@@ -208,14 +197,14 @@ impl LocalAgent {
     /// `Common/src/Pollster/TaskHandler.cs` `PostProcessing`): results, their data, subtasks
     /// (taking over the outputs they are delegated), then the task's own completion.
     /// `sizes` are those of the notified files, in order.
-    fn commit(&self, graph: &mut Graph, attempt: Attempt, sizes: &[u64]) {
-        for (id, result) in attempt.results {
+    fn commit(&self, graph: &mut Graph, attempt: &mut Attempt, sizes: &[u64]) {
+        for (id, result) in std::mem::take(&mut attempt.results) {
             graph.insert_result(id, result);
         }
         for (id, size) in attempt.notified.iter().zip(sizes) {
             graph.set_result_state(id, ResultState::Completed, *size);
         }
-        for task in attempt.tasks {
+        for task in std::mem::take(&mut attempt.tasks) {
             for output in &task.expected_outputs {
                 graph.set_owner(output, &task.id);
             }

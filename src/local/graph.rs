@@ -223,7 +223,7 @@ pub(crate) const MAX_UNREAD_EVENTS: usize = 65_536;
 #[derive(Debug)]
 pub(crate) struct Attempt {
     pub(crate) task_id: String,
-    /// Named by the attempt's token, in the agent's work folder.
+    /// Its data folder (see `task_folders`).
     pub(crate) folder: Folder,
     /// The results it created, in order (see [`stage`](Self::stage)).
     pub(crate) results: Vec<(String, ResultRecord)>,

@@ -1,7 +1,8 @@
 //! ArmoniK on this machine (`run`, `dev`): one task graph with ArmoniK's semantics
 //! ([`graph`]), the embedded agent tasks call ([`agent`]), what clients do to the graph
-//! ([`client`]), ArmoniK's option merge ([`task_options`]) and the scheduler that runs tasks
-//! through the task runner ([`scheduler`]).
+//! ([`client`]), ArmoniK's option merge ([`task_options`]), the attempts' data folders
+//! (`task_folders`) and the scheduler that runs tasks through the task runner
+//! ([`scheduler`]).
 
 pub mod agent;
 pub mod attempts;
@@ -10,4 +11,5 @@ pub mod graph;
 mod readiness;
 pub mod scheduler;
 pub mod sessions;
+mod task_folders;
 pub mod task_options;

@@ -111,6 +111,15 @@
 //!   `create-tasks`, in that order) and reports one line each: `<call>: <outcome>`, the
 //!   outcome of a call that succeeded being `ok <count of items returned>`.
 //!
+//! - `taint`: first surveys its data folder: one line per entry, sorted by name,
+//!   `<name> <length> <FNV-1a 64 of the bytes, 16 hex digits>` (`<name> not-a-file` for
+//!   anything but a regular file); that survey goes to every expected output at the end.
+//!   Then spoils the folder for whoever could come after: overwrites every input file with
+//!   64 KiB of `T`, gives the payload a second name `taint-link`, leaves files `taint-<i>`
+//!   and a directory `taint-dir` with a file in it, and starts a 1 MiB write to the first
+//!   data dependency (or the payload) through an output stream it never finishes nor drops
+//!   (the host's blocking write may still run when the task has returned).
+//!
 //! Any other payload fails the task with `err("hostile: unknown mode ...")`.
 
 use std::hint::black_box;
@@ -265,6 +274,11 @@ impl Task for Hostile {
                 return send_to_all(h, "forged");
             }
             "empty-lists" => return send_to_all(h, empty_lists(h)),
+            "taint" => {
+                let survey = survey(h)?;
+                taint(h)?;
+                return send_to_all(h, survey);
+            }
             _ => {}
         }
         Err(TaskError::failed(format!(
@@ -784,4 +798,74 @@ fn residue(heap_mib: usize) -> String {
         blocks.push(black_box(block));
     }
     format!("static={left_static} heap={left_heap}")
+}
+
+/// One line per entry of the data folder, sorted: `<name> <length> <FNV-1a 64>`.
+fn survey(h: &TaskHandler) -> Result<String, TaskError> {
+    let folder = h.data_folder();
+    let mut lines = Vec::new();
+    for entry in fs::read_dir(folder).map_err(|e| TaskError::io(folder, e))? {
+        let entry = entry.map_err(|e| TaskError::io(folder, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry
+            .file_type()
+            .map_err(|e| TaskError::io(entry.path(), e))?
+            .is_file();
+        if !is_file {
+            lines.push(format!("{name} not-a-file"));
+            continue;
+        }
+        let bytes = fs::read(entry.path()).map_err(|e| TaskError::io(entry.path(), e))?;
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &b| {
+            (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        lines.push(format!("{name} {} {hash:016x}", bytes.len()));
+    }
+    lines.sort();
+    Ok(lines.join("\n"))
+}
+
+/// Spoils the data folder (see `taint` in the module documentation).
+fn taint(h: &TaskHandler) -> Result<(), TaskError> {
+    let inputs: Vec<String> = std::iter::once(h.payload_id().to_owned())
+        .chain(h.data_dependencies().iter().cloned())
+        .collect();
+    for id in &inputs {
+        let path = h.path_of(id);
+        fs::write(&path, vec![b'T'; 64 * 1024]).map_err(|e| TaskError::io(path, e))?;
+    }
+    let link = h.path_of("taint-link");
+    fs::hard_link(h.path_of(h.payload_id()), &link).map_err(|e| TaskError::io(link, e))?;
+    for i in 0..3 {
+        let path = h.path_of(&format!("taint-{i}"));
+        fs::write(&path, b"taint").map_err(|e| TaskError::io(path, e))?;
+    }
+    let dir = h.path_of("taint-dir");
+    fs::create_dir(&dir).map_err(|e| TaskError::io(&dir, e))?;
+    let inner = dir.join("inner");
+    fs::write(&inner, b"taint").map_err(|e| TaskError::io(inner, e))?;
+    let target = h
+        .data_dependencies()
+        .first()
+        .map_or(h.payload_id(), String::as_str);
+    let file = data_dir(h)?
+        .open_at(
+            PathFlags::empty(),
+            target,
+            OpenFlags::empty(),
+            DescriptorFlags::WRITE,
+        )
+        .map_err(|e| wasi_error("open-at", e))?;
+    let stream = file
+        .write_via_stream(0)
+        .map_err(|e| wasi_error("write-via-stream", e))?;
+    let permitted = stream
+        .check_write()
+        .map_err(|e| wasi_error("check-write", e))?;
+    let block = vec![b'W'; usize::try_from(permitted.min(1 << 20)).unwrap_or(0)];
+    stream.write(&block).map_err(|e| wasi_error("write", e))?;
+    // Never finished, never dropped: the write may still be running when the task returns.
+    std::mem::forget(stream);
+    std::mem::forget(file);
+    Ok(())
 }
