@@ -4,7 +4,7 @@
 //! - [`cli`]: the commands (`serve`, `run`, `dev`, `submit`, `compile`, `inspect`) and what
 //!   they print.
 //! - [`control_plane`]: ArmoniK's control-plane services (`dev`), thin adapters over
-//!   [`local`].
+//!   [`local`] (with the `control-plane` feature, as `dev` and `submit`).
 //! - [`worker`]: the Worker gRPC service ([`worker::transport`]) and the task runner (a
 //!   request in, the outcome table out).
 //! - [`local`]: ArmoniK on this machine (`run`, `dev`): the task graph, the embedded agent,
@@ -20,6 +20,7 @@
 
 pub mod agent;
 pub mod cli;
+#[cfg(feature = "control-plane")]
 pub mod control_plane;
 pub mod generated;
 pub mod host_files;

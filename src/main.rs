@@ -2,8 +2,8 @@
 
 use clap::Parser;
 
+use armonik_wasm::cli::console;
 use armonik_wasm::cli::{self, Cli, Command};
-use armonik_wasm::cli::{console, submit};
 use armonik_wasm::errln;
 use armonik_wasm::telemetry::logs;
 
@@ -36,7 +36,9 @@ fn main() -> std::process::ExitCode {
 async fn async_main(cli: Cli) -> std::process::ExitCode {
     // A worker logs every task; the local commands show only warnings and what guests print.
     let default_filter = match cli.command {
-        Command::Serve(_) | Command::Dev(_) | Command::TaskProcess(_) => "info",
+        Command::Serve(_) | Command::TaskProcess(_) => "info",
+        #[cfg(feature = "control-plane")]
+        Command::Dev(_) => "info",
         _ => "warn,guest=info",
     };
     let log_format = cli.log_format;
@@ -49,8 +51,10 @@ async fn async_main(cli: Cli) -> std::process::ExitCode {
         Command::Run(args) => cli::run(args).await,
         Command::Compile(args) => cli::compile(args).map(|()| true),
         Command::Inspect(args) => cli::inspect(args).await,
-        Command::Dev(args) => armonik_wasm::cli::dev::dev(args).await.map(|()| true),
-        Command::Submit(args) => submit::submit(args).await,
+        #[cfg(feature = "control-plane")]
+        Command::Dev(args) => cli::dev::dev(args).await.map(|()| true),
+        #[cfg(feature = "control-plane")]
+        Command::Submit(args) => cli::submit::submit(args).await,
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

@@ -1,10 +1,12 @@
 //! The commands of the `armonik-wasm` binary.
 
 pub mod console;
+#[cfg(feature = "control-plane")]
 pub mod dev;
 pub mod progress;
 mod run;
 pub mod run_outputs;
+#[cfg(feature = "control-plane")]
 pub mod submit;
 
 use std::path::PathBuf;
@@ -26,8 +28,8 @@ use crate::worker::config::ChannelAddress;
 use crate::worker::isolation::ProcessIsolation;
 use crate::worker::task_runner::{GuestThread, RunnerConfig, TaskRunner};
 use crate::worker::transport::{self, WorkerService};
-use submit::SubmitArgs;
 
+#[cfg(feature = "control-plane")]
 pub(crate) use run::LocalRunner;
 pub use run::{RunArgs, run};
 
@@ -68,6 +70,7 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Serve ArmoniK's control-plane API (Sessions, Results, Tasks, Events, ...) locally:
     /// ArmoniK's own clients submit tasks, each runs as a component on this machine.
+    #[cfg(feature = "control-plane")]
     Dev(crate::cli::dev::DevArgs),
     /// A task in a process of its own, started by `serve --isolation process`.
     #[command(name = "task-process", hide = true)]
@@ -75,7 +78,8 @@ pub enum Command {
     /// Send a component and its inputs to ArmoniK's control plane (a cluster, or `armonik-wasm
     /// dev`) as a session and a root task, follow the session until the root task's outputs
     /// are done, and download them.
-    Submit(SubmitArgs),
+    #[cfg(feature = "control-plane")]
+    Submit(crate::cli::submit::SubmitArgs),
 }
 
 /// Sandbox settings shared by the commands that run tasks.
