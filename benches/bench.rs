@@ -325,6 +325,7 @@ async fn sandbox(pooling: bool) -> anyhow::Result<Arc<Sandbox>> {
         max_concurrent_tasks: 256,
         memory_limit: 2 << 30,
         pooling,
+        instantiate_ahead: false,
     })?))
 }
 
