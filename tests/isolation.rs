@@ -270,3 +270,31 @@ async fn agent_calls_made_in_task_processes_reach_the_worker_metrics() {
     let outcomes = r#"armonik_wasm_tasks_total{outcome="completed"}"#;
     assert_eq!(metrics_sample(&body, outcomes), Some(2.0), "{body}");
 }
+
+/// A task process preloaded with the last task's component makes its instance while it waits
+/// for its task (src/sandbox/ahead.rs), unless the worker was told not to.
+#[tokio::test(flavor = "multi_thread")]
+async fn task_processes_make_their_instance_ahead_unless_told_not_to() {
+    for (flags, ahead) in [(&[][..], true), (&["--no-instantiate-ahead"][..], false)] {
+        let mut args = vec!["--isolation", "process"];
+        args.extend_from_slice(flags);
+        let harness = Harness::start_with("hostile", &args).await;
+        for round in 0..3 {
+            let folder = TaskFolder::new();
+            let request = folder.process_request().payload("write ahead").build();
+            let result = harness.run_task(request).await;
+            assert!(
+                matches!(result, Ok(Output::Ok)),
+                "round {round}: {result:?}"
+            );
+            // Time for the spare to start and make its instance, as between ArmoniK's tasks.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let log = harness.worker.log();
+        assert_eq!(
+            log.contains("instance_made_ahead=true"),
+            ahead,
+            "{flags:?}:\n{log}"
+        );
+    }
+}

@@ -67,16 +67,20 @@ async fn deep_recursion_is_a_stack_overflow_trap() {
 /// Runs the hostile guest's `residue` task: it must find its static data and fresh heap
 /// zero, as in a new instance.
 async fn assert_pristine_memory(harness: &Harness, round: usize) {
-    let folder = TaskFolder::new();
-    let request = folder.process_request().payload("residue 6").build();
+    let report = report_of(harness, &TaskFolder::new(), "residue 6", round).await;
+    assert_eq!(report, "static=0 heap=0", "round {round}");
+}
+
+/// Runs a task of `payload` in `folder`, which must complete; the text of its output.
+async fn report_of(harness: &Harness, folder: &TaskFolder, payload: &str, round: usize) -> String {
+    let request = folder.process_request().payload(payload).build();
     let output = request.expected_output_keys[0].clone();
     let result = harness.run_task(request).await;
     assert!(
         matches!(result, Ok(Output::Ok)),
         "round {round}: {result:?}"
     );
-    let report = String::from_utf8(folder.read(&output)).expect("report");
-    assert_eq!(report, "static=0 heap=0", "round {round}");
+    String::from_utf8(folder.read(&output)).expect("report")
 }
 
 #[tokio::test]
@@ -119,6 +123,28 @@ async fn tasks_run_in_fresh_instances_made_ahead_of_them() {
             .count();
         assert_eq!(made_ahead, expected, "{flags:?}:\n{log}");
     }
+}
+
+/// A component whose start function (`_initialize`, run at instantiation, as C reactors
+/// have) looks for a file in `/data`: wasi-libc lists the preopens then and keeps the
+/// answer, so an instance made ahead with no folder would never reach the task's. The
+/// empty folder preopened while making one gives the start function a descriptor, which
+/// marks the component as one to instantiate with each task: every task finds its folder.
+#[tokio::test]
+async fn a_start_function_that_reads_the_data_folder_gets_each_tasks_folder() {
+    let harness = Harness::start_with("initfs", &["--max-concurrent-tasks", "1"]).await;
+    for round in 0..4 {
+        let folder = TaskFolder::new();
+        folder.write("config", "x");
+        let report = report_of(&harness, &folder, "p", round).await;
+        assert!(
+            report.contains("found=1") && report.contains("payload=ok"),
+            "round {round}: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let log = harness.worker.log();
+    assert!(!log.contains("instance_made_ahead=true"), "{log}");
 }
 
 #[tokio::test]

@@ -14,7 +14,8 @@
 //! Each instance still serves exactly one task and is then dropped: a fresh state per task,
 //! as before; only the making moved off the task's path. An instance is used only if making
 //! it touched nothing that binding replaces: no WASI resource handed to the guest (preopens,
-//! stdio streams) and no agent call. A component whose instantiation does either is made
+//! stdio streams; an empty folder is preopened where tasks have theirs, so that a start
+//! function listing the preopens takes one) and no agent call. A component whose instantiation does either is made
 //! with each task from then on, as before.
 
 use std::collections::HashSet;
@@ -27,7 +28,9 @@ use tokio::time::Instant;
 use wasmtime::Store;
 use wasmtime_wasi::WasiCtx;
 
-use super::{Sandbox, TaskState};
+use wasmtime_wasi::FsPerms;
+
+use super::{GUEST_DATA_FOLDER, Sandbox, TaskState};
 use crate::agent::bridge::AgentBridge;
 use crate::bindings::{Worker, WorkerPre};
 
@@ -46,9 +49,11 @@ pub(super) struct Ready {
 }
 
 /// The instance made ahead, or being made.
-#[derive(Default)]
 pub(super) struct Ahead {
     slot: Mutex<Slot>,
+    /// Preopened where tasks have their data folder while an instance is made (see
+    /// `make_unbound`); private and empty.
+    empty_folder: tempfile::TempDir,
 }
 
 #[derive(Default)]
@@ -66,6 +71,20 @@ fn key(pre: &WorkerPre<TaskState>) -> usize {
 }
 
 impl Ahead {
+    /// No instance yet.
+    ///
+    /// # Errors
+    /// The empty folder cannot be made.
+    pub(super) fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            slot: Mutex::default(),
+            empty_folder: tempfile::Builder::new()
+                .prefix("armonik-wasm-empty-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o500))
+                .tempdir()?,
+        })
+    }
+
     fn slot(&self) -> MutexGuard<'_, Slot> {
         // Every update of the slot is complete before anything that could panic.
         self.slot.lock().unwrap_or_else(|e| e.into_inner())
@@ -125,13 +144,17 @@ impl Ahead {
         let sandbox = sandbox.clone();
         let pre = pre.clone();
         tokio::spawn(async move {
+            // Whatever happens to the making (a panic included), the waiting tasks go on.
+            let _done = Done {
+                ahead: &sandbox.ahead,
+                notify,
+            };
             let made = make_unbound(&sandbox, &pre).await;
             let mut slot = sandbox.ahead.slot();
-            slot.making = None;
             match made {
                 Some((store, worker)) => {
                     slot.ready = Some(Ready {
-                        _pre: pre,
+                        _pre: pre.clone(),
                         key,
                         store,
                         worker,
@@ -141,9 +164,20 @@ impl Ahead {
                     slot.refused.insert(key);
                 }
             }
-            drop(slot);
-            notify.notify_waiters();
         });
+    }
+}
+
+/// Ends a making: clears the mark and wakes the tasks waiting for it.
+struct Done<'a> {
+    ahead: &'a Ahead,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.ahead.slot().making = None;
+        self.notify.notify_waiters();
     }
 }
 
@@ -154,7 +188,19 @@ async fn make_unbound(
     pre: &WorkerPre<TaskState>,
 ) -> Option<(Store<TaskState>, Worker)> {
     let deadline = Instant::now() + MAKING_BUDGET;
-    let mut store = sandbox.new_store(WasiCtx::builder().build(), AgentBridge::unbound(), deadline);
+    // An empty folder where tasks have theirs: a start function that looks for its files
+    // (wasi-libc lists the preopens once and keeps the answer) takes a descriptor, which
+    // refuses the component below, instead of learning for good that there is no folder.
+    let mut wasi = WasiCtx::builder();
+    if let Err(error) = wasi.preopened_dir(
+        sandbox.ahead.empty_folder.path(),
+        GUEST_DATA_FOLDER,
+        FsPerms::ReadOnly,
+    ) {
+        tracing::debug!(%error, "cannot preopen the empty folder of instances made ahead");
+        return None;
+    }
+    let mut store = sandbox.new_store(wasi.build(), AgentBridge::unbound(), deadline);
     let instantiated = tokio::time::timeout_at(deadline, pre.instantiate_async(&mut store)).await;
     let worker = match instantiated {
         Ok(Ok(worker)) => worker,

@@ -176,7 +176,7 @@ impl Sandbox {
             engine,
             linker,
             instances: Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1) as usize)),
-            ahead: ahead::Ahead::default(),
+            ahead: ahead::Ahead::new()?,
             config,
         })
     }

@@ -92,6 +92,9 @@ impl ProcessIsolation {
         if !sandbox.pooling {
             arguments.push("--no-pooling".into());
         }
+        if !sandbox.instantiate_ahead {
+            arguments.push("--no-instantiate-ahead".into());
+        }
         // Only this user reads the artifacts: native code the children map and run.
         let dir = tempfile::Builder::new()
             .prefix("armonik-wasm-artifacts-")
@@ -293,6 +296,9 @@ pub struct TaskProcessArgs {
     /// Allocate on demand, as the worker does.
     #[arg(long)]
     no_pooling: bool,
+    /// Do not make the preloaded component's instance while waiting, as the worker says.
+    #[arg(long)]
+    no_instantiate_ahead: bool,
 }
 
 /// The child's side: gets ready, reads its header line (artifact, time budget) and the
@@ -307,8 +313,11 @@ pub async fn task_process(args: TaskProcessArgs) -> anyhow::Result<()> {
     // sends this when the thread that started the child ends: the worker starts children
     // from its guest thread, which lives as long as it does.
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    let ahead = args.preload.is_some() && !args.no_instantiate_ahead;
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
-        max_concurrent_tasks: 1,
+        // Room for the preloaded component's instance made ahead and, should the task need
+        // another component, that one's: a task never waits for the other or fails for it.
+        max_concurrent_tasks: if ahead { 2 } else { 1 },
         memory_limit: args.memory_limit_bytes,
         pooling: !args.no_pooling,
         // One task per process: nothing comes after it (the preloaded component's instance
@@ -327,7 +336,7 @@ pub async fn task_process(args: TaskProcessArgs) -> anyhow::Result<()> {
         Some(path) => Some((path.clone(), load(path)?)),
         None => None,
     };
-    if let Some((_, pre)) = &preloaded {
+    if let (true, Some((_, pre))) = (ahead, &preloaded) {
         sandbox.make_ahead(pre);
     }
     let agent_address = ChannelAddress::parse(&args.agent_address, &args.agent_socket_type)?;
