@@ -80,7 +80,7 @@ impl Ahead {
             slot: Mutex::default(),
             empty_folder: tempfile::Builder::new()
                 .prefix("armonik-wasm-empty-")
-                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o500))
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .tempdir()?,
         })
     }
