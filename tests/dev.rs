@@ -821,15 +821,79 @@ async fn reused_task_folders_show_each_task_only_its_own_inputs() {
     wait_completed(&mut client, &session, &outputs).await;
 
     for (n, (output, survey)) in expected.iter().enumerate() {
-        let chunks: Vec<Vec<u8>> = client
-            .results()
-            .download(session.clone(), output.clone())
-            .await
-            .expect("download")
-            .map(|chunk| chunk.expect("chunk"))
-            .collect()
-            .await;
-        let seen = String::from_utf8(chunks.concat()).expect("UTF-8");
+        let seen = String::from_utf8(download(&mut client, &session, output).await).expect("UTF-8");
         assert_eq!(&seen, survey, "task {n} saw another folder than its own");
     }
+}
+
+/// The bytes of result `id`.
+async fn download(client: &mut armonik::Client, session: &str, id: &str) -> Vec<u8> {
+    let chunks: Vec<Vec<u8>> = client
+        .results()
+        .download(session, id)
+        .await
+        .expect("download")
+        .map(|chunk| chunk.expect("chunk"))
+        .collect()
+        .await;
+    chunks.concat()
+}
+
+/// A `dev --data-dir` stopped while a task runs leaves that task's folder; task folders are
+/// named by a counter that starts again: the first task of the next `dev` on the same
+/// folder must see only its own inputs, not the stopped task's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_dev_shows_no_task_the_folder_of_a_stopped_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    {
+        let mut dev = Dev::start_with(&data, &["--parallelism", "1"]);
+        let mut client = dev.client().await;
+        let (session, library) = guest_session(&mut client, "hostile").await;
+        let payload = create(&mut client, &session, "payload", b"sleep 60000").await;
+        let output = create_metadata(&mut client, &session, "output").await;
+        submit_one(&mut client, &session, &library, payload, output).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        dev.terminate();
+        dev.wait_exit(Duration::from_secs(20));
+    }
+    let dev = Dev::start_with(&data, &["--parallelism", "1"]);
+    let mut client = dev.client().await;
+    let (session, library) = guest_session(&mut client, "hostile").await;
+    let wasm = std::fs::read(guest("hostile")).expect("guest");
+    let payload = create(&mut client, &session, "payload", b"taint").await;
+    let output = create_metadata(&mut client, &session, "output").await;
+    let mut survey: Vec<String> = [(&library, wasm.as_slice()), (&payload, b"taint".as_slice())]
+        .iter()
+        .map(|(id, bytes)| format!("{id} {} {}", bytes.len(), fnv1a(bytes)))
+        .collect();
+    survey.sort();
+    submit_one(&mut client, &session, &library, payload, output.clone()).await;
+    wait_completed(&mut client, &session, std::slice::from_ref(&output)).await;
+    let seen = String::from_utf8(download(&mut client, &session, &output).await).expect("UTF-8");
+    assert_eq!(seen, survey.join("\n"));
+}
+
+/// Submits one task of the session's component: `payload` in, `output` out.
+async fn submit_one(
+    client: &mut armonik::Client,
+    session: &str,
+    library: &str,
+    payload: String,
+    output: String,
+) {
+    client
+        .tasks()
+        .submit(
+            session,
+            None,
+            vec![tasks::submit::RequestItem {
+                expected_output_keys: vec![output],
+                data_dependencies: vec![library.to_owned()],
+                payload_id: payload,
+                task_options: Some(options(Some(library))),
+            }],
+        )
+        .await
+        .expect("submit");
 }

@@ -162,8 +162,16 @@ async fn health_checks_answer_and_a_cancelled_call_kills_the_task_process() {
 
     let result = call.await.expect("the call's task");
     assert!(result.is_err(), "the client gave up first: {result:?}");
+    // Killed, whether or not the next spare has started yet.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !gone(child) {
+        assert!(
+            Instant::now() < deadline,
+            "the task process {child} still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     wait_only_the_spare(harness.worker.pid()).await;
-    assert!(gone(child), "the task process {child} still runs");
     // Past the time the guest would have notified.
     tokio::time::sleep(Duration::from_millis(2000)).await;
     assert!(
@@ -261,4 +269,32 @@ async fn agent_calls_made_in_task_processes_reach_the_worker_metrics() {
     assert_eq!(metrics_sample(&body, calls), Some(2.0), "{body}");
     let outcomes = r#"armonik_wasm_tasks_total{outcome="completed"}"#;
     assert_eq!(metrics_sample(&body, outcomes), Some(2.0), "{body}");
+}
+
+/// A task process preloaded with the last task's component makes its instance while it waits
+/// for its task (src/sandbox/ahead.rs), unless the worker was told not to.
+#[tokio::test(flavor = "multi_thread")]
+async fn task_processes_make_their_instance_ahead_unless_told_not_to() {
+    for (flags, ahead) in [(&[][..], true), (&["--no-instantiate-ahead"][..], false)] {
+        let mut args = vec!["--isolation", "process"];
+        args.extend_from_slice(flags);
+        let harness = Harness::start_with("hostile", &args).await;
+        for round in 0..3 {
+            let folder = TaskFolder::new();
+            let request = folder.process_request().payload("write ahead").build();
+            let result = harness.run_task(request).await;
+            assert!(
+                matches!(result, Ok(Output::Ok)),
+                "round {round}: {result:?}"
+            );
+            // Time for the spare to start and make its instance, as between ArmoniK's tasks.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let log = harness.worker.log();
+        assert_eq!(
+            log.contains("instance_made_ahead=true"),
+            ahead,
+            "{flags:?}:\n{log}"
+        );
+    }
 }

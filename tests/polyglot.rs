@@ -578,6 +578,7 @@ async fn instantiation_cost() {
         max_concurrent_tasks: 4,
         memory_limit: 2048 << 20,
         pooling: true,
+        instantiate_ahead: false,
     })
     .expect("sandbox");
     let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).expect("cache");

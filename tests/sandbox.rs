@@ -64,6 +64,25 @@ async fn deep_recursion_is_a_stack_overflow_trap() {
     next_task_runs(&harness).await;
 }
 
+/// Runs the hostile guest's `residue` task: it must find its static data and fresh heap
+/// zero, as in a new instance.
+async fn assert_pristine_memory(harness: &Harness, round: usize) {
+    let report = report_of(harness, &TaskFolder::new(), "residue 6", round).await;
+    assert_eq!(report, "static=0 heap=0", "round {round}");
+}
+
+/// Runs a task of `payload` in `folder`, which must complete; the text of its output.
+async fn report_of(harness: &Harness, folder: &TaskFolder, payload: &str, round: usize) -> String {
+    let request = folder.process_request().payload(payload).build();
+    let output = request.expected_output_keys[0].clone();
+    let result = harness.run_task(request).await;
+    assert!(
+        matches!(result, Ok(Output::Ok)),
+        "round {round}: {result:?}"
+    );
+    String::from_utf8(folder.read(&output)).expect("report")
+}
+
 #[tokio::test]
 async fn no_task_sees_memory_an_earlier_task_wrote() {
     // Pooled instances are reused and reset by writing back only the pages a task dirtied
@@ -77,17 +96,55 @@ async fn no_task_sees_memory_an_earlier_task_wrote() {
             let trapped = hostile(&harness, "unreachable").await;
             assert_eq!(trapped.err().map(|s| s.code()), Some(Code::Internal));
         }
-        let folder = TaskFolder::new();
-        let request = folder.process_request().payload("residue 6").build();
-        let output = request.expected_output_keys[0].clone();
-        let result = harness.run_task(request).await;
-        assert!(
-            matches!(result, Ok(Output::Ok)),
-            "round {round}: {result:?}"
-        );
-        let report = String::from_utf8(folder.read(&output)).expect("report");
-        assert_eq!(report, "static=0 heap=0", "round {round}");
+        assert_pristine_memory(&harness, round).await;
     }
+}
+
+/// After a task, the worker makes the next instance of its component while it waits
+/// (src/sandbox/ahead.rs); the next task binds its own folder, ids and agent to it. Each such
+/// task still starts from the component's pristine memory and writes to its own folder, and
+/// its summary record says it ran in an instance made ahead; with `--no-instantiate-ahead`,
+/// none does.
+#[tokio::test]
+async fn tasks_run_in_fresh_instances_made_ahead_of_them() {
+    for (flags, expected) in [(&[][..], 3), (&["--no-instantiate-ahead"][..], 0)] {
+        let mut args = vec!["--max-concurrent-tasks", "1"];
+        args.extend_from_slice(flags);
+        let harness = Harness::start_with("hostile", &args).await;
+        for round in 0..4 {
+            assert_pristine_memory(&harness, round).await;
+            // The time ArmoniK's agent takes between two tasks, at least.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let log = harness.worker.log();
+        let made_ahead = log
+            .lines()
+            .filter(|l| l.contains("task finished") && l.contains("instance_made_ahead=true"))
+            .count();
+        assert_eq!(made_ahead, expected, "{flags:?}:\n{log}");
+    }
+}
+
+/// A component whose start function (`_initialize`, run at instantiation, as C reactors
+/// have) looks for a file in `/data`: wasi-libc lists the preopens then and keeps the
+/// answer, so an instance made ahead with no folder would never reach the task's. The
+/// empty folder preopened while making one gives the start function a descriptor, which
+/// marks the component as one to instantiate with each task: every task finds its folder.
+#[tokio::test]
+async fn a_start_function_that_reads_the_data_folder_gets_each_tasks_folder() {
+    let harness = Harness::start_with("initfs", &["--max-concurrent-tasks", "1"]).await;
+    for round in 0..4 {
+        let folder = TaskFolder::new();
+        folder.write("config", "x");
+        let report = report_of(&harness, &folder, "p", round).await;
+        assert!(
+            report.contains("found=1") && report.contains("payload=ok"),
+            "round {round}: {report}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let log = harness.worker.log();
+    assert!(!log.contains("instance_made_ahead=true"), "{log}");
 }
 
 #[tokio::test]

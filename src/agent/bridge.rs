@@ -21,6 +21,7 @@ use tonic::{Code, Status};
 
 use crate::agent::Agent;
 use crate::agent::convert;
+use crate::agent::unbound::Unbound;
 use crate::bindings::armonik::worker::agent::Host;
 use crate::bindings::types::{
     AgentError, ResultMetadata, SubmittedTask, TaskDefinition, TaskOptions, TaskRequest,
@@ -130,7 +131,8 @@ pub struct AgentBridge {
     session_id: String,
     chunk_size: usize,
     deadline: Instant,
-    data_folder: Arc<Folder>,
+    /// `None` before a task is bound (see [`unbound`](Self::unbound)).
+    data_folder: Option<Arc<Folder>>,
     /// Results the task may produce: its expected outputs, and those it created without data.
     owned: HashSet<String>,
     library: Option<Library>,
@@ -154,11 +156,33 @@ impl AgentBridge {
             session_id: task.session_id,
             chunk_size,
             deadline,
-            data_folder,
+            data_folder: Some(data_folder),
             owned: task.expected_outputs.into_iter().collect(),
             library: task.library,
             ledger: Ledger::default(),
         }
+    }
+
+    /// The bridge of an instance made before its task is known: no token, no folder, and an
+    /// agent that refuses every call ([`Unbound`]). Replaced by the task's own bridge before
+    /// the task's code runs.
+    pub fn unbound() -> Self {
+        Self {
+            agent: Arc::new(Unbound),
+            token: String::new(),
+            session_id: String::new(),
+            chunk_size: 0,
+            deadline: Instant::now(),
+            data_folder: None,
+            owned: HashSet::new(),
+            library: None,
+            ledger: Ledger::default(),
+        }
+    }
+
+    /// Whether the guest called the agent through this bridge.
+    pub fn was_called(&self) -> bool {
+        !self.ledger.agent_calls.is_empty() || self.ledger.agent_unavailable.is_some()
     }
 
     /// Refuses to notify a result the task does not own, or has delegated.
@@ -208,7 +232,12 @@ impl AgentBridge {
     /// whatever the guest left there removed.
     fn clear_for_data(&self, result_id: &str) -> Result<(), AgentError> {
         plain_name(result_id).map_err(|e| AgentError::InvalidArgument(e.to_string()))?;
-        self.data_folder.clear(result_id).map_err(|error| {
+        let Some(folder) = &self.data_folder else {
+            return Err(AgentError::Internal(
+                "no task is bound to this instance yet".into(),
+            ));
+        };
+        folder.clear(result_id).map_err(|error| {
             AgentError::Internal(format!(
                 "cannot clear `{result_id}` in the data folder before fetching it: {error}"
             ))

@@ -8,6 +8,7 @@
 pub mod bridge;
 pub mod convert;
 pub mod grpc;
+pub mod unbound;
 
 use crate::proto::v1::agent::{
     CreateResultsMetaDataRequest, CreateResultsMetaDataResponse, CreateResultsRequest,

@@ -121,6 +121,11 @@ pub struct SandboxArgs {
     #[arg(long, env = "ArmonikWasm__NoPooling")]
     pub no_pooling: bool,
 
+    /// Instantiate each task's component when the task arrives, instead of making the next
+    /// instance while the worker waits for it (which keeps one idle instance in memory).
+    #[arg(long, env = "ArmonikWasm__NoInstantiateAhead")]
+    pub no_instantiate_ahead: bool,
+
     /// Components by application: DIR/<application_name>/<application_version>.wasm, chosen
     /// for a task whose options name an application and no LibraryBlobId. Looked up at each
     /// task: a version dropped in is used without a restart.
@@ -138,6 +143,7 @@ impl SandboxArgs {
             max_concurrent_tasks,
             memory_limit: self.memory_limit_mib.saturating_mul(1024 * 1024),
             pooling: !self.no_pooling,
+            instantiate_ahead: !self.no_instantiate_ahead,
         })?);
         let root = if self.no_cache {
             None

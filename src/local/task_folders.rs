@@ -48,14 +48,20 @@ impl Pool {
 }
 
 impl TaskFolders {
-    /// Task folders under `dir`, private to this user.
+    /// Task folders under `dir`, private to this user. What an earlier process left there
+    /// (a `dev --data-dir` stopped while tasks ran) is removed: folders are named by a
+    /// counter that starts again, and no task may see another's inputs.
     ///
     /// # Errors
-    /// The folders cannot be made.
+    /// The folders cannot be made or emptied.
     pub(crate) fn new(dir: &Folder) -> io::Result<Self> {
+        let root = dir.subfolder("tasks")?;
+        let spares = dir.subfolder("spares")?;
+        root.remove_contents()?;
+        spares.remove_contents()?;
         Ok(Self {
-            root: dir.subfolder("tasks")?,
-            spares: dir.subfolder("spares")?,
+            root,
+            spares,
             pool: Mutex::default(),
         })
     }

@@ -1,6 +1,7 @@
 //! The sandbox: one wasmtime engine and linker per process, and a fresh store and instance
-//! per task.
+//! per task (made ahead of it when the component allows, see `ahead`).
 
+mod ahead;
 pub mod applications;
 pub mod compile_cache;
 pub mod components;
@@ -53,6 +54,9 @@ pub struct SandboxConfig {
     /// Whether to try the pooling instance allocator (falling back to on-demand allocation
     /// where it cannot reserve its address space).
     pub pooling: bool,
+    /// Whether to make the next instance of a component while no task needs it (see
+    /// `ahead`): for a process that runs task after task, not for one that runs a single task.
+    pub instantiate_ahead: bool,
 }
 
 /// Why a task did not return normally.
@@ -106,11 +110,14 @@ pub struct TaskRun<'a> {
 /// What one task cost the sandbox, for its summary record and the metrics.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RunStats {
-    /// Time to instantiate the component (store and instance ready, before `process` is
-    /// called); zero when the task never got that far.
+    /// Time from the task's start in the sandbox until its instance was ready to call:
+    /// instantiating it, or binding the one made ahead (and waiting for it if it was still
+    /// being made); zero when the task never got that far.
     pub instantiation: Duration,
     /// Peak linear memory of the task, all its memories together, in bytes.
     pub memory_peak: usize,
+    /// Whether the task ran in an instance made ahead of it (see `ahead`).
+    pub made_ahead: bool,
 }
 
 /// A task's end in the sandbox.
@@ -132,6 +139,8 @@ pub struct Sandbox {
     /// store is torn down, after its reply (see [`retire`]), so a task never finds the pool
     /// full because the previous one is still being cleaned up: at worst it waits for that.
     instances: Arc<Semaphore>,
+    /// The instance made ahead of its task, if any.
+    ahead: ahead::Ahead,
 }
 
 impl Sandbox {
@@ -167,6 +176,7 @@ impl Sandbox {
             engine,
             linker,
             instances: Arc::new(Semaphore::new(config.max_concurrent_tasks.max(1) as usize)),
+            ahead: ahead::Ahead::new()?,
             config,
         })
     }
@@ -208,6 +218,13 @@ impl Sandbox {
         // What one host call may copy out of the guest (wasmtime's default is 128 MiB, which
         // traps a single large `write`): the task's whole memory, which bounds it anyway.
         store.set_hostcall_fuel(self.config.memory_limit);
+        self.set_deadline(&mut store, deadline);
+        store
+    }
+
+    /// Stops the store's guest at `deadline`, checked at each epoch tick, where the guest
+    /// also yields.
+    fn set_deadline(&self, store: &mut Store<TaskState>, deadline: Instant) {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline {
@@ -216,12 +233,19 @@ impl Sandbox {
                 UpdateDeadline::Yield(1)
             })
         });
-        store
+    }
+
+    /// Makes an instance of `pre` in the background for the next task of this component
+    /// (see `ahead`), unless one is ready or being made.
+    pub fn make_ahead(self: &Arc<Self>, pre: &WorkerPre<TaskState>) {
+        ahead::Ahead::make(self, pre);
     }
 
     /// Runs one task in a fresh store and instance: the guest's own result (or why it has
-    /// none), the ledger of what it did through the agent, and what it cost.
-    pub async fn run(&self, pre: &WorkerPre<TaskState>, task: TaskRun<'_>) -> Finished {
+    /// none), the ledger of what it did through the agent, and what it cost. With
+    /// `instantiate_ahead`, the instance is the one made ahead for this component when there
+    /// is one, and the next is made once this task is done.
+    pub async fn run(self: &Arc<Self>, pre: &WorkerPre<TaskState>, task: TaskRun<'_>) -> Finished {
         let bridge = task.bridge;
         let not_started = |error, mut bridge: AgentBridge| Finished {
             outcome: Err(error),
@@ -239,11 +263,27 @@ impl Sandbox {
                 bridge,
             );
         };
-        let mut store = self.new_store(wasi, bridge, task.deadline);
+        let started = std::time::Instant::now();
+        // Waiting for one being made is bounded by the task's own deadline.
+        let ready = tokio::time::timeout_at(task.deadline, self.ahead.take(pre))
+            .await
+            .ok()
+            .flatten();
+        let made_ahead = ready.is_some();
+        let (mut store, worker) = match ready {
+            Some(ready) => {
+                let mut store = ready.store;
+                ahead::bind(self, &mut store, wasi, bridge, task.deadline);
+                (store, Some(ready.worker))
+            }
+            None => (self.new_store(wasi, bridge, task.deadline), None),
+        };
         let mut instantiation = Duration::ZERO;
         let call = async {
-            let started = std::time::Instant::now();
-            let worker = pre.instantiate_async(&mut store).await?;
+            let worker = match worker {
+                Some(worker) => worker,
+                None => pre.instantiate_async(&mut store).await?,
+            };
             instantiation = started.elapsed();
             let returned = worker
                 .armonik_worker_task()
@@ -262,8 +302,12 @@ impl Sandbox {
         let stats = RunStats {
             instantiation,
             memory_peak: store.data().limiter.used(),
+            made_ahead,
         };
         retire(store, instance);
+        if self.config.instantiate_ahead {
+            self.make_ahead(pre);
+        }
         Finished {
             outcome,
             ledger,
@@ -309,7 +353,8 @@ fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
     // Deadlines: cheaper than fuel (~10% vs 2-3x) and enough to stop any loop.
     wasm.epoch_interruption(true);
     if pooling {
-        let tasks = config.max_concurrent_tasks.max(1);
+        // One more than the tasks: the instance made ahead.
+        let tasks = config.max_concurrent_tasks.max(1) + u32::from(config.instantiate_ahead);
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(tasks)
             .total_core_instances(tasks * CORE_INSTANCES_PER_TASK)

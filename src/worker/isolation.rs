@@ -92,6 +92,9 @@ impl ProcessIsolation {
         if !sandbox.pooling {
             arguments.push("--no-pooling".into());
         }
+        if !sandbox.instantiate_ahead {
+            arguments.push("--no-instantiate-ahead".into());
+        }
         // Only this user reads the artifacts: native code the children map and run.
         let dir = tempfile::Builder::new()
             .prefix("armonik-wasm-artifacts-")
@@ -293,6 +296,9 @@ pub struct TaskProcessArgs {
     /// Allocate on demand, as the worker does.
     #[arg(long)]
     no_pooling: bool,
+    /// Do not make the preloaded component's instance while waiting, as the worker says.
+    #[arg(long)]
+    no_instantiate_ahead: bool,
 }
 
 /// The child's side: gets ready, reads its header line (artifact, time budget) and the
@@ -307,11 +313,17 @@ pub async fn task_process(args: TaskProcessArgs) -> anyhow::Result<()> {
     // sends this when the thread that started the child ends: the worker starts children
     // from its guest thread, which lives as long as it does.
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-    let sandbox = Sandbox::new(SandboxConfig {
-        max_concurrent_tasks: 1,
+    let ahead = args.preload.is_some() && !args.no_instantiate_ahead;
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        // Room for the preloaded component's instance made ahead and, should the task need
+        // another component, that one's: a task never waits for the other or fails for it.
+        max_concurrent_tasks: if ahead { 2 } else { 1 },
         memory_limit: args.memory_limit_bytes,
         pooling: !args.no_pooling,
-    })?;
+        // One task per process: nothing comes after it (the preloaded component's instance
+        // is made ahead below, while the child waits for its task).
+        instantiate_ahead: false,
+    })?);
     let load = |path: &std::path::Path| -> anyhow::Result<_> {
         // SAFETY: the artifact is the worker's own: it serialized it from a component it
         // compiled, into a folder only its user can write, and named it to this process
@@ -324,6 +336,9 @@ pub async fn task_process(args: TaskProcessArgs) -> anyhow::Result<()> {
         Some(path) => Some((path.clone(), load(path)?)),
         None => None,
     };
+    if let (true, Some((_, pre))) = (ahead, &preloaded) {
+        sandbox.make_ahead(pre);
+    }
     let agent_address = ChannelAddress::parse(&args.agent_address, &args.agent_socket_type)?;
     let agent = Arc::new(GrpcAgent::connect_lazy(&agent_address)?);
     // The task's calls find the connection made, or wait for it on the same channel.
@@ -391,6 +406,7 @@ pub struct Report {
     /// Per call: the Agent service's method, the gRPC code, nanoseconds.
     agent_calls: Vec<(String, i32, u64)>,
     instantiation_ns: u64,
+    made_ahead: bool,
     memory_peak: usize,
 }
 
@@ -430,6 +446,7 @@ impl From<Finished> for Report {
                     (operation, i32::from(code), nanos)
                 })
                 .collect(),
+            made_ahead: finished.stats.made_ahead,
             instantiation_ns: u64::try_from(finished.stats.instantiation.as_nanos())
                 .unwrap_or(u64::MAX),
             memory_peak: finished.stats.memory_peak,
@@ -468,6 +485,7 @@ impl From<Report> for Finished {
             stats: RunStats {
                 instantiation: Duration::from_nanos(report.instantiation_ns),
                 memory_peak: report.memory_peak,
+                made_ahead: report.made_ahead,
             },
         }
     }

@@ -82,6 +82,7 @@ impl TaskSummary {
                     outcome = self.outcome.name(),
                     wall_seconds = self.wall.as_secs_f64(),
                     instantiation_seconds = stats.instantiation.as_secs_f64(),
+                    instance_made_ahead = stats.made_ahead,
                     memory_peak_bytes = stats.memory_peak,
                     agent_calls = self.agent_calls,
                     input_bytes = self.input_bytes,

@@ -382,7 +382,7 @@ pub fn chunk_size(request: &ProcessRequest) -> usize {
 /// Runs an assigned task in `sandbox`, in a fresh store and instance of `pre`, its agent
 /// calls going to `agent` with the task's token, until `deadline`.
 pub async fn execute(
-    sandbox: &Sandbox,
+    sandbox: &Arc<Sandbox>,
     pre: &WorkerPre<TaskState>,
     agent: Arc<dyn Agent>,
     assignment: Assignment,

@@ -47,8 +47,9 @@ use tonic::{Code, Status};
 // ---------------------------------------------------------------------------------------------
 
 /// The guest components of `<repo>/guests`, by crate/component name.
-pub const GUESTS: [&str; 8] = [
+pub const GUESTS: [&str; 9] = [
     "echo",
+    "initfs",
     "concat",
     "fanout",
     "fail",
