@@ -172,7 +172,7 @@ impl Ahead {
             match made {
                 Some((store, worker)) => {
                     slot.ready = Some(Ready {
-                        _pre: pre.clone(),
+                        _pre: pre,
                         key,
                         store,
                         worker,
