@@ -18,94 +18,17 @@ use std::path::{Path, PathBuf};
 use cap_fs_ext::{DirExt as _, FollowSymlinks, OpenOptionsFollowExt as _};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, DirBuilder, OpenOptions, OpenOptionsExt as _};
-use sha2::{Digest, Sha256};
 
+mod names;
 mod recycling;
 mod removal;
 
+pub use names::{plain_name, safe_file_name};
 use removal::empty;
 
-/// The longest name a Linux file system takes, in bytes.
-const NAME_MAX: usize = 255;
-
-/// Bytes of a mapped name kept when it is cut (see [`safe_file_name`]): with the `~` and
-/// the 16-digit hash, and a `.` and a 36-character result id after it, well under
-/// [`NAME_MAX`].
-const MAPPED_NAME_CUT: usize = 180;
 /// `O_NONBLOCK`, as `open`'s flags take it.
 #[allow(clippy::cast_possible_wrap)]
 const NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
-
-/// The longest mapped name left whole.
-const MAPPED_NAME_MAX: usize = 200;
-
-/// Checks that `name` (a result id, a cache key) is one plain file name: not empty, not `.`
-/// or `..`, without `/` or NUL, at most 255 bytes. Anything else could name another place.
-///
-/// # Errors
-/// `InvalidInput`, saying why.
-pub fn plain_name(name: &str) -> io::Result<&str> {
-    let why = if name.is_empty() {
-        "is empty"
-    } else if name == "." || name == ".." {
-        "names a directory"
-    } else if name.contains('/') {
-        "contains `/`"
-    } else if name.contains('\0') {
-        "contains a NUL byte"
-    } else if name.len() > NAME_MAX {
-        "is longer than 255 bytes"
-    } else {
-        return Ok(name);
-    };
-    Err(io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!(
-            "`{}` is not a plain file name: it {why}",
-            name.escape_debug()
-        ),
-    ))
-}
-
-/// The file name under which a result named `name` (chosen by a task or a client: any text)
-/// is written to the user's folders (`run --outputs`, `--all-results`).
-///
-/// ASCII letters and digits, `-`, `_`, `.` and non-ASCII alphanumeric characters are kept;
-/// every other byte of the name's UTF-8 (`/`, `%`, spaces, control characters, NUL...) is
-/// written `%XX` (uppercase hex); a name that is exactly `.` or `..` becomes `%2E` or
-/// `%2E%2E`. A mapped name longer than 200 bytes is cut to its first 180 bytes and followed
-/// by `~` and the first 16 hex digits of the SHA-256 of the whole name. The mapping is
-/// one-to-one, so distinct names never share a file; an empty name maps to an empty string
-/// (callers add the result id).
-pub fn safe_file_name(name: &str) -> String {
-    if name == "." || name == ".." {
-        return "%2E".repeat(name.len());
-    }
-    let mut mapped = String::with_capacity(name.len());
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric()
-            || matches!(c, '-' | '_' | '.')
-            || (!c.is_ascii() && c.is_alphanumeric())
-        {
-            mapped.push(c);
-        } else {
-            let mut utf8 = [0; 4];
-            for byte in c.encode_utf8(&mut utf8).bytes() {
-                mapped.push_str(&format!("%{byte:02X}"));
-            }
-        }
-    }
-    if mapped.len() <= MAPPED_NAME_MAX {
-        return mapped;
-    }
-    let mut cut = MAPPED_NAME_CUT;
-    while !mapped.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let digest = Sha256::digest(name.as_bytes());
-    let hash: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}~{hash}", &mapped[..cut])
-}
 
 /// A directory the host works in, held open: every operation resolves names inside it, never
 /// through a link.
@@ -197,18 +120,18 @@ impl Folder {
     /// `name` is not a plain name; nothing is there (`NotFound`); it is a link, a directory or
     /// anything else but a regular file; it cannot be opened.
     pub fn open_file(&self, name: &str) -> io::Result<std::fs::File> {
+        self.open_regular(name, OpenOptions::new().read(true))
+    }
+
+    /// Opens the regular file `name` with `options`, without following a link and without
+    /// blocking (a FIFO or a device at that name is refused instead of blocking the thread
+    /// in `open` until a writer comes; I/O on a regular file ignores the flag).
+    fn open_regular(&self, name: &str, options: &mut OpenOptions) -> io::Result<std::fs::File> {
         let name = plain_name(name)?;
-        let mut options = OpenOptions::new();
-        // Non-blocking, so that a FIFO (or a device) at that name is refused below instead of
-        // blocking the thread in `open` until a writer comes; reads of a regular file ignore
-        // the flag.
-        options
-            .read(true)
-            .follow(FollowSymlinks::No)
-            .custom_flags(NONBLOCK);
+        options.follow(FollowSymlinks::No).custom_flags(NONBLOCK);
         let file = self
             .dir
-            .open_with(name, &options)
+            .open_with(name, options)
             .map_err(|error| not_a_file(name, error))?
             .into_std();
         if !file.metadata()?.is_file() {
@@ -505,43 +428,6 @@ fn not_a_file(name: &str, error: io::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_plain_names_pass() {
-        assert!(plain_name("abc").is_ok());
-        assert!(plain_name("a.b-c_d").is_ok());
-        let long = "x".repeat(256);
-        for name in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\0b", &long] {
-            assert!(plain_name(name).is_err(), "{name:?}");
-        }
-    }
-
-    #[test]
-    fn mapped_names_are_plain_readable_and_distinct() {
-        assert_eq!(safe_file_name("output"), "output");
-        assert_eq!(safe_file_name("a/b"), "a%2Fb");
-        assert_eq!(safe_file_name("../../tmp/n1"), "..%2F..%2Ftmp%2Fn1");
-        assert_eq!(safe_file_name("/tmp/n2"), "%2Ftmp%2Fn2");
-        assert_eq!(safe_file_name("a\0b"), "a%00b");
-        assert_eq!(safe_file_name("%41"), "%2541");
-        assert_eq!(safe_file_name("."), "%2E");
-        assert_eq!(safe_file_name(".."), "%2E%2E");
-        assert_eq!(safe_file_name("héllo wörld"), "héllo%20wörld");
-        assert_eq!(safe_file_name(""), "");
-        let long = "y".repeat(600);
-        let mapped = safe_file_name(&long);
-        assert_eq!(mapped.len(), 180 + 1 + 16);
-        assert!(mapped.starts_with(&"y".repeat(180)));
-        assert_ne!(mapped, safe_file_name(&"y".repeat(601)));
-        let slashes = "/".repeat(300);
-        assert!(safe_file_name(&slashes).len() <= MAPPED_NAME_MAX);
-        for name in ["a/b", "x", "..", "%", &long, &slashes, "é/"] {
-            let mapped = safe_file_name(name);
-            assert!(plain_name(&mapped).is_ok(), "{name:?} -> {mapped:?}");
-            assert!(!mapped.starts_with(".."), "{mapped}");
-        }
-        assert_ne!(safe_file_name("a%2Fb"), safe_file_name("a/b"));
-    }
 
     #[test]
     fn nothing_a_guest_planted_is_followed() {

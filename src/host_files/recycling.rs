@@ -11,11 +11,10 @@
 use std::io;
 use std::os::fd::{AsRawFd as _, BorrowedFd};
 
-use cap_fs_ext::{FollowSymlinks, OpenOptionsFollowExt as _};
-use cap_std::fs::{OpenOptions, OpenOptionsExt as _};
+use cap_std::fs::OpenOptions;
 use rustix::fs::RenameFlags;
 
-use super::{Folder, NONBLOCK, plain_name};
+use super::{Folder, plain_name};
 
 impl Folder {
     /// Empties this folder: each regular file that nothing else can write to is truncated to
@@ -57,16 +56,10 @@ impl Folder {
     /// file with one link and no other writer. `Ok(false)`: it is not, and stays.
     fn retire(&self, name: &str, spares: &Folder, spare: &str) -> io::Result<bool> {
         let name = plain_name(name)?;
-        let mut options = OpenOptions::new();
-        options
-            .read(true)
-            .write(true)
-            .follow(FollowSymlinks::No)
-            .custom_flags(NONBLOCK);
-        let file = self.dir.open_with(name, &options)?.into_std();
-        let stat = rustix::fs::fstat(&file)?;
-        let regular = rustix::fs::FileType::from_raw_mode(stat.st_mode).is_file();
-        if !regular || stat.st_nlink != 1 || !no_other_writer(&file) {
+        let Ok(file) = self.open_regular(name, OpenOptions::new().read(true).write(true)) else {
+            return Ok(false);
+        };
+        if rustix::fs::fstat(&file)?.st_nlink != 1 || !no_other_writer(&file) {
             return Ok(false);
         }
         file.set_len(0)?;
@@ -102,19 +95,9 @@ impl Folder {
             target_name,
             RenameFlags::NOREPLACE,
         )?;
-        let mut options = OpenOptions::new();
-        options
-            .write(true)
-            .follow(FollowSymlinks::No)
-            .custom_flags(NONBLOCK);
         let filled = target
-            .dir
-            .open_with(target_name, &options)
-            .map(cap_std::fs::File::into_std)
+            .open_regular(target_name, OpenOptions::new().write(true))
             .and_then(|mut file| {
-                if !file.metadata()?.is_file() {
-                    return Err(io::Error::other("a spare file is not a regular file"));
-                }
                 // Empty already; truncated again so that no byte of an earlier task can
                 // ever follow this one's.
                 file.set_len(0)?;

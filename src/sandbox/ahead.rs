@@ -52,8 +52,29 @@ pub(super) struct Ready {
 pub(super) struct Ahead {
     slot: Mutex<Slot>,
     /// Preopened where tasks have their data folder while an instance is made (see
-    /// `make_unbound`); private and empty.
-    empty_folder: tempfile::TempDir,
+    /// `make_unbound`).
+    empty_folder: EmptyFolder,
+}
+
+/// An empty directory already removed, held open: nothing can be made in it, and nothing is
+/// left behind however the process ends (a worker or task process killed outright). It is
+/// reached through `/proc/self/fd`; where that cannot be opened, no instance is made ahead.
+struct EmptyFolder {
+    _dir: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl EmptyFolder {
+    fn new() -> std::io::Result<Self> {
+        let made = tempfile::Builder::new()
+            .prefix("armonik-wasm-empty-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()?;
+        let dir = std::fs::File::open(made.path())?;
+        made.close()?;
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir)).into();
+        Ok(Self { _dir: dir, path })
+    }
 }
 
 #[derive(Default)]
@@ -78,10 +99,7 @@ impl Ahead {
     pub(super) fn new() -> std::io::Result<Self> {
         Ok(Self {
             slot: Mutex::default(),
-            empty_folder: tempfile::Builder::new()
-                .prefix("armonik-wasm-empty-")
-                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .tempdir()?,
+            empty_folder: EmptyFolder::new()?,
         })
     }
 
@@ -154,7 +172,7 @@ impl Ahead {
             match made {
                 Some((store, worker)) => {
                     slot.ready = Some(Ready {
-                        _pre: pre.clone(),
+                        _pre: pre,
                         key,
                         store,
                         worker,
@@ -193,7 +211,7 @@ async fn make_unbound(
     // refuses the component below, instead of learning for good that there is no folder.
     let mut wasi = WasiCtx::builder();
     if let Err(error) = wasi.preopened_dir(
-        sandbox.ahead.empty_folder.path(),
+        &sandbox.ahead.empty_folder.path,
         GUEST_DATA_FOLDER,
         FsPerms::ReadOnly,
     ) {
