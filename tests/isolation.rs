@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use armonik::Output;
-use common::{Harness, TaskFolder, metrics_address, metrics_sample, scrape};
+use common::{Harness, TaskFolder, Transport, guest, metrics_address, metrics_sample, scrape};
 use tonic::Code;
 
 async fn isolated() -> Harness {
@@ -296,5 +296,56 @@ async fn task_processes_make_their_instance_ahead_unless_told_not_to() {
             ahead,
             "{flags:?}:\n{log}"
         );
+    }
+}
+
+/// A worker killed outright (SIGKILL, as the OOM killer kills) leaves nothing in its temporary
+/// directory, in either mode: task processes get compiled components in sealed memory files
+/// (src/worker/isolation.rs), and the empty folder preopened while an instance is made ahead
+/// is removed as soon as it is made (src/sandbox/ahead.rs).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_outright_leaves_nothing_in_its_temporary_directory() {
+    for flags in [&[][..], &["--isolation", "process"][..]] {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let tmp_path = tmp.path().display().to_string();
+        let mut harness = Harness::start_custom(
+            &guest("hostile"),
+            Transport::Unix,
+            flags,
+            &[("TMPDIR", tmp_path.as_str())],
+        )
+        .await;
+        for round in 0..2 {
+            let folder = TaskFolder::new();
+            let request = folder.process_request().payload("write left").build();
+            let result = harness.run_task(request).await;
+            assert!(
+                matches!(result, Ok(Output::Ok)),
+                "{flags:?}, round {round}: {result:?}"
+            );
+        }
+        // Time for the next instance or task process to be made, as between ArmoniK's tasks.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let children = task_processes(harness.worker.pid());
+        assert_eq!(
+            children.is_empty(),
+            flags.is_empty(),
+            "{flags:?}: task processes {children:?}"
+        );
+        harness.worker.kill();
+        // Its task processes follow it (PR_SET_PDEATHSIG), and with them the last handles.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !children.iter().all(|&pid| gone(pid)) {
+            assert!(
+                Instant::now() < deadline,
+                "{flags:?}: {children:?} outlived the worker"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .expect("temp dir")
+            .map(|entry| entry.expect("entry").file_name())
+            .collect();
+        assert!(left.is_empty(), "{flags:?}: left {left:?}");
     }
 }

@@ -663,15 +663,3 @@ async fn instantiation_cost() {
         );
     }
 }
-
-/// Minor page faults of this process so far (`/proc/self/stat`, field 10): a copy-on-write
-/// memory image costs one per page a task touches.
-fn minor_page_faults() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    fields.get(7).and_then(|f| f.parse().ok()).unwrap_or(0)
-}

@@ -64,11 +64,12 @@ async fn deep_recursion_is_a_stack_overflow_trap() {
     next_task_runs(&harness).await;
 }
 
-/// Runs the hostile guest's `residue` task: it must find its static data and fresh heap
-/// zero, as in a new instance.
-async fn assert_pristine_memory(harness: &Harness, round: usize) {
-    let report = report_of(harness, &TaskFolder::new(), "residue 6", round).await;
-    assert_eq!(report, "static=0 heap=0", "round {round}");
+/// Runs the hostile guest's `residue` task with `heap_mib` MiB of fresh heap: it must find its
+/// static data and that heap zero, as in a new instance (and then fills both).
+async fn assert_pristine_memory(harness: &Harness, round: usize, heap_mib: usize) {
+    let payload = format!("residue {heap_mib}");
+    let report = report_of(harness, &TaskFolder::new(), &payload, round).await;
+    assert_eq!(report, "static=0 heap=0", "round {round}, {heap_mib} MiB");
 }
 
 /// Runs a task of `payload` in `folder`, which must complete; the text of its output.
@@ -85,18 +86,24 @@ async fn report_of(harness: &Harness, folder: &TaskFolder, payload: &str, round:
 
 #[tokio::test]
 async fn no_task_sees_memory_an_earlier_task_wrote() {
-    // Pooled instances are reused and reset by writing back only the pages a task dirtied
-    // (PAGEMAP_SCAN where the kernel has it): every task must still start from the
-    // component's pristine memory, in its data and in fresh heap, traps included. One slot,
-    // so every task reuses the previous task's memory, and each arrives while the previous
-    // one may still be torn down (after its reply): it waits for the slot, never fails.
-    let harness = Harness::start_with("hostile", &["--max-concurrent-tasks", "1"]).await;
+    // Pooled memories are reused: the first 16 MiB of each is reset in place (copied back
+    // from the image or zeroed), the rest given back to the kernel (src/sandbox/mod.rs).
+    // Every task must still start from the component's pristine memory, in its data and in
+    // fresh heap on either side of that line (6 MiB of heap stays below it, 24 MiB crosses
+    // it), traps included. One slot, so every task reuses the previous task's memory, and
+    // each arrives while the previous one may still be torn down (after its reply): it waits
+    // for the slot, never fails.
+    let harness = Harness::start_with(
+        "hostile",
+        &["--max-concurrent-tasks", "1", "--no-instantiate-ahead"],
+    )
+    .await;
     for round in 0..8 {
         if round == 2 || round == 5 {
             let trapped = hostile(&harness, "unreachable").await;
             assert_eq!(trapped.err().map(|s| s.code()), Some(Code::Internal));
         }
-        assert_pristine_memory(&harness, round).await;
+        assert_pristine_memory(&harness, round, [6, 24][round % 2]).await;
     }
 }
 
@@ -112,7 +119,7 @@ async fn tasks_run_in_fresh_instances_made_ahead_of_them() {
         args.extend_from_slice(flags);
         let harness = Harness::start_with("hostile", &args).await;
         for round in 0..4 {
-            assert_pristine_memory(&harness, round).await;
+            assert_pristine_memory(&harness, round, [6, 24][round % 2]).await;
             // The time ArmoniK's agent takes between two tasks, at least.
             tokio::time::sleep(Duration::from_millis(300)).await;
         }

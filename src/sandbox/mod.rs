@@ -41,8 +41,17 @@ const CORE_INSTANCES_PER_TASK: u32 = 64;
 const MEMORIES_PER_TASK: u32 = 16;
 const TABLES_PER_TASK: u32 = 64;
 
-/// Bytes of each pooled memory and table reset in place between tasks (see `engine_config`).
-const KEEP_RESIDENT: usize = 1 << 20;
+/// Bytes at the start of each pooled linear memory that are reset in place between tasks
+/// (copied back from the component's memory image, or zeroed) instead of being given back
+/// with `madvise`: they stay resident, so the next task of that slot does not fault them in
+/// again. An interpreter's heap image sits in that range (componentize-py's is 12.7 MiB,
+/// componentize-js's 9.1 MiB) and its tasks write about 200 and 80 pages scattered across it;
+/// faulting those back cost each Python task about a millisecond. A memory smaller than this
+/// (a Rust or C guest's is about 1 MiB) is reset whole; the rest of a larger one is given back.
+const MEMORY_KEEP_RESIDENT: usize = 16 << 20;
+
+/// The same for pooled tables (function references): small, 1 MiB covers them.
+const TABLE_KEEP_RESIDENT: usize = 1 << 20;
 
 /// Settings of the sandbox that hold for every task.
 #[derive(Debug, Clone)]
@@ -363,15 +372,15 @@ fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
             .total_stacks(tasks)
             // No single memory can outgrow the task's whole budget.
             .max_memory_size(config.memory_limit)
-            // Reset the first MiB of a reused memory with memset rather than madvise: small
-            // tasks then neither pay the syscall nor fault their pages back in (Spin keeps
-            // 2 MiB).
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT)
-            // Where Linux has PAGEMAP_SCAN (6.7+), only the pages the task wrote are reset,
-            // not the whole first MiB: a tenth of a small task's cost (see BENCHMARKS.md).
-            // Elsewhere wasmtime falls back to the plain reset.
-            .pagemap_scan(wasmtime::Enabled::Auto);
+            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            // Not the PAGEMAP_SCAN reset (which would reset only the pages a task wrote), for
+            // two reasons found in wasmtime 48's `sys/unix/pagemap.rs` (wasmtime PR #14357):
+            // it leaves alone a written page that is swapped out (not `PRESENT`), so on a
+            // machine with swap the next task of the slot could read what the previous one
+            // wrote; and it stops after 32 runs of written pages and gives back everything
+            // after, which is every interpreter heap (see `MEMORY_KEEP_RESIDENT`).
+            .pagemap_scan(wasmtime::Enabled::No);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     wasm

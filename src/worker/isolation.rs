@@ -2,8 +2,8 @@
 //! process boundary around the wasm sandbox.
 //!
 //! The worker keeps everything but the guest: it selects and compiles the component (its
-//! caches stay warm across tasks), writes the compiled artifact once to a private folder, and
-//! applies the outcome table to what the child reports. The child (`armonik-wasm
+//! caches stay warm across tasks), writes the compiled artifact once into a sealed memory file
+//! (see `Artifact`), and applies the outcome table to what the child reports. The child (`armonik-wasm
 //! task-process`, hidden) maps that artifact (so it only instantiates), connects to ArmoniK's
 //! agent itself, runs the task in its sandbox, prints a [`Report`] on stdout and exits. The
 //! request, which holds the communication token, travels on the child's stdin, never in its
@@ -47,11 +47,44 @@ pub struct ProcessIsolation {
     /// Arguments every child gets: agent channel, sandbox settings, log format.
     arguments: Vec<String>,
     /// Compiled artifacts by component digest, written once each.
-    artifacts: Folder,
-    written: Mutex<HashMap<String, PathBuf>>,
+    artifacts: Mutex<HashMap<String, Artifact>>,
     /// The child started ahead for the next task.
     spare: Mutex<Option<tokio::process::Child>>,
-    _artifacts_dir: tempfile::TempDir,
+}
+
+/// A compiled component in a memory file (`memfd`) sealed once written: nothing of it is on
+/// disk, so nothing is left behind however the worker ends (killed outright, by the OOM killer
+/// or an operator), and nothing can change it after it was written (it is native code that
+/// children map and run). Children open it through `/proc/<worker pid>/fd/<fd>`, which only
+/// processes of the worker's user may do.
+struct Artifact {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Artifact {
+    /// `bytes` in a new sealed memory file named after `digest`.
+    ///
+    /// # Errors
+    /// The kernel refuses a memory file or a seal, or `bytes` cannot be written to it.
+    fn new(digest: &str, bytes: &[u8]) -> std::io::Result<Self> {
+        use rustix::fs::{MemfdFlags, SealFlags};
+        use std::io::Write as _;
+        use std::os::fd::AsRawFd as _;
+        let name = format!("armonik-wasm-{digest}");
+        let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+        // Never executable as a program either, where the kernel knows the flag (6.3+).
+        let fd = rustix::fs::memfd_create(&name, flags | MemfdFlags::NOEXEC_SEAL)
+            .or_else(|_| rustix::fs::memfd_create(&name, flags))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(bytes)?;
+        rustix::fs::fcntl_add_seals(
+            &file,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+        )?;
+        let path = format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd()).into();
+        Ok(Self { _file: file, path })
+    }
 }
 
 /// What a child reads on its stdin before the request: one JSON line.
@@ -71,13 +104,20 @@ impl ProcessIsolation {
     /// like its own.
     ///
     /// # Errors
-    /// The executable cannot be found, or the private artifacts folder cannot be made.
+    /// The executable cannot be found, or `/proc` is not there (children open the compiled
+    /// components through it, see `Artifact`).
     pub fn new(
         agent: &ChannelAddress,
         sandbox: &SandboxConfig,
         log_format: &str,
     ) -> anyhow::Result<Self> {
         let executable = std::env::current_exe()?;
+        std::fs::read_dir(format!("/proc/{}/fd", std::process::id())).map_err(|error| {
+            anyhow::anyhow!(
+                "--isolation process needs /proc: task processes open the compiled components \
+                 through /proc/<worker pid>/fd ({error})"
+            )
+        })?;
         let (agent_address, agent_socket_type) = match agent {
             ChannelAddress::Unix(path) => (path.display().to_string(), "UnixDomainSocket"),
             ChannelAddress::Tcp { uri, .. } => (uri.clone(), "Tcp"),
@@ -95,19 +135,11 @@ impl ProcessIsolation {
         if !sandbox.instantiate_ahead {
             arguments.push("--no-instantiate-ahead".into());
         }
-        // Only this user reads the artifacts: native code the children map and run.
-        let dir = tempfile::Builder::new()
-            .prefix("armonik-wasm-artifacts-")
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .tempdir()?;
-        let artifacts = Folder::open(dir.path())?;
         Ok(Self {
             executable,
             arguments,
-            artifacts,
-            written: Mutex::default(),
+            artifacts: Mutex::default(),
             spare: Mutex::default(),
-            _artifacts_dir: dir,
         })
     }
 
@@ -231,11 +263,11 @@ impl ProcessIsolation {
         }
     }
 
-    /// The compiled artifact of `component`, written on first use.
+    /// Where a child opens the compiled artifact of `component`, written on first use.
     fn artifact(&self, component: &Prepared) -> Result<PathBuf, RunError> {
-        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(path) = written.get(&component.digest) {
-            return Ok(path.clone());
+        let mut artifacts = self.artifacts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(artifact) = artifacts.get(&component.digest) {
+            return Ok(artifact.path.clone());
         }
         let setup = |error: String| {
             RunError::Setup(format!(
@@ -248,12 +280,10 @@ impl ProcessIsolation {
             .component()
             .serialize()
             .map_err(|e| setup(format!("{e:#}")))?;
-        let name = format!("{}.cwasm", component.digest);
-        self.artifacts
-            .write(&name, &bytes)
-            .map_err(|e| setup(e.to_string()))?;
-        let path = self.artifacts.path().join(name);
-        written.insert(component.digest.clone(), path.clone());
+        let artifact =
+            Artifact::new(&component.digest, &bytes).map_err(|e| setup(e.to_string()))?;
+        let path = artifact.path.clone();
+        artifacts.insert(component.digest.clone(), artifact);
         Ok(path)
     }
 }
@@ -281,7 +311,7 @@ async fn relay(stderr: tokio::process::ChildStderr) {
 #[derive(Debug, clap::Args)]
 pub struct TaskProcessArgs {
     /// A compiled component to map while waiting for the task (the last task's: usually the
-    /// next one's too), from the worker's private artifacts folder.
+    /// next one's too), one of the worker's artifacts.
     #[arg(long)]
     preload: Option<PathBuf>,
     /// Where the agent listens.
@@ -326,10 +356,16 @@ pub async fn task_process(args: TaskProcessArgs) -> anyhow::Result<()> {
     })?);
     let load = |path: &std::path::Path| -> anyhow::Result<_> {
         // SAFETY: the artifact is the worker's own: it serialized it from a component it
-        // compiled, into a folder only its user can write, and named it to this process
-        // (see `ProcessIsolation::artifact`). wasmtime checks that it was made by a
+        // compiled into a memory file only its user can open, sealed against any change, and
+        // named it to this process (see `Artifact`). wasmtime checks that it was made by a
         // compatible engine (the worker passes its settings).
-        let component = unsafe { Component::deserialize_file(sandbox.engine(), path) }?;
+        let component =
+            unsafe { Component::deserialize_file(sandbox.engine(), path) }.map_err(|error| {
+                anyhow::anyhow!(
+                    "cannot load the compiled component {}: {error:#}",
+                    path.display()
+                )
+            })?;
         sandbox.prepare(&component)
     };
     let preloaded = match &args.preload {

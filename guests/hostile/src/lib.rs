@@ -26,8 +26,9 @@
 //! - `huge-output <MiB>`: streams `<MiB>` MiB of zeros to the first expected output in 1 MiB
 //!   writes, then notifies it.
 //! - `residue [<MiB>]`: looks for what an earlier task left in memory. Counts the nonzero
-//!   bytes of a 4 MiB static buffer (zero in a fresh instance) and of `<MiB>` (default 4)
-//!   new 1 MiB zeroed heap blocks, then fills both with `0xA5`; writes
+//!   bytes of a 4 MiB static buffer (zero in a fresh instance) and of `<MiB>` (default 4) MiB
+//!   of memory grown with `memory.grow` (zero in any instance), then fills both with `0xA5`;
+//!   writes
 //!   `static=<count> heap=<count>` to the first expected output.
 //!
 //! The modes below probe the host's side of the boundary: what the host does with files,
@@ -776,10 +777,12 @@ export_task!(Hostile);
 /// written by an earlier task survived. Atomics, so it is plain safe code.
 static RESIDUE: [AtomicU8; 4 << 20] = [const { AtomicU8::new(0) }; 4 << 20];
 
-/// Counts what an earlier task left in the static buffer and in fresh heap memory, then
-/// leaves its own marks for the next task to find. The heap blocks are `vec![0; n]`: on wasm
-/// the allocator takes fresh memory from `memory.grow`, which the spec guarantees zeroed, so it
-/// does not clear it again; a host that reused memory without resetting it shows here.
+/// Counts what an earlier task left in the static buffer and in memory the task grows, then
+/// leaves its own marks for the next task to find. The grown memory comes straight from
+/// `memory.grow`, which the spec guarantees zeroed, and is read as it is: through the
+/// allocator, `vec![0; n]` would clear it itself (wasi-libc's calloc does) and hide a host
+/// that reused memory without resetting it. The memory grown stays the task's (nothing frees
+/// it), so each call grows past the memory it starts with.
 fn residue(heap_mib: usize) -> String {
     let left_static = RESIDUE
         .iter()
@@ -788,14 +791,22 @@ fn residue(heap_mib: usize) -> String {
     RESIDUE
         .iter()
         .for_each(|b| b.store(0xA5, Ordering::Relaxed));
+    const PAGE: usize = 64 << 10;
+    let bytes = heap_mib << 20;
+    let first_page = std::arch::wasm32::memory_grow(0, bytes / PAGE);
+    if first_page == usize::MAX {
+        return format!("static={left_static} heap=cannot-grow");
+    }
+    let base = (first_page * PAGE) as *mut u8;
     let mut left_heap = 0;
-    let mut blocks = Vec::with_capacity(heap_mib);
-    for _ in 0..heap_mib {
-        let mut block = black_box(vec![0u8; 1 << 20]);
-        left_heap += block.iter().filter(|&&b| b != 0).count();
-        block.fill(0xA5);
-        // Kept until the end, so that each block is new memory.
-        blocks.push(black_box(block));
+    for offset in 0..bytes {
+        // SAFETY: `base..base + bytes` is the memory just grown, which no Rust object owns:
+        // this function alone reads and writes it.
+        unsafe {
+            let byte = base.add(offset);
+            left_heap += usize::from(std::ptr::read_volatile(byte) != 0);
+            std::ptr::write_volatile(byte, 0xA5);
+        }
     }
     format!("static={left_static} heap={left_heap}")
 }
