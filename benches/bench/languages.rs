@@ -138,9 +138,11 @@ pub(super) async fn languages(sizes: &Sizes, one_gib: bool) -> anyhow::Result<()
 
     println!(
         "  per-task start in the sandbox (pooling, p50 of {}; the `fail` guest: reads its empty \
-         payload, returns an error, no agent call): store + instance; the task with its \
-         instance made with it; the task with its instance made ahead (issue 14: <= 100 µs)",
-        sizes.language_tasks
+         payload, returns an error, no agent call): store + instance, back to back; then, \
+         {} ms apart as ArmoniK sends tasks, the task with its instance made with it and the \
+         task with its instance made ahead (issue 14: <= 100 µs)",
+        sizes.language_tasks,
+        BETWEEN_TASKS.as_millis()
     );
     let context = TaskContext {
         session_id: "session".into(),
@@ -161,9 +163,10 @@ pub(super) async fn languages(sizes: &Sizes, one_gib: bool) -> anyhow::Result<()
     }));
     for (name, fail) in guests {
         let Ok(fail) = fail else { continue };
-        let (mut samples, elapsed) = task_starts(true, &fail, n, None).await?;
+        let (mut samples, elapsed) = task_starts(true, &fail, n, None, Duration::ZERO).await?;
         print_latencies(&format!("{name}: store + instance"), &mut samples, elapsed);
-        let (mut samples, elapsed) = task_starts(true, &fail, n, Some(&context)).await?;
+        let (mut samples, elapsed) =
+            task_starts(true, &fail, n, Some(&context), BETWEEN_TASKS).await?;
         print_latencies(
             &format!("{name}: made with the task"),
             &mut samples,

@@ -27,7 +27,7 @@ pub(super) async fn instantiation(sizes: &Sizes) -> anyhow::Result<()> {
         let mut p50s = Vec::new();
         for pooling in [false, true] {
             let (mut samples, elapsed) =
-                task_starts(pooling, &wasm, sizes.instantiations, None).await?;
+                task_starts(pooling, &wasm, sizes.instantiations, None, Duration::ZERO).await?;
             let name = format!(
                 "{language}, {}",
                 if pooling { "pooling" } else { "on-demand" }
@@ -44,12 +44,14 @@ pub(super) async fn instantiation(sizes: &Sizes) -> anyhow::Result<()> {
 
 /// `n` per-task starts of `wasm` (after 100 not counted), made as the task runner makes them:
 /// Store + WASI context with the task's folder preopened + instantiate and, with `call`, the
-/// guest's `process` called once with that context. The samples, and the time all took.
+/// guest's `process` called once with that context; `pause` (not counted) between two. The
+/// samples, and the time all took (without pauses: the sum of the samples).
 pub(super) async fn task_starts(
     pooling: bool,
     wasm: &Path,
     n: usize,
     call: Option<&TaskContext>,
+    pause: Duration,
 ) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let sandbox = sandbox(pooling).await?;
     let folder = tempfile::tempdir()?;
@@ -85,15 +87,26 @@ pub(super) async fn task_starts(
         if i >= 100 {
             samples.push(t.elapsed());
         }
+        if !pause.is_zero() {
+            // Torn down first, as the worker tears a task down after its reply.
+            drop((store, instance));
+            tokio::time::sleep(pause).await;
+        }
     }
-    Ok((samples, started.elapsed()))
+    // With pauses, the rate is that of the starts alone.
+    let total = if pause.is_zero() {
+        started.elapsed()
+    } else {
+        samples.iter().sum()
+    };
+    Ok((samples, total))
 }
 
 /// The pause the driver leaves between two tasks of [`made_ahead_starts`]: the worker makes
 /// the next instance then. ArmoniK's polling agent leaves at least as much between two tasks of
 /// a worker (it records the outcome in its database, acknowledges the queue message and
 /// fetches the next task's data: network round trips each).
-const BETWEEN_TASKS: Duration = Duration::from_millis(5);
+pub(super) const BETWEEN_TASKS: Duration = Duration::from_millis(5);
 
 /// `n` tasks (after 100 not counted) calling `wasm`'s `process` with `context`, one at a time
 /// through [`Sandbox::run`] as the worker runs them, with the instance made ahead in the pause
