@@ -414,22 +414,12 @@ async fn memory(sizes: &Sizes) -> anyhow::Result<()> {
     );
 
     // Live instances kept in this process: what each costs in resident memory.
-    let folder = tempfile::tempdir()?;
-    let work = tempfile::tempdir()?;
-    let agent = Arc::new(LocalAgent::new(work.path())?);
     let sandbox = sandbox(true).await?;
-    let components = Components::new(sandbox.clone(), Some(&guest("echo")), None, None).await?;
-    let pre = components
-        .for_task(&Default::default(), &Folder::open(folder.path())?)
-        .await?;
-    let ids = Arc::new(TaskIds {
-        session_id: "s".into(),
-        task_id: "t".into(),
-    });
+    let setup = Setup::new(&sandbox, &guest("echo"), None).await?;
     let before = proc_status_kib(std::process::id(), "VmRSS:");
     let mut stores = Vec::with_capacity(sizes.instances);
     for _ in 0..sizes.instances {
-        stores.push(instantiate(&sandbox, &pre.pre, folder.path(), &ids, &agent).await?);
+        stores.push(instantiate(&sandbox, &setup).await?);
     }
     let after = proc_status_kib(std::process::id(), "VmRSS:");
     println!(

@@ -54,28 +54,13 @@ pub(super) async fn task_starts(
     pause: Duration,
 ) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let sandbox = sandbox(pooling).await?;
-    let folder = tempfile::tempdir()?;
-    if let Some(context) = call {
-        std::fs::write(folder.path().join(&context.payload_id), b"")?;
-    }
-    let work = tempfile::tempdir()?;
-    let agent = Arc::new(LocalAgent::new(work.path())?);
-    let ids = Arc::new(TaskIds {
-        session_id: "session".into(),
-        task_id: "task".into(),
-    });
-    let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).ok();
-    let components = Components::new(sandbox.clone(), Some(wasm), None, disk).await?;
-    let pre = components
-        .for_task(&Default::default(), &Folder::open(folder.path())?)
-        .await?;
+    let setup = Setup::new(&sandbox, wasm, call.map(|c| c.payload_id.as_str())).await?;
     let mut samples = Vec::with_capacity(n);
     let started = Instant::now();
     for i in 0..n + 100 {
         let t = Instant::now();
         // Dropped at the end of the iteration, outside the measured time.
-        let (mut store, instance) =
-            instantiate(&sandbox, &pre.pre, folder.path(), &ids, &agent).await?;
+        let (mut store, instance) = instantiate(&sandbox, &setup).await?;
         if let Some(context) = call {
             // What the guest answers does not matter here (`fail` answers an error); a trap
             // would.
@@ -126,19 +111,7 @@ pub(super) async fn made_ahead_starts(
         pooling: true,
         instantiate_ahead: true,
     })?);
-    let folder = tempfile::tempdir()?;
-    std::fs::write(folder.path().join(&context.payload_id), b"")?;
-    let work = tempfile::tempdir()?;
-    let agent = Arc::new(LocalAgent::new(work.path())?);
-    let ids = Arc::new(TaskIds {
-        session_id: context.session_id.clone(),
-        task_id: context.task_id.clone(),
-    });
-    let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).ok();
-    let components = Components::new(sandbox.clone(), Some(wasm), None, disk).await?;
-    let pre = components
-        .for_task(&Default::default(), &Folder::open(folder.path())?)
-        .await?;
+    let setup = Setup::new(&sandbox, wasm, Some(&context.payload_id)).await?;
     let (mut samples, mut busy, mut faults) = (Vec::with_capacity(n), Duration::ZERO, 0);
     let mut cpu_before = Duration::ZERO;
     for i in 0..n + 100 {
@@ -147,29 +120,18 @@ pub(super) async fn made_ahead_starts(
         }
         let max_duration = Duration::from_secs(60);
         let deadline = tokio::time::Instant::now() + max_duration;
-        let bridge = AgentBridge::new(
-            agent.clone(),
-            TaskIdentity {
-                token: String::new(),
-                session_id: context.session_id.clone(),
-                expected_outputs: context.expected_output_ids.clone(),
-                library: None,
-            },
-            1 << 20,
-            deadline,
-            Arc::new(Folder::open(folder.path())?),
-        );
+        let bridge = bridge(&setup.agent, setup.folder.path(), deadline)?;
         let task = TaskRun {
             context: context.clone(),
-            data_folder: folder.path(),
+            data_folder: setup.folder.path(),
             bridge,
-            ids: ids.clone(),
+            ids: setup.ids.clone(),
             max_duration,
             deadline,
         };
         let faults_before = minor_page_faults();
         let started = Instant::now();
-        let finished = sandbox.run(&pre.pre, task).await;
+        let finished = sandbox.run(&setup.pre, task).await;
         let elapsed = started.elapsed();
         let faulted = minor_page_faults() - faults_before;
         // What the guest answers does not matter here (`fail` answers an error); a trap would.
@@ -192,16 +154,58 @@ pub(super) async fn made_ahead_starts(
     Ok((samples, busy, faults / n as u64, cpu / n as u32))
 }
 
-/// One task's store and instance, made as the task runner makes them (the task is not run).
-pub(super) async fn instantiate(
-    sandbox: &Sandbox,
-    pre: &WorkerPre<TaskState>,
-    folder: &Path,
-    ids: &Arc<TaskIds>,
+/// What the task starts of one component share: the task's data folder (with an empty payload
+/// named `payload_id`, when given), an embedded agent, the task's ids, and the component
+/// prepared as the task runner prepares it.
+pub(super) struct Setup {
+    folder: tempfile::TempDir,
+    _work: tempfile::TempDir,
+    agent: Arc<LocalAgent>,
+    ids: Arc<TaskIds>,
+    pre: WorkerPre<TaskState>,
+}
+
+impl Setup {
+    pub(super) async fn new(
+        sandbox: &Arc<Sandbox>,
+        wasm: &Path,
+        payload_id: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let folder = tempfile::tempdir()?;
+        if let Some(payload_id) = payload_id {
+            std::fs::write(folder.path().join(payload_id), b"")?;
+        }
+        let work = tempfile::tempdir()?;
+        let agent = Arc::new(LocalAgent::new(work.path())?);
+        let ids = Arc::new(TaskIds {
+            session_id: "session".into(),
+            task_id: "task".into(),
+        });
+        let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).ok();
+        let components = Components::new(sandbox.clone(), Some(wasm), None, disk).await?;
+        let pre = components
+            .for_task(&Default::default(), &Folder::open(folder.path())?)
+            .await?
+            .pre
+            .clone();
+        Ok(Self {
+            folder,
+            _work: work,
+            agent,
+            ids,
+            pre,
+        })
+    }
+}
+
+/// A task's agent bridge on `agent`, for guests that make no agent call (the identity is
+/// empty).
+fn bridge(
     agent: &Arc<LocalAgent>,
-) -> anyhow::Result<(Store<TaskState>, Instance)> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let bridge = AgentBridge::new(
+    folder: &Path,
+    deadline: tokio::time::Instant,
+) -> anyhow::Result<AgentBridge> {
+    Ok(AgentBridge::new(
         agent.clone(),
         TaskIdentity {
             token: String::new(),
@@ -212,9 +216,20 @@ pub(super) async fn instantiate(
         1 << 20,
         deadline,
         Arc::new(Folder::open(folder)?),
-    );
-    let mut store = sandbox.new_store(wasi_context(folder, ids)?, bridge, deadline);
-    let instance = pre.instantiate_async(&mut store).await?;
+    ))
+}
+
+/// One task's store and instance for `setup`, made as the task runner makes them (the task is
+/// not run).
+pub(super) async fn instantiate(
+    sandbox: &Sandbox,
+    setup: &Setup,
+) -> anyhow::Result<(Store<TaskState>, Instance)> {
+    let folder = setup.folder.path();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let bridge = bridge(&setup.agent, folder, deadline)?;
+    let mut store = sandbox.new_store(wasi_context(folder, &setup.ids)?, bridge, deadline);
+    let instance = setup.pre.instantiate_async(&mut store).await?;
     Ok((store, instance))
 }
 
