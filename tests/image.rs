@@ -377,6 +377,22 @@ impl Container {
         self.podman.ok(&["kill", "--signal", signal, &self.name]);
     }
 
+    /// Sends `request` through `client` in the background and SIGTERMs the container once the
+    /// task has run 1.5 s, as a pod stopped during a task; the Process call, to await.
+    async fn term_while_running(
+        &self,
+        client: &WorkerClient,
+        request: armonik::worker::process::Request,
+    ) -> tokio::task::JoinHandle<Result<Output, tonic::Status>> {
+        let running = {
+            let client = client.clone();
+            tokio::spawn(async move { client.process(request).await })
+        };
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        self.signal("TERM");
+        running
+    }
+
     /// `podman exec <container> <args>`, not started yet.
     fn exec(&self, args: &[&str]) -> Command {
         let mut command = self.podman.command();
@@ -575,12 +591,7 @@ async fn the_container_serves_tasks_and_drains_a_running_one_on_sigterm() {
     let request = pod.task(&folder, "hostile", "sleep-then-notify 4000");
     let output = request.expected_output_keys[0].clone();
     pod.agent.bind_request(&request);
-    let running = {
-        let client = client.clone();
-        tokio::spawn(async move { client.process(request).await })
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    container.signal("TERM");
+    let running = container.term_while_running(&client, request).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while health(&client).await != Some(ServingStatus::NotServing) {
         assert!(Instant::now() < deadline, "still SERVING after SIGTERM");
@@ -610,12 +621,7 @@ async fn a_task_still_running_past_the_grace_is_retried_not_lost() {
     let folder = pod.task_folder();
     let request = pod.task(&folder, "hostile", "sleep-then-notify 60000");
     pod.agent.bind_request(&request);
-    let running = {
-        let client = client.clone();
-        tokio::spawn(async move { client.process(request).await })
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    container.signal("TERM");
+    let running = container.term_while_running(&client, request).await;
 
     // The grace is over long before the task: the worker leaves without an answer. ArmoniK
     // retries a task whose Process call fails with any gRPC status but DEADLINE_EXCEEDED; an
