@@ -300,6 +300,68 @@ async fn serve_refuses_fetching_ids_that_are_not_plain_names_before_the_agent() 
     assert!(calls.is_empty(), "{calls:#?}");
 }
 
+/// The `data-folder` interface (a whole file per call) holds the same line as every host file
+/// operation: names that are not plain are refused before any file is touched (a 4 MiB one
+/// without the host echoing it whole), links and directories are never read nor written
+/// through, a file larger than the task could hold is not read (a 64 GiB sparse file would
+/// otherwise make the host allocate 64 GiB), a sparse file it could hold reads as zeros, and a
+/// write replaces a link itself, never its target.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_data_folder_calls_stay_in_the_data_folder() {
+    let harness = Harness::start("hostile").await;
+    let (absent, existing) = (Canary::absent(), Canary::existing());
+    for canary in [&absent, &existing] {
+        let payload = format!("data-folder {}", canary.relative_target());
+        let task = ServedTask::new(&harness, &payload);
+        let report = task.report(&harness).await;
+        canary.assert_untouched();
+        let size = payload.len();
+        let payload_id = task.request.payload_id.clone();
+        let long = "n".repeat(256);
+        let mut expected: Vec<(String, &str)> = ["../x", "a/b", "/etc/passwd", "", ".", ".."]
+            .into_iter()
+            .chain([long.as_str(), "nul\0"])
+            .map(|name| (format!("read {name:?}: "), "err invalid-name: "))
+            .collect();
+        expected.extend([
+            ("read \"missing\": ".into(), "err not-found: "),
+            ("read <4 MiB of \\u{1f}>: ".into(), "err invalid-name: "),
+            ("read \"link\": ".into(), "err invalid-name: "),
+            ("read \"dir\": ".into(), "err invalid-name: "),
+            ("read \"sparse\": ".into(), "err too-large: "),
+            // A file of holes is read, not mapped, and reads as zeros.
+            ("read \"sparse-small\": ".into(), "ok 1048576 bytes zero"),
+            (
+                format!("read {payload_id:?} max-size={}: ", size - 1),
+                "err too-large: ",
+            ),
+        ]);
+        let exact = format!("ok {size} bytes same");
+        expected.push((format!("read {payload_id:?} max-size={size}: "), &exact));
+        for name in ["../x", "", "a/b", "dir"] {
+            expected.push((format!("write {name:?}: "), "err invalid-name: "));
+        }
+        expected.extend([
+            ("write \"link\": ".into(), "ok"),
+            ("link-now=".into(), "file"),
+            ("write \"fresh\": ".into(), "ok"),
+            ("fresh-back=".into(), "same"),
+        ]);
+        let lines: Vec<&str> = report.lines().collect();
+        assert_eq!(lines.len(), expected.len(), "{report}");
+        for (line, (prefix, outcome)) in lines.iter().zip(&expected) {
+            let rest = line.strip_prefix(prefix.as_str());
+            assert!(
+                rest.is_some_and(|rest| rest.starts_with(outcome)),
+                "expected `{prefix}{outcome}...`, got `{line}`\n{report}"
+            );
+        }
+        // Only the replaced link and the fresh file are new; the payload is as it was.
+        assert_eq!(task.folder.read(&payload_id), payload.as_bytes());
+        assert_eq!(task.folder.read("link"), b"evil");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. Names chosen by a task never become host paths
 // ---------------------------------------------------------------------------------------------

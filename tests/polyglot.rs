@@ -569,6 +569,7 @@ async fn instantiation_cost() {
     use armonik_wasm::host_files::Folder;
     use armonik_wasm::local::agent::LocalAgent;
     use armonik_wasm::sandbox::compile_cache::DiskCache;
+    use armonik_wasm::sandbox::data_folder::DataFolder;
     use armonik_wasm::sandbox::guest_log::TaskIds;
     use armonik_wasm::sandbox::{Sandbox, SandboxConfig, wasi_context};
     use sha2::{Digest, Sha256};
@@ -629,7 +630,8 @@ async fn instantiation_cost() {
                 data_folder.clone(),
             );
             let wasi = wasi_context(folder.path(), &ids).expect("wasi");
-            let mut store = sandbox.new_store(wasi, bridge, deadline);
+            let files = DataFolder::new(data_folder.clone(), sandbox.config().memory_limit);
+            let mut store = sandbox.new_store(wasi, bridge, files, deadline);
             let worker = pre.instantiate_async(&mut store).await.expect("instance");
             let instantiated = started.elapsed();
             let context = TaskContext {

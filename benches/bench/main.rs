@@ -36,6 +36,7 @@ use armonik_wasm::local::scheduler::{Until, run_graph};
 use armonik_wasm::proto::v1::TaskOptions;
 use armonik_wasm::sandbox::compile_cache::DiskCache;
 use armonik_wasm::sandbox::components::Components;
+use armonik_wasm::sandbox::data_folder::DataFolder;
 use armonik_wasm::sandbox::guest_log::TaskIds;
 use armonik_wasm::sandbox::{Sandbox, SandboxConfig, TaskRun, TaskState, wasi_context};
 use armonik_wasm::worker::task_runner::{RunnerConfig, TaskRunner};

@@ -120,10 +120,10 @@ pub(super) async fn made_ahead_starts(
         }
         let max_duration = Duration::from_secs(60);
         let deadline = tokio::time::Instant::now() + max_duration;
-        let bridge = bridge(&setup.agent, setup.folder.path(), deadline)?;
+        let bridge = bridge(&setup.agent, &setup.data, deadline);
         let task = TaskRun {
             context: context.clone(),
-            data_folder: setup.folder.path(),
+            data_folder: setup.data.clone(),
             bridge,
             ids: setup.ids.clone(),
             max_duration,
@@ -158,7 +158,8 @@ pub(super) async fn made_ahead_starts(
 /// named `payload_id`, when given), an embedded agent, the task's ids, and the component
 /// prepared as the task runner prepares it.
 pub(super) struct Setup {
-    folder: tempfile::TempDir,
+    _folder: tempfile::TempDir,
+    data: Arc<Folder>,
     _work: tempfile::TempDir,
     agent: Arc<LocalAgent>,
     ids: Arc<TaskIds>,
@@ -183,13 +184,15 @@ impl Setup {
         });
         let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).ok();
         let components = Components::new(sandbox.clone(), Some(wasm), None, disk).await?;
+        let data = Arc::new(Folder::open_shared(folder.path())?);
         let pre = components
-            .for_task(&Default::default(), &Folder::open(folder.path())?)
+            .for_task(&Default::default(), &data)
             .await?
             .pre
             .clone();
         Ok(Self {
-            folder,
+            _folder: folder,
+            data,
             _work: work,
             agent,
             ids,
@@ -202,10 +205,10 @@ impl Setup {
 /// empty).
 fn bridge(
     agent: &Arc<LocalAgent>,
-    folder: &Path,
+    data: &Arc<Folder>,
     deadline: tokio::time::Instant,
-) -> anyhow::Result<AgentBridge> {
-    Ok(AgentBridge::new(
+) -> AgentBridge {
+    AgentBridge::new(
         agent.clone(),
         TaskIdentity {
             token: String::new(),
@@ -215,8 +218,8 @@ fn bridge(
         },
         1 << 20,
         deadline,
-        Arc::new(Folder::open(folder)?),
-    ))
+        data.clone(),
+    )
 }
 
 /// One task's store and instance for `setup`, made as the task runner makes them (the task is
@@ -225,10 +228,13 @@ pub(super) async fn instantiate(
     sandbox: &Sandbox,
     setup: &Setup,
 ) -> anyhow::Result<(Store<TaskState>, Instance)> {
-    let folder = setup.folder.path();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let bridge = bridge(&setup.agent, folder, deadline)?;
-    let mut store = sandbox.new_store(wasi_context(folder, &setup.ids)?, bridge, deadline);
+    let mut store = sandbox.new_store(
+        wasi_context(setup.data.path(), &setup.ids)?,
+        bridge(&setup.agent, &setup.data, deadline),
+        DataFolder::new(setup.data.clone(), sandbox.config().memory_limit),
+        deadline,
+    );
     let instance = setup.pre.instantiate_async(&mut store).await?;
     Ok((store, instance))
 }

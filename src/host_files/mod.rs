@@ -54,6 +54,19 @@ impl Folder {
         })
     }
 
+    /// Opens the existing directory at `path` that the host shares: a task's data folder,
+    /// whose files ArmoniK's agent reads (possibly as another user of the pod). The files the
+    /// host writes there follow the umask, as the guest's own WASI writes do.
+    ///
+    /// # Errors
+    /// The directory cannot be opened.
+    pub fn open_shared(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            private: false,
+            ..Self::open(path)?
+        })
+    }
+
     /// Creates the directory at `path` (and missing parents) if needed, and opens it. With
     /// `private`, the directories it creates are readable by this user only (mode 0700) and
     /// the files written in it too (0600): the host's own stores. Without, they follow the

@@ -37,11 +37,25 @@ pub fn plain_name(name: &str) -> io::Result<&str> {
     };
     Err(io::Error::new(
         io::ErrorKind::InvalidInput,
-        format!(
-            "`{}` is not a plain file name: it {why}",
-            name.escape_debug()
-        ),
+        format!("`{}` is not a plain file name: it {why}", shown(name)),
     ))
+}
+
+/// Bytes of a refused name echoed in its error: a guest may send a name as long as its memory,
+/// and escaping it whole would cost the host several times that.
+const SHOWN_MAX: usize = 64;
+
+/// `name` as an error message shows it: escaped, and cut after [`SHOWN_MAX`] bytes with its
+/// length said.
+fn shown(name: &str) -> String {
+    if name.len() <= SHOWN_MAX {
+        return name.escape_debug().to_string();
+    }
+    let cut = (0..=SHOWN_MAX)
+        .rev()
+        .find(|&i| name.is_char_boundary(i))
+        .unwrap_or(0);
+    format!("{}... ({} bytes)", name[..cut].escape_debug(), name.len())
 }
 
 /// The file name under which a result named `name` (chosen by a task or a client: any text)
@@ -96,6 +110,23 @@ mod tests {
         for name in ["", ".", "..", "../x", "a/b", "/etc/passwd", "a\0b", &long] {
             assert!(plain_name(name).is_err(), "{name:?}");
         }
+    }
+
+    #[test]
+    fn a_refused_name_is_echoed_cut_to_a_bounded_size() {
+        // Control characters escape to six times their size: a name as long as a guest's
+        // memory must not become a message several times that.
+        let huge = format!("a/{}", "\u{1f}".repeat(1 << 20));
+        let message = plain_name(&huge).expect_err("not plain").to_string();
+        assert!(message.len() < 500, "{} bytes", message.len());
+        assert!(
+            message.contains(&format!("({} bytes)", huge.len())),
+            "{message}"
+        );
+        // A multi-byte character across the cut is not split.
+        let accents = format!("/{}", "é".repeat(100));
+        let message = plain_name(&accents).expect_err("not plain").to_string();
+        assert!(message.contains("éé... (201 bytes)"), "{message}");
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! a time and spends milliseconds between two (it records the outcome, acknowledges the
 //! message, fetches the next task's data), so right after a task ends the sandbox makes the
 //! next instance of the same component, with nothing of any task in it: an empty WASI context
-//! (no folder, no stdio), an agent bridge that refuses every call, no ids. The next task of
-//! that component binds its own WASI context, agent bridge and deadline to it and calls it;
+//! (no folder, no stdio), an agent bridge and a `data-folder` that refuse every call, no ids.
+//! The next task of that component binds its own WASI context, agent bridge, data folder and
+//! deadline to it and calls it;
 //! a task that arrives while that instance is being made waits for it rather than making a
 //! second one.
 //!
@@ -15,7 +16,7 @@
 //! as before; only the making moved off the task's path. An instance is used only if making
 //! it touched nothing that binding replaces: no WASI resource handed to the guest (preopens,
 //! stdio streams; an empty folder is preopened where tasks have theirs, so that a start
-//! function listing the preopens takes one) and no agent call. A component whose instantiation does either is made
+//! function listing the preopens takes one), no agent call and no `data-folder` call. A component whose instantiation does any is made
 //! with each task from then on, as before.
 
 use std::collections::HashSet;
@@ -33,6 +34,7 @@ use wasmtime_wasi::FsPerms;
 use super::{GUEST_DATA_FOLDER, Sandbox, TaskState};
 use crate::agent::bridge::AgentBridge;
 use crate::bindings::{Worker, WorkerPre};
+use crate::sandbox::data_folder::DataFolder;
 
 /// How long making an instance ahead may take: a component whose start-up runs longer is
 /// interrupted there, and is then instantiated with its tasks (which pay for it themselves).
@@ -218,7 +220,12 @@ async fn make_unbound(
         tracing::debug!(%error, "cannot preopen the empty folder of instances made ahead");
         return None;
     }
-    let mut store = sandbox.new_store(wasi.build(), AgentBridge::unbound(), deadline);
+    let mut store = sandbox.new_store(
+        wasi.build(),
+        AgentBridge::unbound(),
+        DataFolder::unbound(),
+        deadline,
+    );
     let instantiated = tokio::time::timeout_at(deadline, pre.instantiate_async(&mut store)).await;
     let worker = match instantiated {
         Ok(Ok(worker)) => worker,
@@ -229,7 +236,9 @@ async fn make_unbound(
         Err(_elapsed) => return None,
     };
     let state = store.data_mut();
-    let touched = state.table.iter_mut().next().is_some() || state.bridge.was_called();
+    let touched = state.table.iter_mut().next().is_some()
+        || state.bridge.was_called()
+        || state.files.was_called();
     if touched {
         tracing::debug!(
             "a component's instantiation used WASI resources or the agent: it is instantiated with each task"
@@ -239,16 +248,19 @@ async fn make_unbound(
     Some((store, worker))
 }
 
-/// Binds a task to an instance made ahead: its WASI context, its agent bridge, its deadline.
+/// Binds a task to an instance made ahead: its WASI context, its agent bridge, its data
+/// folder, its deadline.
 pub(super) fn bind(
     sandbox: &Sandbox,
     store: &mut Store<TaskState>,
     wasi: WasiCtx,
     bridge: AgentBridge,
+    files: DataFolder,
     deadline: Instant,
 ) {
     let state = store.data_mut();
     state.wasi = wasi;
     state.bridge = bridge;
+    state.files = files;
     sandbox.set_deadline(store, deadline);
 }

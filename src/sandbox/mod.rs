@@ -5,6 +5,7 @@ mod ahead;
 pub mod applications;
 pub mod compile_cache;
 pub mod components;
+pub mod data_folder;
 pub mod guest_log;
 pub mod limits;
 
@@ -24,6 +25,8 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::agent::bridge::{AgentBridge, DeadlineReached, Ledger};
 use crate::bindings::types::TaskContext;
 use crate::bindings::{WorkerPre, armonik};
+use crate::host_files::Folder;
+use crate::sandbox::data_folder::DataFolder;
 use crate::sandbox::guest_log::{GuestLog, Stream, TaskIds};
 use crate::sandbox::limits::{MemoryLimitExceeded, TaskLimiter};
 
@@ -89,6 +92,7 @@ pub struct TaskState {
     table: ResourceTable,
     limiter: TaskLimiter,
     bridge: AgentBridge,
+    files: DataFolder,
 }
 
 impl WasiView for TaskState {
@@ -101,11 +105,12 @@ impl WasiView for TaskState {
 }
 
 /// One task to run in the sandbox.
-pub struct TaskRun<'a> {
+pub struct TaskRun {
     /// What the guest is told about the task.
     pub context: TaskContext,
-    /// The task's data folder on the host, preopened as [`GUEST_DATA_FOLDER`].
-    pub data_folder: &'a Path,
+    /// The task's data folder on the host, preopened as [`GUEST_DATA_FOLDER`] and reached by
+    /// the `data-folder` interface.
+    pub data_folder: Arc<Folder>,
     /// The task's agent bridge.
     pub bridge: AgentBridge,
     /// Task and session ids, for the guest's logs.
@@ -181,6 +186,7 @@ impl Sandbox {
             &mut linker,
             |state| &mut state.bridge,
         )?;
+        data_folder::add_to_linker(&mut linker)?;
         Ok(Self {
             engine,
             linker,
@@ -206,12 +212,13 @@ impl Sandbox {
         Ok(WorkerPre::new(pre)?)
     }
 
-    /// A fresh store for one task: its WASI context and agent bridge, the memory limit, and
-    /// the deadline (checked at each epoch tick, where the guest also yields).
+    /// A fresh store for one task: its WASI context, agent bridge and data folder, the memory
+    /// limit, and the deadline (checked at each epoch tick, where the guest also yields).
     pub fn new_store(
         &self,
         wasi: WasiCtx,
         bridge: AgentBridge,
+        files: DataFolder,
         deadline: Instant,
     ) -> Store<TaskState> {
         let mut store = Store::new(
@@ -221,6 +228,7 @@ impl Sandbox {
                 table: ResourceTable::new(),
                 limiter: TaskLimiter::new(self.config.memory_limit),
                 bridge,
+                files,
             },
         );
         store.limiter(|state| &mut state.limiter);
@@ -254,14 +262,15 @@ impl Sandbox {
     /// none), the ledger of what it did through the agent, and what it cost. With
     /// `instantiate_ahead`, the instance is the one made ahead for this component when there
     /// is one, and the next is made once this task is done.
-    pub async fn run(self: &Arc<Self>, pre: &WorkerPre<TaskState>, task: TaskRun<'_>) -> Finished {
+    pub async fn run(self: &Arc<Self>, pre: &WorkerPre<TaskState>, task: TaskRun) -> Finished {
         let bridge = task.bridge;
         let not_started = |error, mut bridge: AgentBridge| Finished {
             outcome: Err(error),
             ledger: bridge.take_ledger(),
             stats: RunStats::default(),
         };
-        let wasi = match wasi_context(task.data_folder, &task.ids) {
+        let files = DataFolder::new(task.data_folder.clone(), self.config.memory_limit);
+        let wasi = match wasi_context(task.data_folder.path(), &task.ids) {
             Ok(wasi) => wasi,
             Err(error) => return not_started(error, bridge),
         };
@@ -282,10 +291,10 @@ impl Sandbox {
         let (mut store, worker) = match ready {
             Some(ready) => {
                 let mut store = ready.store;
-                ahead::bind(self, &mut store, wasi, bridge, task.deadline);
+                ahead::bind(self, &mut store, wasi, bridge, files, task.deadline);
                 (store, Some(ready.worker))
             }
-            None => (self.new_store(wasi, bridge, task.deadline), None),
+            None => (self.new_store(wasi, bridge, files, task.deadline), None),
         };
         let mut instantiation = Duration::ZERO;
         let call = async {

@@ -398,7 +398,7 @@ pub async fn task_process(args: TaskProcessArgs) -> anyhow::Result<()> {
         Some((path, pre)) if path == header.artifact => pre,
         _ => load(&header.artifact)?,
     };
-    let data_folder = match Folder::open(std::path::Path::new(&request.data_folder)) {
+    let data_folder = match Folder::open_shared(std::path::Path::new(&request.data_folder)) {
         Ok(folder) => Arc::new(folder),
         Err(error) => {
             let report = Report::from(Finished {

@@ -197,7 +197,7 @@ impl TaskRunner {
         let options = request.task_options.take().unwrap_or_default();
         // Held open for the whole task: the host reads and clears names in it only through
         // this handle (see `host_files`).
-        let data_folder = match Folder::open(std::path::Path::new(&request.data_folder)) {
+        let data_folder = match Folder::open_shared(std::path::Path::new(&request.data_folder)) {
             Ok(folder) => Arc::new(folder),
             Err(error) => {
                 return Ok(failed(format!(
@@ -423,7 +423,7 @@ pub async fn execute(
     );
     let run = TaskRun {
         context,
-        data_folder: data_folder.path(),
+        data_folder,
         bridge,
         ids,
         max_duration,

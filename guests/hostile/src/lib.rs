@@ -121,6 +121,19 @@
 //!   data dependency (or the payload) through an output stream it never finishes nor drops
 //!   (the host's blocking write may still run when the task has returned).
 //!
+//! - `data-folder [<link target>]`: calls the world's `data-folder` interface straight (without
+//!   the SDK's id check), one report line each, `<call> <name:?>[ <detail>]: <outcome>`, the
+//!   outcome of a failed call being `err <case>: <message>` (`not-found`, `invalid-name`,
+//!   `too-large`, `io`): `read` of names that are not plain (`../x`, `a/b`, `/etc/passwd`, ``,
+//!   `.`, `..`, 256 `n`s, `nul\0`) and of a missing name, then of a 4 MiB name of `\u{1f}`
+//!   (its line cut to 200 bytes); after planting `link` (a symlink to `<link target>`,
+//!   default the payload's id), `dir` (a directory) and `sparse` (a sparse file of 64 GiB,
+//!   nothing written): `read` of each, `read` of `sparse-small` (1 MiB, all hole: `ok <n>
+//!   bytes zero`), `read` of the payload with a max-size one byte short of it and of exactly
+//!   its size (`ok <n> bytes <same|differs>`, against the payload read through WASI); `write` of `../x`, `` and `a/b`, of `dir`,
+//!   of `link` (`link-now=<file|symlink|...>` after), and of `fresh` (then read back:
+//!   `fresh-back=<same|differs>`). Every report line goes to every expected output.
+//!
 //! Any other payload fails the task with `err("hostile: unknown mode ...")`.
 
 use std::hint::black_box;
@@ -131,6 +144,7 @@ use std::time::{Duration, Instant};
 use std::{env, fs, io, net};
 
 use armonik_wasm_sdk::bindings::armonik::worker::agent;
+use armonik_wasm_sdk::bindings::armonik::worker::data_folder::{self, FileError};
 use armonik_wasm_sdk::bindings::wasi::filesystem::preopens;
 use armonik_wasm_sdk::bindings::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, OpenFlags, PathFlags,
@@ -275,6 +289,7 @@ impl Task for Hostile {
                 return send_to_all(h, "forged");
             }
             "empty-lists" => return send_to_all(h, empty_lists(h)),
+            "data-folder" => return send_to_all(h, probe_data_folder(h, arg.trim())?),
             "taint" => {
                 let survey = survey(h)?;
                 taint(h)?;
@@ -408,22 +423,7 @@ fn plant(h: &TaskHandler, kind: &str, target: &str) -> Result<String, TaskError>
         _ => Err(TaskError::failed(format!("plant: unknown kind {kind:?}"))),
     };
     let got = get_resource_data(dep);
-    let kind_now = fs::symlink_metadata(&path).map_or_else(
-        |e| format!("err {e}"),
-        |meta| {
-            let kind = meta.file_type();
-            let name = if kind.is_symlink() {
-                "symlink"
-            } else if kind.is_dir() {
-                "dir"
-            } else if kind.is_file() {
-                "file"
-            } else {
-                "other"
-            };
-            name.to_owned()
-        },
-    );
+    let kind_now = kind_of(&path);
     let data = fs::read(&path).map_or_else(
         |e| format!("err {e}"),
         |data| String::from_utf8_lossy(&data).into_owned(),
@@ -441,6 +441,26 @@ fn get_bad_ids() -> String {
         .map(|id| format!("get {id:?}: {}", get_resource_data(id)))
         .collect();
     lines.join("\n")
+}
+
+/// What is at `path`, not followed: `file`, `dir`, `symlink`, `other` or `err <error>`.
+fn kind_of(path: &Path) -> String {
+    fs::symlink_metadata(path).map_or_else(
+        |e| format!("err {e}"),
+        |meta| {
+            let kind = meta.file_type();
+            if kind.is_symlink() {
+                "symlink"
+            } else if kind.is_dir() {
+                "dir"
+            } else if kind.is_file() {
+                "file"
+            } else {
+                "other"
+            }
+            .to_owned()
+        },
+    )
 }
 
 /// `get-resource-data(id)`, straight to the host (the SDK would check the id first): its
@@ -713,6 +733,106 @@ fn litter(h: &TaskHandler, files: u64, depth: u64, sparse_gib: u64) -> Result<St
     Ok(format!(
         "littered files={files} depth={depth} sparse={sparse}"
     ))
+}
+
+/// The `data-folder` mode (see the module documentation).
+fn probe_data_folder(h: &TaskHandler, link_target: &str) -> Result<String, TaskError> {
+    fn outcome<T>(result: Result<T, FileError>, ok: impl FnOnce(T) -> String) -> String {
+        match result {
+            Ok(value) => ok(value),
+            Err(error) => {
+                let (case, message) = match error {
+                    FileError::NotFound(m) => ("not-found", m),
+                    FileError::InvalidName(m) => ("invalid-name", m),
+                    FileError::TooLarge(m) => ("too-large", m),
+                    FileError::Io(m) => ("io", m),
+                };
+                format!("err {case}: {message}")
+            }
+        }
+    }
+    let read = |name: &str, max_size: u64| {
+        outcome(data_folder::read(name, max_size), |data| {
+            format!("ok {} bytes", data.len())
+        })
+    };
+    let write = |name: &str, data: &[u8]| outcome(data_folder::write(name, data), |()| "ok".into());
+    let mut lines = Vec::new();
+    let long = "n".repeat(256);
+    let bad = [
+        "../x",
+        "a/b",
+        "/etc/passwd",
+        "",
+        ".",
+        "..",
+        &long,
+        "nul\0",
+        "missing",
+    ];
+    for name in bad {
+        lines.push(format!("read {name:?}: {}", read(name, u64::MAX)));
+    }
+    // A 4 MiB name of control characters: refused without the host copying or echoing it.
+    let huge = "\u{1f}".repeat(4 << 20);
+    let refused = outcome(data_folder::read(&huge, u64::MAX), |_| "ok".into());
+    lines.push(format!(
+        "read <4 MiB of \\u{{1f}}>: {}",
+        refused.get(..200).unwrap_or(&refused)
+    ));
+
+    let payload_id = h.payload_id().to_owned();
+    let target = if link_target.is_empty() {
+        payload_id.as_str()
+    } else {
+        link_target
+    };
+    let dir = data_dir(h)?;
+    dir.symlink_at(target, "link")
+        .map_err(|e| wasi_error("symlink-at", e))?;
+    dir.create_directory_at("dir")
+        .map_err(|e| wasi_error("create-directory-at", e))?;
+    let sparse = h.path_of("sparse");
+    fs::File::create(&sparse)
+        .and_then(|file| file.set_len(64 << 30))
+        .map_err(|e| TaskError::io(sparse, e))?;
+    let small = h.path_of("sparse-small");
+    fs::File::create(&small)
+        .and_then(|file| file.set_len(1 << 20))
+        .map_err(|e| TaskError::io(small, e))?;
+    for name in ["link", "dir", "sparse"] {
+        lines.push(format!("read {name:?}: {}", read(name, u64::MAX)));
+    }
+    let zeros = outcome(data_folder::read("sparse-small", u64::MAX), |data| {
+        let zero = data.iter().all(|&b| b == 0);
+        format!(
+            "ok {} bytes {}",
+            data.len(),
+            if zero { "zero" } else { "not zero" }
+        )
+    });
+    lines.push(format!("read \"sparse-small\": {zeros}"));
+    let payload_path = h.path_of(&payload_id);
+    let on_disk = fs::read(&payload_path).map_err(|e| TaskError::io(payload_path, e))?;
+    let size = on_disk.len() as u64;
+    for max_size in [size.saturating_sub(1), size] {
+        let got = outcome(data_folder::read(&payload_id, max_size), |data| {
+            let same = if data == on_disk { "same" } else { "differs" };
+            format!("ok {} bytes {same}", data.len())
+        });
+        lines.push(format!("read {payload_id:?} max-size={max_size}: {got}"));
+    }
+
+    for name in ["../x", "", "a/b", "dir", "link"] {
+        lines.push(format!("write {name:?}: {}", write(name, b"evil")));
+    }
+    lines.push(format!("link-now={}", kind_of(&h.path_of("link"))));
+    let fresh: Vec<u8> = (0..=255u8).cycle().take(200_000).collect();
+    lines.push(format!("write \"fresh\": {}", write("fresh", &fresh)));
+    let back = data_folder::read("fresh", u64::MAX)
+        .map_or("err", |data| if data == fresh { "same" } else { "differs" });
+    lines.push(format!("fresh-back={back}"));
+    Ok(lines.join("\n"))
 }
 
 /// Prints lines that try to pass for host log records or to carry other ids.

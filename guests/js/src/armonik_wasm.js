@@ -13,9 +13,10 @@
 // Build with componentize-js (see `guests/js/build.sh`); the module must export `task`.
 //
 // Data flows through files: the payload and the data dependencies are files named after their
-// result ids in the data folder (`/data`, a preopened directory reached through the raw
-// `wasi:filesystem` bindings, since the engine has no file API of its own); `sendResults` writes
-// `<data folder>/<id>` and notifies the agent. What a task creates, notifies or submits takes
+// result ids in the data folder (`/data`); `sendResults` writes `<data folder>/<id>` and
+// notifies the agent. Files up to 256 MiB are read and written whole in one host call (the
+// world's `data-folder` interface), larger ones a part at a time through the raw
+// `wasi:filesystem` bindings (the engine has no file API of its own). What a task creates, notifies or submits takes
 // effect only if it succeeds.
 //
 // Outcomes: returning `new Output()` (or nothing) completes the task; `new Output(message)`
@@ -24,10 +25,17 @@
 // retries the task up to its `maxRetries`, as it does when an SDK worker raises.
 
 import * as agent from 'armonik:worker/agent@0.1.0';
+import * as dataFolder from 'armonik:worker/data-folder@0.1.0';
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
 
-/** Size of the pieces files are read and written in. */
+/** Size of the pieces files larger than `WHOLE_FILE_MAX` are read and written in. */
 const CHUNK = 1 << 20;
+
+/**
+ * Files up to this size go through one `data-folder` call each, read or written whole; larger
+ * ones through WASI a part at a time, so that a task never holds two copies of them.
+ */
+const WHOLE_FILE_MAX = 256 * 1024 * 1024;
 
 const encoder = new TextEncoder();
 
@@ -138,6 +146,11 @@ function dataDirectory(folder) {
 function fsError(what, id, e) {
   const code = e && e.payload !== undefined ? e.payload : e;
   return new ArmoniKWasmError(`I/O error on ${what} ${id}: ${code}`);
+}
+
+function dataFolderError(what, id, error) {
+  const said = error && typeof error === 'object' && 'tag' in error ? `${error.tag}: ${error.val}` : String(error);
+  return new ArmoniKWasmError(`I/O error on ${what} ${id}: ${said}`);
 }
 
 /** Reads the whole file `id` of directory `dir`. */
@@ -280,12 +293,12 @@ export class TaskHandler {
   }
 
   /**
-   * Writes each result's file (created or truncated), then notifies them all in one call.
+   * Writes each result's file (replacing any file there), then notifies them all in one call.
    * `results`: an object, a Map or [id, data] pairs; data are bytes or strings (UTF-8).
    */
   sendResults(results) {
     const entries = entriesOf(results);
-    for (const [id, data] of entries) writeFile(this._directory(), id, toBytes(data));
+    for (const [id, data] of entries) this._write(id, toBytes(data));
     if (entries.length > 0) this.notifyResultData(entries.map(([id]) => id));
   }
 
@@ -340,7 +353,27 @@ export class TaskHandler {
   }
 
   _read(id) {
+    try {
+      return dataFolder.read(checkId(id), BigInt(WHOLE_FILE_MAX));
+    } catch (e) {
+      if (e instanceof ArmoniKWasmError) throw e;
+      const error = e && e.payload !== undefined ? e.payload : e;
+      if (error?.tag !== 'too-large') throw dataFolderError('reading', id, error);
+    }
     return readFile(this._directory(), id);
+  }
+
+  _write(id, data) {
+    if (data.length > WHOLE_FILE_MAX) {
+      writeFile(this._directory(), id, data);
+      return;
+    }
+    try {
+      dataFolder.write(checkId(id), data);
+    } catch (e) {
+      if (e instanceof ArmoniKWasmError) throw e;
+      throw dataFolderError('writing', id, e && e.payload !== undefined ? e.payload : e);
+    }
   }
 }
 

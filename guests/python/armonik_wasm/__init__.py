@@ -19,7 +19,8 @@ Build the module with ``componentize-py -d wit -w armonik:worker/worker componen
 
 Data flows through files: the payload and the data dependencies are files named after their
 result ids in the data folder (``/data``); ``send_results`` writes ``<data folder>/<id>`` and
-notifies the agent. What a task creates, notifies or submits takes effect only if it succeeds.
+notifies the agent. Files up to 256 MiB are read and written whole in one host call (the
+world's ``data-folder`` interface), larger ones through WASI. What a task creates, notifies or submits takes effect only if it succeeds.
 
 Outcomes: returning ``Output()`` (or ``None``) completes the task; ``Output(error=...)`` fails it
 for good with that message, and so does an error of this module's agent calls
@@ -29,6 +30,7 @@ for good with that message, and so does an error of this module's agent calls
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +41,7 @@ from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import agent
 from wit_world.imports import armonik_worker_types as wit
+from wit_world.imports import data_folder
 
 __all__ = [
     "AgentError",
@@ -69,6 +72,11 @@ _AGENT_ERROR_KINDS = {
     wit.AgentError_DeadlineExceeded: "deadline-exceeded",
     wit.AgentError_Internal: "internal",
 }
+
+
+#: Files up to this size go through one ``data-folder`` call each, read or written whole;
+#: larger ones through WASI a part at a time, so that a task never holds two copies of them.
+_WHOLE_FILE_MAX = 256 << 20
 
 
 class ArmoniKWasmError(Exception):
@@ -236,11 +244,10 @@ class TaskHandler:
         return os.path.join(self.data_folder, _check_id(result_id))
 
     def send_results(self, results_data: Dict[str, bytes]) -> None:
-        """Writes each result's file (created or truncated), then notifies them all in one
+        """Writes each result's file (replacing any file there), then notifies them all in one
         call. The files must stay unchanged until the task returns."""
         for result_id, data in results_data.items():
-            with open(self.path_of(result_id), "wb") as f:
-                f.write(data)
+            self._write(result_id, data)
         if results_data:
             self.notify_result_data(list(results_data.keys()))
 
@@ -280,8 +287,37 @@ class TaskHandler:
         return self._read(result_id)
 
     def _read(self, result_id: str) -> bytes:
+        try:
+            return data_folder.read(_check_id(result_id), _WHOLE_FILE_MAX)
+        except Err as error:
+            if not isinstance(error.value, data_folder.FileError_TooLarge):
+                raise _file_error(result_id, error.value) from None
         with open(self.path_of(result_id), "rb") as f:
             return f.read()
+
+    def _write(self, result_id: str, data: bytes) -> None:
+        # Any bytes-like object, as `open(...).write` takes (an int or a str is a TypeError),
+        # measured in bytes and copied only when it is not `bytes` already.
+        view = memoryview(data).cast("B")
+        if view.nbytes > _WHOLE_FILE_MAX:
+            with open(self.path_of(result_id), "wb") as f:
+                f.write(view)
+            return
+        try:
+            data_folder.write(_check_id(result_id), data if type(data) is bytes else bytes(view))
+        except Err as error:
+            raise _file_error(result_id, error.value) from None
+
+
+def _file_error(result_id: str, error) -> Exception:
+    """A ``data-folder`` error as Python raises it for ``open``: a name that is not a plain
+    file fails the task for good, any other error traps (and is retried)."""
+    message = f"{result_id}: {error.value}"
+    if isinstance(error, data_folder.FileError_NotFound):
+        return FileNotFoundError(errno.ENOENT, message)
+    if isinstance(error, data_folder.FileError_InvalidName):
+        return ArmoniKWasmError(message)
+    return OSError(errno.EIO, message)
 
 
 def armonik_worker() -> Callable[[Callable[[TaskHandler], Optional[Output]]], type]:

@@ -115,7 +115,7 @@ impl TaskHandler {
         self.read(id)
     }
 
-    /// Produces result `id`: writes `data` to its file (created or truncated), then notifies
+    /// Produces result `id`: writes `data` as its file (replacing any file there whole), then notifies
     /// the agent. The file must stay unchanged until the task returns.
     pub fn send_result(&self, id: &str, data: &[u8]) -> Result<(), TaskError> {
         self.send_results(&[(id, data)])
@@ -127,13 +127,11 @@ impl TaskHandler {
         &self,
         results: &[(I, D)],
     ) -> Result<(), TaskError> {
-        let folder = ResultFolder::open(&self.data_folder);
         for (id, data) in results {
             let id = id.as_ref();
             check_id(id)?;
             let path = self.path_of(id);
-            folder
-                .write(id, data.as_ref())
+            whole_files::write(id, data.as_ref())
                 .unwrap_or_else(|| fs::write(&path, data))
                 .map_err(|e| TaskError::io(path, e))?;
         }
@@ -223,82 +221,54 @@ impl TaskHandler {
     fn read(&self, id: &str) -> Result<Vec<u8>, TaskError> {
         check_id(id)?;
         let path = self.path_of(id);
-        fs::read(&path).map_err(|e| TaskError::io(path, e))
+        whole_files::read(id)
+            .unwrap_or_else(|| fs::read(&path))
+            .map_err(|e| TaskError::io(path, e))
     }
 }
 
-/// Bytes per positional write: large enough that a call's cost is nothing next to its copy,
-/// small enough that the host's copy of it stays in cache.
+/// The task's data folder through the world's `data-folder` interface: a whole file per call
+/// (WASI moves at most 64 KiB per read in wasmtime, and `std::fs` writes go through the
+/// preview 1 adapter's output stream, a thread hand-off per 64 KiB). `None` when the host
+/// cannot hand the file over whole (it holds more than the task's memory), and off wasm, where
+/// there is no host: `std::fs` does it then.
 #[cfg(target_arch = "wasm32")]
-const WRITE_CHUNK: usize = 1 << 20;
+mod whole_files {
+    use crate::bindings::armonik::worker::data_folder::{self, FileError};
 
-/// The data folder as WASI's preopened directory, looked up once for the results a call
-/// writes. Results are written with WASI's positional `write`: `std::fs` writes go through the
-/// preview 1 adapter's output stream, which wasmtime runs on its blocking thread pool (a
-/// thread hand-off per 64 KiB), while positional writes run on the task's own thread.
-#[cfg(target_arch = "wasm32")]
-struct ResultFolder(Option<crate::bindings::wasi::filesystem::types::Descriptor>);
-
-#[cfg(target_arch = "wasm32")]
-impl ResultFolder {
-    /// The preopened directory at `folder`, if there is one (a handler built for unit tests
-    /// has none).
-    fn open(folder: &Path) -> Self {
-        let directories = crate::bindings::wasi::filesystem::preopens::get_directories();
-        Self(
-            directories
-                .into_iter()
-                .find_map(|(dir, path)| (Path::new(&path) == folder).then_some(dir)),
-        )
+    fn io(error: FileError) -> std::io::Error {
+        let kind = match error {
+            FileError::NotFound(_) => std::io::ErrorKind::NotFound,
+            FileError::InvalidName(_) => std::io::ErrorKind::InvalidInput,
+            FileError::TooLarge(_) => std::io::ErrorKind::OutOfMemory,
+            FileError::Io(_) => std::io::ErrorKind::Other,
+        };
+        let (FileError::NotFound(message)
+        | FileError::InvalidName(message)
+        | FileError::TooLarge(message)
+        | FileError::Io(message)) = error;
+        std::io::Error::new(kind, message)
     }
 
-    /// Writes (creates or truncates) file `id`; `None` without a preopened directory.
-    fn write(&self, id: &str, data: &[u8]) -> Option<std::io::Result<()>> {
-        use crate::bindings::wasi::filesystem::types::{
-            DescriptorFlags, ErrorCode, OpenFlags, PathFlags,
-        };
+    pub(super) fn read(id: &str) -> Option<std::io::Result<Vec<u8>>> {
+        match data_folder::read(id, u64::MAX) {
+            Err(FileError::TooLarge(_)) => None,
+            read => Some(read.map_err(io)),
+        }
+    }
 
-        let dir = self.0.as_ref()?;
-        let io =
-            |code: ErrorCode| std::io::Error::other(format!("{}: {}", code.name(), code.message()));
-        let write = || {
-            let file = dir
-                .open_at(
-                    PathFlags::empty(),
-                    id,
-                    OpenFlags::CREATE | OpenFlags::TRUNCATE,
-                    DescriptorFlags::WRITE,
-                )
-                .map_err(io)?;
-            let (mut rest, mut offset) = (data, 0u64);
-            while !rest.is_empty() {
-                let chunk = &rest[..rest.len().min(WRITE_CHUNK)];
-                let written = file.write(chunk, offset).map_err(io)?;
-                // A write of nothing would loop forever; `std` reports it the same way.
-                let written = usize::try_from(written)
-                    .ok()
-                    .filter(|&n| n > 0 && n <= chunk.len())
-                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::WriteZero))?;
-                rest = &rest[written..];
-                offset += written as u64;
-            }
-            Ok(())
-        };
-        Some(write())
+    pub(super) fn write(id: &str, data: &[u8]) -> Option<std::io::Result<()>> {
+        Some(data_folder::write(id, data).map_err(io))
     }
 }
 
-/// Off wasm there is no preopened directory to write through: `std::fs` it is.
 #[cfg(not(target_arch = "wasm32"))]
-struct ResultFolder;
-
-#[cfg(not(target_arch = "wasm32"))]
-impl ResultFolder {
-    fn open(_folder: &Path) -> Self {
-        Self
+mod whole_files {
+    pub(super) fn read(_id: &str) -> Option<std::io::Result<Vec<u8>>> {
+        None
     }
 
-    fn write(&self, _id: &str, _data: &[u8]) -> Option<std::io::Result<()>> {
+    pub(super) fn write(_id: &str, _data: &[u8]) -> Option<std::io::Result<()>> {
         None
     }
 }
