@@ -329,6 +329,8 @@ async fn serve_data_folder_calls_stay_in_the_data_folder() {
             ("read \"link\": ".into(), "err invalid-name: "),
             ("read \"dir\": ".into(), "err invalid-name: "),
             ("read \"sparse\": ".into(), "err too-large: "),
+            // Past the memory limit (2 GiB by default), not only past what a list can hold.
+            ("read \"sparse-over\": ".into(), "err too-large: "),
             // A file of holes is read, not mapped, and reads as zeros.
             ("read \"sparse-small\": ".into(), "ok 1048576 bytes zero"),
             (

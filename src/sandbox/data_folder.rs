@@ -8,11 +8,11 @@
 //! and wasmtime copies it from the page cache straight into the guest's memory (through
 //! `Bytes`), and a write hands the guest's own bytes to the file (through `WasmList`), where
 //! `Vec`s would add a copy each way, into freshly faulted memory (a 64 MiB payload: about
-//! 16,000 page faults per copy). With them a 64 MiB echo in Python ran at 0.33x the Python
+//! 16,000 page faults per copy), on the file systems where a mapping is safe (see
+//! `MAPPED_FILE_SYSTEMS`; elsewhere the file is read). With them a 64 MiB echo in Python ran at 0.33x the Python
 //! SDK worker's throughput; with these, 0.6x (BENCHMARKS.md).
 
 use std::io::{self, Read as _};
-use std::os::unix::fs::MetadataExt as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -77,8 +77,7 @@ impl DataFolder {
 /// The bytes of `name` in `folder`, if it holds at most `limit` bytes.
 fn read_whole(folder: &Folder, name: &str, limit: u64) -> Result<Bytes, FileError> {
     let mut file = folder.open_file(name).map_err(file_error)?;
-    let metadata = file.metadata().map_err(file_error)?;
-    let size = metadata.len();
+    let size = file.metadata().map_err(file_error)?.len();
     if size > limit {
         return Err(FileError::TooLarge(format!(
             "`{}` holds {size} bytes, more than the {limit} bytes this read may take (the smaller of its max-size and the task's memory limit)",
@@ -89,33 +88,51 @@ fn read_whole(folder: &Folder, name: &str, limit: u64) -> Result<Bytes, FileErro
     if length == 0 {
         return Ok(Bytes::new());
     }
-    // A file whose every byte is stored is mapped (see below); one with holes (a sparse file
-    // a guest made with `set-size`) is read, as reading a hole through a mapping may allocate
-    // (on tmpfs, against its size limit) and a failed allocation there is a SIGBUS.
-    if metadata.blocks().saturating_mul(512) < size {
-        let mut bytes = Vec::with_capacity(length);
-        // The file may have grown since: `take` keeps the bound.
-        (&mut file)
-            .take(size)
-            .read_to_end(&mut bytes)
-            .map_err(file_error)?;
-        return Ok(Bytes::from(bytes));
+    if mappable(&file) {
+        // SAFETY: a mapping faults (SIGBUS) when the file shrinks under it, or when a page
+        // cannot be brought in. Neither is in a task's or a client's hands during this call:
+        // the guest is blocked in it, the only writes it can leave running (output streams)
+        // never shrink a file, no agent call (which could rewrite a file) runs beside it, and
+        // on these file systems a hole reads without allocating (see `MAPPED_FILE_SYSTEMS`).
+        // What remains is a disk's I/O error or another process of this user truncating the
+        // file, which could kill the host in many other ways. Populated up front: one walk of
+        // the page cache instead of a fault per page.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .len(length)
+                .populate()
+                .map(&file)
+        };
+        match map {
+            Ok(map) => return Ok(Bytes::from_owner(map)),
+            Err(error) => tracing::debug!(%error, "cannot map a file to read it: reading it"),
+        }
     }
-    // SAFETY: a mapping faults (SIGBUS) when the file shrinks under it, or when a page cannot
-    // be brought in. Neither is in a task's or a client's hands during this call: the guest
-    // is blocked in it, the only writes it can leave running (output streams) never shrink a
-    // file, no agent call (which could rewrite a file) runs beside it, and every byte is
-    // stored (no hole to allocate). What remains is a disk's I/O error or another process of
-    // this user truncating the file, which could also kill the host in many other ways.
-    // Populated up front: one walk of the page cache instead of a fault per page.
-    let map = unsafe {
-        memmap2::MmapOptions::new()
-            .len(length)
-            .populate()
-            .map(&file)
-    }
-    .map_err(file_error)?;
-    Ok(Bytes::from_owner(map))
+    let mut bytes = Vec::with_capacity(length);
+    // The file may have grown since: `take` keeps the bound.
+    (&mut file)
+        .take(size)
+        .read_to_end(&mut bytes)
+        .map_err(file_error)?;
+    Ok(Bytes::from(bytes))
+}
+
+/// `f_type`s of the file systems whose files a read maps (ext4, XFS, btrfs): there a hole read
+/// through a read-only mapping allocates nothing that can fail (it reads a zeroed page of the
+/// page cache), so the mapping faults only on an I/O error. Files elsewhere are read: on
+/// tmpfs a hole read allocates against the size limit and, when that is reached (a guest can
+/// fill its folder), the fault is a SIGBUS, which would kill the host; network and FUSE file
+/// systems may fail a page in the same way.
+const MAPPED_FILE_SYSTEMS: [u64; 3] = [0xEF53, 0x5846_5342, 0x9123_683E];
+
+/// Whether `file` lies on one of [`MAPPED_FILE_SYSTEMS`].
+fn mappable(file: &std::fs::File) -> bool {
+    rustix::fs::fstatfs(file).is_ok_and(|stat| {
+        // `f_type` is signed on glibc and unsigned on musl; the magic numbers fit either.
+        #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
+        let kind = stat.f_type as u64;
+        MAPPED_FILE_SYSTEMS.contains(&kind)
+    })
 }
 
 /// The guest's view of a host file error: `InvalidInput` is what `host_files` answers for a
@@ -137,8 +154,9 @@ fn file_error(error: io::Error) -> FileError {
 /// The linker already holds the interface.
 pub(super) fn add_to_linker(linker: &mut Linker<TaskState>) -> wasmtime::Result<()> {
     let mut interface = linker.instance(INTERFACE)?;
-    // Names are read in place (`WasmStr`): a name longer than a file name is refused without
-    // the host copying it.
+    // Names are read in place (`WasmStr`) from a guest that encodes strings in UTF-8 (every
+    // toolchain here): a name longer than a file name is refused without the host copying it.
+    // A UTF-16 guest's is transcoded first, within the host-call fuel (the memory limit).
     interface.func_wrap(
         "read",
         |mut store: StoreContextMut<'_, TaskState>, (name, max_size): (WasmStr, u64)| {
@@ -164,4 +182,80 @@ pub(super) fn add_to_linker(linker: &mut Linker<TaskState>) -> wasmtime::Result<
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder of `files` (name, size, whether written or left a hole) on `root`.
+    fn folder_with(root: &std::path::Path, files: &[(&str, u64, bool)]) -> Folder {
+        for &(name, size, written) in files {
+            let file = std::fs::File::create(root.join(name)).expect("create");
+            if written {
+                std::fs::write(
+                    root.join(name),
+                    vec![7u8; usize::try_from(size).expect("size")],
+                )
+                .expect("write");
+            } else {
+                file.set_len(size).expect("set_len");
+            }
+        }
+        Folder::open_shared(root).expect("folder")
+    }
+
+    #[test]
+    fn reads_are_bounded_and_exact() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let folder = folder_with(
+            root.path(),
+            &[
+                ("empty", 0, true),
+                ("data", 100_000, true),
+                ("holes", 100_000, false),
+            ],
+        );
+        assert!(read_whole(&folder, "empty", 0).expect("empty").is_empty());
+        assert_eq!(
+            read_whole(&folder, "data", 100_000).expect("data"),
+            vec![7u8; 100_000]
+        );
+        assert_eq!(
+            read_whole(&folder, "holes", u64::MAX).expect("holes"),
+            vec![0u8; 100_000]
+        );
+        assert!(matches!(
+            read_whole(&folder, "data", 99_999),
+            Err(FileError::TooLarge(_))
+        ));
+        assert!(matches!(
+            read_whole(&folder, "none", 9),
+            Err(FileError::NotFound(_))
+        ));
+    }
+
+    /// On tmpfs a hole read through a mapping allocates, and a full tmpfs turns that into a
+    /// SIGBUS: files there are read, never mapped (checked where /dev/shm is a tmpfs).
+    #[test]
+    fn files_on_tmpfs_are_read_not_mapped() {
+        const TMPFS_MAGIC: u64 = 0x0102_1994;
+        let Ok(root) = tempfile::tempdir_in("/dev/shm") else {
+            return;
+        };
+        let folder = folder_with(root.path(), &[("holes", 1 << 20, false)]);
+        let file = folder.open_file("holes").expect("open");
+        let on_tmpfs = rustix::fs::fstatfs(&file).is_ok_and(|stat| {
+            #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
+            let kind = stat.f_type as u64;
+            kind == TMPFS_MAGIC
+        });
+        if on_tmpfs {
+            assert!(!mappable(&file));
+        }
+        assert_eq!(
+            read_whole(&folder, "holes", u64::MAX).expect("holes"),
+            vec![0u8; 1 << 20]
+        );
+    }
 }

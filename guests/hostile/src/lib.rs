@@ -127,8 +127,9 @@
 //!   `too-large`, `io`): `read` of names that are not plain (`../x`, `a/b`, `/etc/passwd`, ``,
 //!   `.`, `..`, 256 `n`s, `nul\0`) and of a missing name, then of a 4 MiB name of `\u{1f}`
 //!   (its line cut to 200 bytes); after planting `link` (a symlink to `<link target>`,
-//!   default the payload's id), `dir` (a directory) and `sparse` (a sparse file of 64 GiB,
-//!   nothing written): `read` of each, `read` of `sparse-small` (1 MiB, all hole: `ok <n>
+//!   default the payload's id), `dir` (a directory), `sparse` (a sparse file of 64 GiB,
+//!   nothing written) and `sparse-over` (2 GiB and one byte: one past the default memory
+//!   limit, below the 4 GiB a list can hold): `read` of each, `read` of `sparse-small` (1 MiB, all hole: `ok <n>
 //!   bytes zero`), `read` of the payload with a max-size one byte short of it and of exactly
 //!   its size (`ok <n> bytes <same|differs>`, against the payload read through WASI); `write` of `../x`, `` and `a/b`, of `dir`,
 //!   of `link` (`link-now=<file|symlink|...>` after), and of `fresh` (then read back:
@@ -792,15 +793,17 @@ fn probe_data_folder(h: &TaskHandler, link_target: &str) -> Result<String, TaskE
         .map_err(|e| wasi_error("symlink-at", e))?;
     dir.create_directory_at("dir")
         .map_err(|e| wasi_error("create-directory-at", e))?;
-    let sparse = h.path_of("sparse");
-    fs::File::create(&sparse)
-        .and_then(|file| file.set_len(64 << 30))
-        .map_err(|e| TaskError::io(sparse, e))?;
-    let small = h.path_of("sparse-small");
-    fs::File::create(&small)
-        .and_then(|file| file.set_len(1 << 20))
-        .map_err(|e| TaskError::io(small, e))?;
-    for name in ["link", "dir", "sparse"] {
+    for (name, size) in [
+        ("sparse", 64 << 30),
+        ("sparse-over", (2 << 30) + 1),
+        ("sparse-small", 1 << 20),
+    ] {
+        let path = h.path_of(name);
+        fs::File::create(&path)
+            .and_then(|file| file.set_len(size))
+            .map_err(|e| TaskError::io(path, e))?;
+    }
+    for name in ["link", "dir", "sparse", "sparse-over"] {
         lines.push(format!("read {name:?}: {}", read(name, u64::MAX)));
     }
     let zeros = outcome(data_folder::read("sparse-small", u64::MAX), |data| {

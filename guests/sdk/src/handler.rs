@@ -231,7 +231,8 @@ impl TaskHandler {
 /// (WASI moves at most 64 KiB per read in wasmtime, and `std::fs` writes go through the
 /// preview 1 adapter's output stream, a thread hand-off per 64 KiB). `None` when the host
 /// cannot hand the file over whole (it holds more than the task's memory), and off wasm, where
-/// there is no host: `std::fs` does it then.
+/// there is no host: `std::fs` does it then. On wasm the folder is always the task's own (the
+/// host's), whatever folder the handler was built with.
 #[cfg(target_arch = "wasm32")]
 mod whole_files {
     use crate::bindings::armonik::worker::data_folder::{self, FileError};
