@@ -300,6 +300,7 @@ async fn serve_health_checks_stay_fast_while_a_guest_writes_gigabytes() {
     let harness = Harness::start("hostile").await;
     let probe = HealthProbe::start(&harness.worker).await;
     let folder = TaskFolder::new();
+    assert_room_for(folder.path(), TOTAL_MIB * MIB);
     let request = folder
         .process_request()
         .payload(format!("big-writes {TOTAL_MIB} 64"))
@@ -337,6 +338,7 @@ async fn serve_takes_a_single_write_of_300_mib() {
     let _alone = HEAVY.lock().await;
     let harness = Harness::start("hostile").await;
     let folder = TaskFolder::new();
+    assert_room_for(folder.path(), ONE_WRITE_MIB * MIB);
     let request = folder
         .process_request()
         .payload(format!("one-write {ONE_WRITE_MIB}"))
@@ -354,6 +356,7 @@ async fn serve_takes_a_single_write_of_300_mib() {
 #[test]
 fn run_takes_a_single_write_of_300_mib() {
     let _alone = HEAVY.blocking_lock();
+    assert_room_for(&std::env::temp_dir(), ONE_WRITE_MIB * MIB);
     let (dir, ran, _) = run_hostile(&format!("one-write {ONE_WRITE_MIB}"), &[]);
     assert!(ran.success, "{}", ran.all());
     assert_eq!(

@@ -227,6 +227,7 @@ async fn a_notified_symlink_out_of_the_folder_is_refused() {
 async fn a_gigabyte_of_output_streams_to_disk_without_host_memory() {
     let harness = Harness::start("hostile").await;
     let folder = TaskFolder::new();
+    assert_room_for(folder.path(), 1 << 30);
     let request = folder.process_request().payload("huge-output 1024").build();
     let output = request.expected_output_keys[0].clone();
     let result = harness.run_task(request).await;

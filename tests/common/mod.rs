@@ -1943,6 +1943,22 @@ impl tower::Service<http::Request<tonic::body::Body>> for DeadlineChannel {
 // Task folder and ProcessRequest builder
 // ---------------------------------------------------------------------------------------------
 
+/// Panics, saying what to do, when the file system holding `dir` has less than `needed`
+/// bytes free (with 512 MiB to spare): a test that writes gigabytes on a nearly full disk
+/// would otherwise fail on the guest's ENOSPC, which reads like a fault of the host.
+pub fn assert_room_for(dir: &Path, needed: u64) {
+    let stats = rustix::fs::statvfs(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let free = stats.f_bavail * stats.f_frsize;
+    assert!(
+        free >= needed + (512 << 20),
+        "this test writes {} MiB under {}, whose file system has {} MiB free: free some \
+         disk space (a stale target dir?) and run it again",
+        needed >> 20,
+        dir.display(),
+        free >> 20
+    );
+}
+
 /// A task's shared data folder, `<tmp>/<token>` with a fresh uuid token, as Core's
 /// `<SharedCacheFolder>/<token>`. Removed on drop.
 pub struct TaskFolder {
