@@ -305,10 +305,19 @@ async fn serve_refuses_fetching_ids_that_are_not_plain_names_before_the_agent() 
 /// without the host echoing it whole), links and directories are never read nor written
 /// through, a file larger than the task could hold is not read (a 64 GiB sparse file would
 /// otherwise make the host allocate 64 GiB), a sparse file it could hold reads as zeros, and a
-/// write replaces a link itself, never its target.
+/// write replaces a link itself, never its target. The sparse file reads as zeros through
+/// the path the folder's file system takes: mapped on ext4, XFS and btrfs, read elsewhere (the
+/// worker's debug log says which).
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_data_folder_calls_stay_in_the_data_folder() {
-    let harness = Harness::start("hostile").await;
+    let harness = Harness::start_custom(
+        &guest("hostile"),
+        Transport::Unix,
+        &[],
+        &[("RUST_LOG", "info,armonik_wasm::sandbox::data_folder=debug")],
+    )
+    .await;
+    let mut maps = Vec::new();
     let (absent, existing) = (Canary::absent(), Canary::existing());
     for canary in [&absent, &existing] {
         let payload = format!("data-folder {}", canary.relative_target());
@@ -331,7 +340,7 @@ async fn serve_data_folder_calls_stay_in_the_data_folder() {
             ("read \"sparse\": ".into(), "err too-large: "),
             // Past the memory limit (2 GiB by default), not only past what a list can hold.
             ("read \"sparse-over\": ".into(), "err too-large: "),
-            // A file of holes is read, not mapped, and reads as zeros.
+            // A file of holes within the limit reads as zeros, mapped or read.
             ("read \"sparse-small\": ".into(), "ok 1048576 bytes zero"),
             (
                 format!("read {payload_id:?} max-size={}: ", size - 1),
@@ -361,7 +370,67 @@ async fn serve_data_folder_calls_stay_in_the_data_folder() {
         // Only the replaced link and the fresh file are new; the payload is as it was.
         assert_eq!(task.folder.read(&payload_id), payload.as_bytes());
         assert_eq!(task.folder.read("link"), b"evil");
+        maps.push(on_mapped_file_system(task.folder.path()));
     }
+    // One choice per task, made on its first file read (`sparse-small`), and no mapping
+    // refused: the zeros above came through the path this file system takes.
+    let log = harness.worker.log();
+    let said: Vec<bool> = log
+        .lines()
+        .filter_map(|line| {
+            if line.contains("data-folder reads map this task's files") {
+                Some(true)
+            } else if line.contains("data-folder reads copy this task's files") {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .collect();
+    assert_eq!(said, maps, "{log}");
+    assert!(!log.contains("cannot map a file to read it"), "{log}");
+}
+
+/// Whether `folder` lies on ext4, XFS or btrfs: the file systems whose files `data-folder`
+/// reads map (src/sandbox/data_folder.rs), and the others it reads.
+fn on_mapped_file_system(folder: &Path) -> bool {
+    const MAPPED: [u64; 3] = [0xEF53, 0x5846_5342, 0x9123_683E];
+    let stat = rustix::fs::statfs(folder).expect("statfs of the task folder");
+    // `f_type` is signed on glibc and unsigned on musl; the magic numbers fit either.
+    #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
+    let kind = stat.f_type as u64;
+    MAPPED.contains(&kind)
+}
+
+/// A `data-folder` name that is not UTF-8 (a guest calling the core import with raw bytes, as
+/// no bindings would) traps the task, as the canonical ABI has any string that does not
+/// decode: no file-error reaches the guest, nothing is written, and the worker serves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_a_data_folder_name_that_is_not_utf8_traps() {
+    let harness = Harness::start("hostile").await;
+    for call in ["read", "write"] {
+        let folder = TaskFolder::new();
+        let request = folder
+            .process_request()
+            .payload(format!("data-folder-raw {call}"))
+            .build();
+        let before = entries(folder.path());
+        let result = harness.run_task(request).await;
+        let log = harness.worker.log();
+        assert_eq!(
+            result.as_ref().err().map(tonic::Status::code),
+            Some(tonic::Code::Internal),
+            "{call}: {result:?}\n{log}"
+        );
+        assert!(log.contains("invalid utf-8"), "{call}:\n{log}");
+        assert_eq!(entries(folder.path()), before, "{call}");
+    }
+    let folder = TaskFolder::new();
+    let request = folder.process_request().payload("write still").build();
+    let output = request.expected_output_keys[0].clone();
+    let result = harness.run_task(request).await;
+    assert!(matches!(result, Ok(Output::Ok)), "{result:?}");
+    assert_eq!(folder.read(&output), b"still");
 }
 
 // ---------------------------------------------------------------------------------------------

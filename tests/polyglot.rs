@@ -451,24 +451,42 @@ macro_rules! language_tests {
     };
 }
 
-/// The C helpers fail the task, naming the file, when a result file cannot be opened (here
-/// the payload, removed after the request was built), and send nothing to the agent.
-#[tokio::test(flavor = "multi_thread")]
-async fn c_unreadable_payload_is_an_error_naming_the_file() {
-    let harness = serve(Lang::C, "echo").await;
+/// Runs the `lang` echo with its payload removed after the request was built; returns the
+/// task's error details and the payload id, having checked that nothing reached the agent.
+async fn unreadable_payload(lang: Lang) -> (String, String) {
+    let harness = serve(lang, "echo").await;
     let folder = TaskFolder::new();
     let request = folder.process_request().payload("gone").build();
     std::fs::remove_file(folder.path().join(&request.payload_id)).expect("remove the payload");
     let payload_id = request.payload_id.clone();
     let details = error_details(harness.run_task(request).await, &harness);
     assert!(
-        details.starts_with("I/O error on /data/") && details.contains(&payload_id),
-        "{details}"
-    );
-    assert!(
         harness.agent.calls().is_empty(),
         "{:?}",
         harness.agent.calls()
+    );
+    (details, payload_id)
+}
+
+/// The C helpers fail the task, naming the file, when a result file cannot be opened, and
+/// send nothing to the agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn c_unreadable_payload_is_an_error_naming_the_file() {
+    let (details, payload_id) = unreadable_payload(Lang::C).await;
+    assert!(
+        details.starts_with("I/O error on /data/") && details.contains(&payload_id),
+        "{details}"
+    );
+}
+
+/// The JavaScript helpers fail the task when a file cannot be read through `data-folder`,
+/// naming the file and the host's file error, and send nothing to the agent.
+#[tokio::test(flavor = "multi_thread")]
+async fn js_unreadable_payload_is_an_error_naming_the_file() {
+    let (details, payload_id) = unreadable_payload(Lang::Js).await;
+    assert!(
+        details.starts_with(&format!("I/O error on reading {payload_id}: not-found: ")),
+        "{details}"
     );
 }
 

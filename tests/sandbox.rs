@@ -154,6 +154,40 @@ async fn a_start_function_that_reads_the_data_folder_gets_each_tasks_folder() {
     assert!(!log.contains("instance_made_ahead=true"), "{log}");
 }
 
+/// A component whose start function calls `data-folder` (`guests/initfolder` reads `config`
+/// through it): an instance made ahead has no folder then, so its read is refused (`io`) and
+/// the call marks it; the worker drops that instance and instantiates the component with each
+/// task from then on, so every task's start reads its own folder's `config`.
+#[tokio::test]
+async fn a_start_function_that_calls_data_folder_gets_each_tasks_folder() {
+    let harness = Harness::start_custom(
+        &guest("initfolder"),
+        Transport::Unix,
+        &["--max-concurrent-tasks", "1"],
+        &[("RUST_LOG", "info,armonik_wasm::sandbox::ahead=debug")],
+    )
+    .await;
+    for round in 0..4 {
+        let folder = TaskFolder::new();
+        folder.write("config", format!("round {round}"));
+        let report = report_of(&harness, &folder, "p", round).await;
+        assert_eq!(
+            report,
+            format!("start-read=ok round {round}"),
+            "round {round}\n{}",
+            harness.worker.log()
+        );
+        // The time ArmoniK's agent takes between two tasks, at least: an instance is made.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let log = harness.worker.log();
+    assert!(!log.contains("instance_made_ahead=true"), "{log}");
+    assert!(
+        log.contains("a component's instantiation used WASI resources, the agent or data-folder"),
+        "no instance was made ahead and refused:\n{log}"
+    );
+}
+
 #[tokio::test]
 async fn nothing_outside_the_data_folder_is_read_or_written() {
     let harness = Harness::start("hostile").await;

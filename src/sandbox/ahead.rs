@@ -241,7 +241,7 @@ async fn make_unbound(
         || state.files.was_called();
     if touched {
         tracing::debug!(
-            "a component's instantiation used WASI resources or the agent: it is instantiated with each task"
+            "a component's instantiation used WASI resources, the agent or data-folder: it is instantiated with each task"
         );
         return None;
     }

@@ -12,10 +12,12 @@
 //! `MAPPED_FILE_SYSTEMS`; elsewhere the file is read). With them a 64 MiB echo in Python ran at 0.33x the Python
 //! SDK worker's throughput; with these, 0.6x (BENCHMARKS.md).
 
+use std::fs::File;
 use std::io::{self, Read as _};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+use memmap2::Mmap;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, WasmList, WasmStr};
 
@@ -35,6 +37,10 @@ pub struct DataFolder {
     memory_limit: usize,
     /// Whether the guest called this interface (an instance made ahead that did is not used).
     called: bool,
+    /// Whether reads map the folder's files: its file system's answer (see
+    /// [`MAPPED_FILE_SYSTEMS`]), found on the first file a read opens and kept for the task,
+    /// whose folder stays on the same file system.
+    maps_files: OnceLock<bool>,
 }
 
 impl DataFolder {
@@ -44,6 +50,7 @@ impl DataFolder {
             folder: Some(folder),
             memory_limit,
             called: false,
+            maps_files: OnceLock::new(),
         }
     }
 
@@ -53,6 +60,7 @@ impl DataFolder {
             folder: None,
             memory_limit: 0,
             called: false,
+            maps_files: OnceLock::new(),
         }
     }
 
@@ -74,9 +82,15 @@ impl DataFolder {
     }
 }
 
-/// The bytes of `name` in `folder`, if it holds at most `limit` bytes.
-fn read_whole(folder: &Folder, name: &str, limit: u64) -> Result<Bytes, FileError> {
-    let mut file = folder.open_file(name).map_err(file_error)?;
+/// The bytes of `name` in `folder`, if it holds at most `limit` bytes. `maps_files` is the
+/// folder's answer to whether its files may be mapped, found here on the first file opened.
+fn read_whole(
+    folder: &Folder,
+    name: &str,
+    limit: u64,
+    maps_files: &OnceLock<bool>,
+) -> Result<Bytes, FileError> {
+    let file = folder.open_file(name).map_err(file_error)?;
     let size = file.metadata().map_err(file_error)?.len();
     if size > limit {
         return Err(FileError::TooLarge(format!(
@@ -88,30 +102,54 @@ fn read_whole(folder: &Folder, name: &str, limit: u64) -> Result<Bytes, FileErro
     if length == 0 {
         return Ok(Bytes::new());
     }
-    if mappable(&file) {
-        // SAFETY: a mapping faults (SIGBUS) when the file shrinks under it, or when a page
-        // cannot be brought in. Neither is in a task's or a client's hands during this call:
-        // the guest is blocked in it, the only writes it can leave running (output streams)
-        // never shrink a file, no agent call (which could rewrite a file) runs beside it, and
-        // on these file systems a hole reads without allocating (see `MAPPED_FILE_SYSTEMS`).
-        // What remains is a disk's I/O error or another process of this user truncating the
-        // file, which could kill the host in many other ways. Populated up front: one walk of
-        // the page cache instead of a fault per page.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .len(length)
-                .populate()
-                .map(&file)
-        };
-        match map {
-            Ok(map) => return Ok(Bytes::from_owner(map)),
-            Err(error) => tracing::debug!(%error, "cannot map a file to read it: reading it"),
-        }
+    // Any file of the folder answers for all of them: a name is one plain component opened
+    // without following a link, so the file lies in the folder itself, on its file system
+    // (only a mount point inside the folder could differ, and nothing mounts there: the host
+    // or ArmoniK's agent made it a plain directory, and a guest cannot mount).
+    let maps = *maps_files.get_or_init(|| {
+        let kind = file_system_type(&file);
+        let maps = kind.is_some_and(|kind| MAPPED_FILE_SYSTEMS.contains(&kind));
+        tracing::debug!(
+            file_system = %kind.map_or_else(|| "unknown".into(), |kind| format!("{kind:#x}")),
+            "data-folder reads {} this task's files",
+            if maps { "map" } else { "copy" }
+        );
+        maps
+    });
+    let mapped = maps.then(|| map(&file, length));
+    contents(file, length, mapped)
+}
+
+/// Maps the first `length` bytes of `file`, which lies on one of [`MAPPED_FILE_SYSTEMS`].
+fn map(file: &File, length: usize) -> io::Result<Mmap> {
+    // SAFETY: a mapping faults (SIGBUS) when the file shrinks under it, or when a page
+    // cannot be brought in. Neither is in a task's or a client's hands during this call:
+    // the guest is blocked in it, the only writes it can leave running (output streams)
+    // never shrink a file, no agent call (which could rewrite a file) runs beside it, and
+    // on these file systems a hole reads without allocating (see `MAPPED_FILE_SYSTEMS`).
+    // What remains is a disk's I/O error or another process of this user truncating the
+    // file, which could kill the host in many other ways. Populated up front: one walk of
+    // the page cache instead of a fault per page.
+    unsafe { memmap2::MmapOptions::new().len(length).populate().map(file) }
+}
+
+/// The first `length` bytes of `file`: the mapping when one was made (`mapped`), else read,
+/// when none was tried or the kernel refused it (a file system without `mmap`, the address
+/// space or the map count of the process exhausted).
+fn contents(
+    mut file: File,
+    length: usize,
+    mapped: Option<io::Result<Mmap>>,
+) -> Result<Bytes, FileError> {
+    match mapped {
+        Some(Ok(map)) => return Ok(Bytes::from_owner(map)),
+        Some(Err(error)) => tracing::debug!(%error, "cannot map a file to read it: reading it"),
+        None => {}
     }
     let mut bytes = Vec::with_capacity(length);
     // The file may have grown since: `take` keeps the bound.
     (&mut file)
-        .take(size)
+        .take(length as u64)
         .read_to_end(&mut bytes)
         .map_err(file_error)?;
     Ok(Bytes::from(bytes))
@@ -125,13 +163,14 @@ fn read_whole(folder: &Folder, name: &str, limit: u64) -> Result<Bytes, FileErro
 /// systems may fail a page in the same way.
 const MAPPED_FILE_SYSTEMS: [u64; 3] = [0xEF53, 0x5846_5342, 0x9123_683E];
 
-/// Whether `file` lies on one of [`MAPPED_FILE_SYSTEMS`].
-fn mappable(file: &std::fs::File) -> bool {
-    rustix::fs::fstatfs(file).is_ok_and(|stat| {
+/// The `f_type` of the file system `file` lies on (`fstatfs`), `None` when it cannot be had
+/// (the file is then read, not mapped).
+fn file_system_type(file: &File) -> Option<u64> {
+    rustix::fs::fstatfs(file).ok().map(|stat| {
         // `f_type` is signed on glibc and unsigned on musl; the magic numbers fit either.
         #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
         let kind = stat.f_type as u64;
-        MAPPED_FILE_SYSTEMS.contains(&kind)
+        kind
     })
 }
 
@@ -157,12 +196,16 @@ pub(super) fn add_to_linker(linker: &mut Linker<TaskState>) -> wasmtime::Result<
     // Names are read in place (`WasmStr`) from a guest that encodes strings in UTF-8 (every
     // toolchain here): a name longer than a file name is refused without the host copying it.
     // A UTF-16 guest's is transcoded first, within the host-call fuel (the memory limit).
+    // A name that does not decode traps (`to_str` fails, after the call is marked), as the
+    // canonical ABI has it for any string lifted from a guest: its bindings cannot make one.
     interface.func_wrap(
         "read",
         |mut store: StoreContextMut<'_, TaskState>, (name, max_size): (WasmStr, u64)| {
             let read = match store.data_mut().files.access() {
                 Ok((folder, limit)) => {
-                    read_whole(&folder, &name.to_str(&store)?, limit.min(max_size))
+                    let name = name.to_str(&store)?;
+                    let maps_files = &store.data().files.maps_files;
+                    read_whole(&folder, &name, limit.min(max_size), maps_files)
                 }
                 Err(error) => Err(error),
             };
@@ -191,7 +234,7 @@ mod tests {
     /// A folder of `files` (name, size, whether written or left a hole) on `root`.
     fn folder_with(root: &std::path::Path, files: &[(&str, u64, bool)]) -> Folder {
         for &(name, size, written) in files {
-            let file = std::fs::File::create(root.join(name)).expect("create");
+            let file = File::create(root.join(name)).expect("create");
             if written {
                 std::fs::write(
                     root.join(name),
@@ -205,6 +248,12 @@ mod tests {
         Folder::open_shared(root).expect("folder")
     }
 
+    /// Whether reads map the files of `folder`'s file system (asked of its file `name`).
+    fn maps_on(folder: &Folder, name: &str) -> bool {
+        let file = folder.open_file(name).expect("open");
+        file_system_type(&file).is_some_and(|kind| MAPPED_FILE_SYSTEMS.contains(&kind))
+    }
+
     #[test]
     fn reads_are_bounded_and_exact() {
         let root = tempfile::tempdir().expect("tempdir");
@@ -216,23 +265,115 @@ mod tests {
                 ("holes", 100_000, false),
             ],
         );
-        assert!(read_whole(&folder, "empty", 0).expect("empty").is_empty());
+        let maps = OnceLock::new();
+        assert!(
+            read_whole(&folder, "empty", 0, &maps)
+                .expect("empty")
+                .is_empty()
+        );
         assert_eq!(
-            read_whole(&folder, "data", 100_000).expect("data"),
+            read_whole(&folder, "data", 100_000, &maps).expect("data"),
             vec![7u8; 100_000]
         );
         assert_eq!(
-            read_whole(&folder, "holes", u64::MAX).expect("holes"),
+            read_whole(&folder, "holes", u64::MAX, &maps).expect("holes"),
             vec![0u8; 100_000]
         );
         assert!(matches!(
-            read_whole(&folder, "data", 99_999),
+            read_whole(&folder, "data", 99_999, &maps),
             Err(FileError::TooLarge(_))
         ));
         assert!(matches!(
-            read_whole(&folder, "none", 9),
+            read_whole(&folder, "none", 9, &maps),
             Err(FileError::NotFound(_))
         ));
+    }
+
+    /// The folder's file system is asked once, on the first file a read opens (a read that
+    /// opens nothing leaves the question open), and its answer holds for every later read.
+    #[test]
+    fn the_file_system_is_asked_once_per_folder() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let folder = folder_with(root.path(), &[("a", 10, true), ("b", 20, true)]);
+        let maps = OnceLock::new();
+        assert!(read_whole(&folder, "missing", u64::MAX, &maps).is_err());
+        assert_eq!(maps.get(), None);
+        read_whole(&folder, "a", u64::MAX, &maps).expect("a");
+        assert_eq!(maps.get(), Some(&maps_on(&folder, "a")));
+        // An answer already given is taken as is (here the opposite one): the read goes the
+        // other way and still gives the file's bytes.
+        let given = OnceLock::from(!maps_on(&folder, "b"));
+        assert_eq!(
+            read_whole(&folder, "b", u64::MAX, &given).expect("b"),
+            vec![7u8; 20]
+        );
+    }
+
+    /// With no task bound (an instance made ahead), every call is refused with an `io`
+    /// file error the guest can handle (not a trap), and the call is marked, so that `ahead`
+    /// does not use the instance.
+    #[test]
+    fn an_unbound_folder_refuses_every_call_and_marks_it() {
+        for call in ["read", "write"] {
+            let mut files = DataFolder::unbound();
+            assert!(!files.was_called(), "{call}");
+            // `read` and `write` both begin with `access`, and return its refusal as is.
+            match files.access() {
+                Err(FileError::Io(message)) => {
+                    assert_eq!(message, "no task is bound to this instance yet", "{call}");
+                }
+                other => panic!("{call}: expected an io error, got {other:?}"),
+            }
+            assert!(files.was_called(), "{call}");
+        }
+        let root = tempfile::tempdir().expect("tempdir");
+        let folder = Arc::new(folder_with(root.path(), &[]));
+        let mut bound = DataFolder::new(folder, 1 << 20);
+        assert!(!bound.was_called());
+        let (_, limit) = bound.access().expect("a bound folder is reached");
+        assert_eq!(limit, 1 << 20);
+        assert!(bound.was_called());
+    }
+
+    /// A mapping the kernel refuses (here `mmap` of a file opened write-only: `EACCES`, on
+    /// any file system) falls back to reading the file.
+    #[test]
+    fn a_refused_mapping_falls_back_to_reading() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let folder = folder_with(root.path(), &[("data", 100_000, true)]);
+        let write_only = File::options()
+            .write(true)
+            .open(root.path().join("data"))
+            .expect("open write-only");
+        let refused = map(&write_only, 100_000);
+        assert!(refused.is_err(), "the kernel mapped a write-only file");
+        let file = folder.open_file("data").expect("open");
+        assert_eq!(
+            contents(file, 100_000, Some(refused)).expect("read instead"),
+            vec![7u8; 100_000]
+        );
+    }
+
+    /// A file that is all hole reads as zeros both ways: mapped (where its file system is one
+    /// a read maps) and read.
+    #[test]
+    fn a_file_of_holes_reads_as_zeros_mapped_or_read() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let folder = folder_with(root.path(), &[("holes", 1 << 20, false)]);
+        let zeros = vec![0u8; 1 << 20];
+        let file = folder.open_file("holes").expect("open");
+        assert_eq!(contents(file, 1 << 20, None).expect("read"), zeros);
+        // Mapped only where the host would map it: elsewhere (tmpfs) a hole read through a
+        // mapping can fault.
+        if maps_on(&folder, "holes") {
+            let file = folder.open_file("holes").expect("open");
+            let mapped = map(&file, 1 << 20);
+            assert!(mapped.is_ok(), "{mapped:?}");
+            assert_eq!(
+                contents(file, 1 << 20, Some(mapped)).expect("mapped"),
+                zeros
+            );
+        }
     }
 
     /// On tmpfs a hole read through a mapping allocates, and a full tmpfs turns that into a
@@ -245,17 +386,14 @@ mod tests {
         };
         let folder = folder_with(root.path(), &[("holes", 1 << 20, false)]);
         let file = folder.open_file("holes").expect("open");
-        let on_tmpfs = rustix::fs::fstatfs(&file).is_ok_and(|stat| {
-            #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
-            let kind = stat.f_type as u64;
-            kind == TMPFS_MAGIC
-        });
-        if on_tmpfs {
-            assert!(!mappable(&file));
-        }
+        let on_tmpfs = file_system_type(&file) == Some(TMPFS_MAGIC);
+        let maps = OnceLock::new();
         assert_eq!(
-            read_whole(&folder, "holes", u64::MAX).expect("holes"),
+            read_whole(&folder, "holes", u64::MAX, &maps).expect("holes"),
             vec![0u8; 1 << 20]
         );
+        if on_tmpfs {
+            assert_eq!(maps.get(), Some(&false));
+        }
     }
 }

@@ -47,9 +47,10 @@ use tonic::{Code, Status};
 // ---------------------------------------------------------------------------------------------
 
 /// The guest components of `<repo>/guests`, by crate/component name.
-pub const GUESTS: [&str; 9] = [
+pub const GUESTS: [&str; 10] = [
     "echo",
     "initfs",
+    "initfolder",
     "concat",
     "fanout",
     "fail",

@@ -134,6 +134,11 @@
 //!   its size (`ok <n> bytes <same|differs>`, against the payload read through WASI); `write` of `../x`, `` and `a/b`, of `dir`,
 //!   of `link` (`link-now=<file|symlink|...>` after), and of `fresh` (then read back:
 //!   `fresh-back=<same|differs>`). Every report line goes to every expected output.
+//! - `data-folder-raw <read|write>`: calls `data-folder`'s `read` (max-size 64) or `write`
+//!   (data `evil`) through its core import, as the canonical ABI lowers it, with a name whose
+//!   bytes are not UTF-8 (`ff fe 6e`), which no bindings would pass: the host traps. If the
+//!   call returns instead, fails the task with
+//!   `err("data-folder <call> took a name that is not UTF-8: <ok|err>")`.
 //!
 //! Any other payload fails the task with `err("hostile: unknown mode ...")`.
 
@@ -291,6 +296,7 @@ impl Task for Hostile {
             }
             "empty-lists" => return send_to_all(h, empty_lists(h)),
             "data-folder" => return send_to_all(h, probe_data_folder(h, arg.trim())?),
+            "data-folder-raw" => return raw_data_folder_call(arg.trim()),
             "taint" => {
                 let survey = survey(h)?;
                 taint(h)?;
@@ -741,15 +747,7 @@ fn probe_data_folder(h: &TaskHandler, link_target: &str) -> Result<String, TaskE
     fn outcome<T>(result: Result<T, FileError>, ok: impl FnOnce(T) -> String) -> String {
         match result {
             Ok(value) => ok(value),
-            Err(error) => {
-                let (case, message) = match error {
-                    FileError::NotFound(m) => ("not-found", m),
-                    FileError::InvalidName(m) => ("invalid-name", m),
-                    FileError::TooLarge(m) => ("too-large", m),
-                    FileError::Io(m) => ("io", m),
-                };
-                format!("err {case}: {message}")
-            }
+            Err(error) => format!("err {}", armonik_wasm_sdk::file_error_text(&error)),
         }
     }
     let read = |name: &str, max_size: u64| {
@@ -836,6 +834,52 @@ fn probe_data_folder(h: &TaskHandler, link_target: &str) -> Result<String, TaskE
         .map_or("err", |data| if data == fresh { "same" } else { "differs" });
     lines.push(format!("fresh-back={back}"));
     Ok(lines.join("\n"))
+}
+
+// `data-folder`'s core imports, declared as the canonical ABI lowers them (as the SDK's
+// bindings declare them): the name as a pointer and a length, whatever its bytes, the outcome
+// written to `ret` (a `result` case byte, then its payload).
+#[cfg(target_arch = "wasm32")]
+#[link(wasm_import_module = "armonik:worker/data-folder@0.1.0")]
+unsafe extern "C" {
+    /// `read(name, max-size)`.
+    #[link_name = "read"]
+    fn raw_read(name: *const u8, name_len: usize, max_size: i64, ret: *mut u8);
+    /// `write(name, data)`.
+    #[link_name = "write"]
+    fn raw_write(name: *const u8, name_len: usize, data: *const u8, data_len: usize, ret: *mut u8);
+}
+
+/// The `data-folder-raw` mode (see the module documentation).
+#[cfg(target_arch = "wasm32")]
+fn raw_data_folder_call(call: &str) -> Result<(), TaskError> {
+    /// Not UTF-8: `ff` never appears in it.
+    const NAME: &[u8] = b"\xff\xfen";
+    // The return area of either call: a `result` of a list or of a `file-error` (a case and
+    // a string), 16 bytes aligned to 4.
+    let mut ret = [0u32; 4];
+    let ret_ptr = ret.as_mut_ptr().cast::<u8>();
+    match call {
+        // SAFETY: the arguments are what the lowered signature takes: a name and data that
+        // live through the call, and a return area large and aligned enough for the result.
+        "read" => unsafe { raw_read(NAME.as_ptr(), NAME.len(), 64, ret_ptr) },
+        // SAFETY: as above.
+        "write" => unsafe { raw_write(NAME.as_ptr(), NAME.len(), b"evil".as_ptr(), 4, ret_ptr) },
+        _ => return Err("usage: data-folder-raw <read|write>".into()),
+    }
+    // The `result`'s case is its first byte (0: ok, 1: err).
+    let case = if ret[0] & 0xff == 0 { "ok" } else { "err" };
+    Err(TaskError::failed(format!(
+        "data-folder {call} took a name that is not UTF-8: {case}"
+    )))
+}
+
+/// Off wasm (the crate checked natively), there is no host to call.
+#[cfg(not(target_arch = "wasm32"))]
+fn raw_data_folder_call(call: &str) -> Result<(), TaskError> {
+    Err(TaskError::failed(format!(
+        "data-folder-raw {call}: only in a component"
+    )))
 }
 
 /// Prints lines that try to pass for host log records or to carry other ids.

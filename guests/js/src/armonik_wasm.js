@@ -143,12 +143,13 @@ function dataDirectory(folder) {
   throw new ArmoniKWasmError(`the data folder ${folder} is not a preopened directory`);
 }
 
-function fsError(what, id, e) {
-  const code = e && e.payload !== undefined ? e.payload : e;
-  return new ArmoniKWasmError(`I/O error on ${what} ${id}: ${code}`);
-}
-
-function dataFolderError(what, id, error) {
+/**
+ * The error of a failed file call, `what` (opening, reading, writing) on `id`. `e` is what
+ * the call threw (its error in `payload`) or that error itself: a WASI error code, or a
+ * `data-folder` file error `{ tag, val }`, said as `<tag>: <message>`.
+ */
+function fileError(what, id, e) {
+  const error = e && e.payload !== undefined ? e.payload : e;
   const said = error && typeof error === 'object' && 'tag' in error ? `${error.tag}: ${error.val}` : String(error);
   return new ArmoniKWasmError(`I/O error on ${what} ${id}: ${said}`);
 }
@@ -159,7 +160,7 @@ function readFile(dir, id) {
   try {
     file = dir.openAt({}, checkId(id), {}, { read: true });
   } catch (e) {
-    throw fsError('opening', id, e);
+    throw fileError('opening', id, e);
   }
   try {
     const size = Number(file.stat().size);
@@ -182,7 +183,7 @@ function readFile(dir, id) {
     return offset === data.length ? data : data.subarray(0, offset);
   } catch (e) {
     if (e instanceof ArmoniKWasmError) throw e;
-    throw fsError('reading', id, e);
+    throw fileError('reading', id, e);
   } finally {
     file[Symbol.dispose]?.();
   }
@@ -212,7 +213,7 @@ function writeFile(dir, id, data) {
   try {
     file = dir.openAt({}, checkId(id), { create: true, truncate: true }, { write: true });
   } catch (e) {
-    throw fsError('opening', id, e);
+    throw fileError('opening', id, e);
   }
   try {
     let offset = 0;
@@ -221,7 +222,7 @@ function writeFile(dir, id, data) {
       offset += Number(file.write(data.subarray(offset, end), BigInt(offset)));
     }
   } catch (e) {
-    throw fsError('writing', id, e);
+    throw fileError('writing', id, e);
   } finally {
     file[Symbol.dispose]?.();
   }
@@ -358,7 +359,7 @@ export class TaskHandler {
     } catch (e) {
       if (e instanceof ArmoniKWasmError) throw e;
       const error = e && e.payload !== undefined ? e.payload : e;
-      if (error?.tag !== 'too-large') throw dataFolderError('reading', id, error);
+      if (error?.tag !== 'too-large') throw fileError('reading', id, error);
     }
     return readFile(this._directory(), id);
   }
@@ -372,7 +373,7 @@ export class TaskHandler {
       dataFolder.write(checkId(id), data);
     } catch (e) {
       if (e instanceof ArmoniKWasmError) throw e;
-      throw dataFolderError('writing', id, e && e.payload !== undefined ? e.payload : e);
+      throw fileError('writing', id, e);
     }
   }
 }

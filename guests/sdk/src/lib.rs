@@ -84,6 +84,19 @@ pub trait Task {
     fn process(handler: &mut TaskHandler) -> Result<(), TaskError>;
 }
 
+/// `<case>: <message>` for a `data-folder` error, the case as the WIT names it
+/// (`not-found`, `invalid-name`, `too-large`, `io`): for guests that report it as text.
+pub fn file_error_text(error: &bindings::armonik::worker::data_folder::FileError) -> String {
+    use bindings::armonik::worker::data_folder::FileError;
+    let (case, message) = match error {
+        FileError::NotFound(m) => ("not-found", m),
+        FileError::InvalidName(m) => ("invalid-name", m),
+        FileError::TooLarge(m) => ("too-large", m),
+        FileError::Io(m) => ("io", m),
+    };
+    format!("{case}: {message}")
+}
+
 /// Exports a [`Task`] implementation as the component's `armonik:worker/task` export.
 ///
 /// Invoke it once, at the root of a `cdylib` crate:
