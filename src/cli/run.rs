@@ -225,6 +225,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     if printed.is_ok() {
         printed = outln!("{}", report.summary());
     }
+    // Nothing computed may be lost when the outputs could not all be written: the results
+    // held in memory join the others as files in the work folder, which is kept.
+    let spilled = match &written {
+        Err(error) if !console::is_closed_output(error) => agent.keep_results_as_files(),
+        _ => Ok(()),
+    };
     drop(agent);
     match written {
         Ok(complete) => {
@@ -244,6 +250,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
                 "the results are kept in {}, one file per result id",
                 kept.join("results").display()
             );
+            if let Err(spill) = spilled {
+                let _ = errln!("but not all: {spill:#}");
+            }
             Err(error)
         }
     }

@@ -45,7 +45,9 @@ pub fn write_outputs(
                 let target = dir.join(&file_name);
                 let size = agent
                     .open_data(id)
-                    .and_then(|mut data| outputs_folder.write_from(&file_name, &mut data))
+                    .and_then(|mut data| {
+                        outputs_folder.write_with(&file_name, None, |f| data.copy_to(f))
+                    })
                     .with_context(|| format!("cannot write {}", target.display()))?;
                 if shown.is_ok() {
                     shown = show_output(name, &outputs_folder, &file_name, size);
@@ -121,7 +123,7 @@ fn write_all_results(agent: &LocalAgent, dir: &Path) -> anyhow::Result<()> {
         };
         let written = agent
             .open_data(id)
-            .and_then(|mut data| folder.write_from(&file_name, &mut data));
+            .and_then(|mut data| folder.write_with(&file_name, None, |f| data.copy_to(f)));
         if let Err(error) = written {
             failed += 1;
             // Printing must not stop the writing; a closed stderr loses only this line.

@@ -154,12 +154,12 @@ impl ResultsService for ControlPlane {
         let chunk_size = self.chunk_size;
         // One chunk read ahead at most: memory stays bounded whatever the result's size.
         tokio::task::spawn_blocking(move || {
-            let Some(mut file) = file else {
+            let Some(mut data) = file else {
                 return;
             };
             loop {
                 let mut chunk = vec![0; chunk_size];
-                let read = match read_full(&mut file, &mut chunk) {
+                let read = match read_full(&mut data, &mut chunk) {
                     Ok(0) => return,
                     Ok(read) => read,
                     Err(error) => {
@@ -230,7 +230,7 @@ impl ResultsService for ControlPlane {
 }
 
 /// Reads until `buffer` is full or the file ends.
-fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
+fn read_full(file: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buffer.len() {
         match file.read(&mut buffer[filled..]) {

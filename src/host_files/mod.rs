@@ -14,6 +14,7 @@
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use cap_fs_ext::{DirExt as _, FollowSymlinks, OpenOptionsFollowExt as _};
 use cap_std::ambient_authority;
@@ -24,6 +25,7 @@ mod recycling;
 mod removal;
 
 pub use names::{plain_name, safe_file_name};
+pub use recycling::Spares;
 use removal::empty;
 
 /// `O_NONBLOCK`, as `open`'s flags take it.
@@ -39,6 +41,9 @@ pub struct Folder {
     /// Whether the files written here are this user's alone (mode 0600): the host's stores
     /// and task folders; not the user's own output folders.
     private: bool,
+    /// Where the files written here come from when there are some: emptied files of earlier
+    /// tasks (the task folders of `run` and `dev`), else new ones.
+    spares: Option<Arc<Spares>>,
 }
 
 impl Folder {
@@ -51,6 +56,7 @@ impl Folder {
             dir: Dir::open_ambient_dir(path, ambient_authority())?,
             path: path.to_owned(),
             private: true,
+            spares: None,
         })
     }
 
@@ -87,6 +93,29 @@ impl Folder {
         })
     }
 
+    /// This folder, whose files [`write`](Self::write) and its kin make from `spares` while
+    /// there are some.
+    #[must_use]
+    pub fn with_spares(self, spares: Arc<Spares>) -> Self {
+        Self {
+            spares: Some(spares),
+            ..self
+        }
+    }
+
+    /// A second handle on this folder (its directory descriptor duplicated), with its spares.
+    ///
+    /// # Errors
+    /// The descriptor cannot be duplicated.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self {
+            dir: self.dir.try_clone()?,
+            path: self.path.clone(),
+            private: self.private,
+            spares: self.spares.clone(),
+        })
+    }
+
     /// The directory's path, for messages and for handing it to the sandbox.
     pub fn path(&self) -> &Path {
         &self.path
@@ -109,6 +138,7 @@ impl Folder {
             dir: self.dir.open_dir_nofollow(name)?,
             path: self.path.join(name),
             private: self.private,
+            spares: None,
         })
     }
 
@@ -124,6 +154,7 @@ impl Folder {
             dir: self.dir.open_dir_nofollow(name)?,
             path: self.path.join(name),
             private: self.private,
+            spares: None,
         })
     }
 
@@ -208,31 +239,31 @@ impl Folder {
     /// # Errors
     /// `name` is not a plain name, or writing fails (nothing is left behind then).
     pub fn write(&self, name: &str, data: &[u8]) -> io::Result<()> {
-        self.write_with(name, |file| file.write_all(data))
+        self.write_with(name, Some(data.len() as u64), |file| file.write_all(data))
     }
 
-    /// Like [`write`](Self::write), with the content copied from `source`. Returns its size.
+    /// Like [`write`](Self::write), with the content written by `fill` into the new file from
+    /// its start; `size`, when known, is how many bytes it will write (a spare of that size
+    /// is reused in place). Returns what `fill` returns.
     ///
     /// # Errors
-    /// As [`write`](Self::write), or reading `source` fails.
-    pub fn write_from(&self, name: &str, source: &mut std::fs::File) -> io::Result<u64> {
-        let mut size = 0;
-        self.write_with(name, |file| {
-            size = io::copy(source, file)?;
-            Ok(())
-        })?;
-        Ok(size)
-    }
-
-    fn write_with(
+    /// As [`write`](Self::write), or `fill` fails.
+    pub fn write_with<T>(
         &self,
         name: &str,
-        fill: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
-    ) -> io::Result<()> {
+        size: Option<u64>,
+        fill: impl FnOnce(&mut std::fs::File) -> io::Result<T>,
+    ) -> io::Result<T> {
         let name = plain_name(name)?;
+        if let Some(spares) = &self.spares
+            && let Some(spare) = spares.take(size)
+        {
+            return spares.fill_into(spare, self, name, fill);
+        }
         let mut new = self.new_file()?;
-        fill(new.file())?;
-        new.persist(name)
+        let filled = fill(new.file())?;
+        new.persist(name)?;
+        Ok(filled)
     }
 
     /// A file to fill bit by bit (a download), then to name with [`NewFile::persist`], which
@@ -249,19 +280,6 @@ impl Folder {
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
         Ok(NewFile { temp, file })
-    }
-
-    /// Copies the regular file `name` of this folder to `target` as `target_name`: whatever is
-    /// at `target_name` is removed first, then a new file is made (never through a link).
-    /// Returns the size copied.
-    ///
-    /// # Errors
-    /// `name` is not a regular file of this folder, a name is not plain, or I/O fails.
-    pub fn copy_file(&self, name: &str, target: &Folder, target_name: &str) -> io::Result<u64> {
-        let mut source = self.open_file(name)?;
-        target.clear(target_name)?;
-        let mut file = target.create_new(target_name)?;
-        io::copy(&mut source, &mut file)
     }
 
     /// Creates the new file `name` (failing if anything is there, a link included).
@@ -458,13 +476,16 @@ mod tests {
         let store = folder.subfolder("store").expect("store");
         store.write("r", b"good").expect("write");
         for planted in ["link", "dir"] {
-            store.copy_file("r", &folder, planted).expect("copy");
+            let mut source = store.open_file("r").expect("open");
+            folder.clear(planted).expect("clear");
+            (folder.write_with(planted, None, |f| io::copy(&mut source, f))).expect("copy");
             assert_eq!(folder.read(planted).expect("read"), b"good");
         }
         assert_eq!(std::fs::read(&outside).expect("outside"), b"secret");
         // A longer file at the name is replaced, not overwritten in place.
         std::fs::write(folder.path().join("long"), b"much longer content").expect("write");
-        store.copy_file("r", &folder, "long").expect("copy");
+        let mut source = store.open_file("r").expect("open");
+        (folder.write_with("long", None, |f| io::copy(&mut source, f))).expect("copy");
         assert_eq!(folder.read("long").expect("read"), b"good");
         // A move never replaces what is there.
         folder.write("new", b"new").expect("write");

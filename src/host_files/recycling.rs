@@ -1,5 +1,5 @@
-//! Files of task folders reused, emptied, for later tasks' inputs instead of being removed
-//! and made anew (why: `crate::local::task_folders`).
+//! Files of task folders reused for later tasks' files instead of being removed and made anew
+//! (why: `crate::local::task_folders`).
 //!
 //! A file a guest had in its folder is reused only when nothing can ever write to it again:
 //! it is a regular file with a single link (no other name the guest gave it), and the kernel
@@ -7,9 +7,18 @@
 //! for writing anywhere (`fcntl(2)`, `F_SETLEASE`). A write that a guest's output stream left
 //! running when the guest returned (wasmtime-wasi runs it on a blocking thread that outlives
 //! the store) holds such a descriptor until it ends. Anything else is removed.
+//!
+//! A spare keeps its bytes and blocks until it serves again, in a folder no task sees: it is
+//! then overwritten from its start and cut at the end of the new content, before it gets its
+//! new name, so no byte of an earlier task can follow the new one's. Keeping the blocks, and
+//! picking a spare of the size to be written (a task's library blob, copied into every
+//! task's folder, lands on the previous copy), spares ext4 the freeing, the discard and the
+//! new allocation of those blocks that emptying each spare cost per task.
 
-use std::io;
+use std::io::{self, Seek as _};
 use std::os::fd::{AsRawFd as _, BorrowedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use cap_std::fs::OpenOptions;
 use rustix::fs::RenameFlags;
@@ -17,10 +26,10 @@ use rustix::fs::RenameFlags;
 use super::{Folder, plain_name};
 
 impl Folder {
-    /// Empties this folder: each regular file that nothing else can write to is truncated to
-    /// zero bytes and moved into `spares` under a name from `spare_name`, up to `keep` of
-    /// them; everything else (links, folders, FIFOs, files with other links or writers) is
-    /// removed. Returns the spare names used, in order.
+    /// Empties this folder: each regular file that nothing else can write to is moved into
+    /// `spares` under a name from `spare_name`, up to `keep` of them; everything else (links,
+    /// folders, FIFOs, files with other links or writers) is removed. Returns the spare names
+    /// used, in order, with the size of each.
     ///
     /// # Errors
     /// The folder cannot be listed or something in it cannot be removed. Spares made before
@@ -30,7 +39,7 @@ impl Folder {
         spares: &Folder,
         mut spare_name: impl FnMut() -> String,
         keep: usize,
-    ) -> io::Result<Vec<String>> {
+    ) -> io::Result<Vec<(String, u64)>> {
         let mut kept = Vec::new();
         for entry in self.dir.entries()? {
             let entry = entry?;
@@ -41,8 +50,8 @@ impl Folder {
             // `DirEntry::file_type` does not follow a link.
             if kept.len() < keep && entry.file_type()?.is_file() {
                 let spare = spare_name();
-                if self.retire(&name, spares, &spare).unwrap_or(false) {
-                    kept.push(spare);
+                if let Ok(Some(size)) = self.retire(&name, spares, &spare) {
+                    kept.push((spare, size));
                     continue;
                 }
             }
@@ -52,17 +61,17 @@ impl Folder {
         Ok(kept)
     }
 
-    /// Truncates the file `name` and moves it into `spares` as `spare`, when it is a regular
-    /// file with one link and no other writer. `Ok(false)`: it is not, and stays.
-    fn retire(&self, name: &str, spares: &Folder, spare: &str) -> io::Result<bool> {
+    /// Moves the file `name` into `spares` as `spare`, when it is a regular file with one
+    /// link and no other writer; returns its size. `Ok(None)`: it is not, and stays.
+    fn retire(&self, name: &str, spares: &Folder, spare: &str) -> io::Result<Option<u64>> {
         let name = plain_name(name)?;
         let Ok(file) = self.open_regular(name, OpenOptions::new().read(true).write(true)) else {
-            return Ok(false);
+            return Ok(None);
         };
-        if rustix::fs::fstat(&file)?.st_nlink != 1 || !no_other_writer(&file) {
-            return Ok(false);
+        let stat = rustix::fs::fstat(&file)?;
+        if stat.st_nlink != 1 || !no_other_writer(&file) {
+            return Ok(None);
         }
-        file.set_len(0)?;
         rustix::fs::renameat_with(
             &self.dir,
             name,
@@ -70,41 +79,109 @@ impl Folder {
             plain_name(spare)?,
             RenameFlags::NOREPLACE,
         )?;
-        Ok(true)
+        Ok(Some(u64::try_from(stat.st_size).unwrap_or(0)))
     }
+}
 
-    /// Moves the spare `spare` of this folder (see
-    /// [`recycle_contents`](Self::recycle_contents)) into `target` as `target_name`, which
-    /// must not exist, and fills it with the rest of `source`. Returns the bytes copied.
+/// Files kept for reuse, in a folder no task sees: files of task folders taken by
+/// [`Spares::recycle`], handed out again, overwritten, by [`Folder::write`] and its kin in the
+/// folders given them ([`Folder::with_spares`]).
+#[derive(Debug)]
+pub struct Spares {
+    folder: Folder,
+    /// Names of the files in `folder`, with their sizes in bytes.
+    names: Mutex<Vec<(String, u64)>>,
+    /// The number in the next spare's name.
+    next: AtomicU64,
+    /// Spares kept at most; the others are removed.
+    max: usize,
+}
+
+impl Spares {
+    /// Spares kept in `folder`, emptied first (what an earlier process left there is not
+    /// known to be unused), at most `max` of them.
     ///
     /// # Errors
-    /// A name is not plain, `target_name` exists (`AlreadyExists`), the spare is gone or is
-    /// not a regular file, or I/O fails; the spare is not reused then.
-    pub fn reuse_spare(
+    /// The folder cannot be emptied.
+    pub fn new(folder: Folder, max: usize) -> io::Result<Self> {
+        folder.remove_contents()?;
+        Ok(Self {
+            folder,
+            names: Mutex::default(),
+            next: AtomicU64::new(0),
+            max,
+        })
+    }
+
+    fn names(&self) -> MutexGuard<'_, Vec<(String, u64)>> {
+        // A push or a pop cannot panic half-way.
+        self.names.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Empties `folder` (see [`Folder::recycle_contents`]), keeping its files as spares while
+    /// there is room.
+    ///
+    /// # Errors
+    /// As [`Folder::recycle_contents`].
+    pub fn recycle(&self, folder: &Folder) -> io::Result<()> {
+        let room = self.max.saturating_sub(self.names().len());
+        let next = || (self.next.fetch_add(1, Ordering::Relaxed) + 1).to_string();
+        let kept = folder.recycle_contents(&self.folder, next, room)?;
+        self.names().extend(kept);
+        Ok(())
+    }
+
+    /// A spare's name, taken off the list: among the last few kept, one of `size` bytes if
+    /// there is one (it is overwritten in place, no block freed or allocated), else the last.
+    pub(super) fn take(&self, size: Option<u64>) -> Option<String> {
+        /// How far back to look: the spares a few tasks before gave back.
+        const LOOK_BACK: usize = 16;
+        let mut names = self.names();
+        let fits = size.and_then(|size| {
+            let start = names.len().saturating_sub(LOOK_BACK);
+            names[start..]
+                .iter()
+                .rposition(|(_, kept)| *kept == size)
+                .map(|i| start + i)
+        });
+        match fits {
+            Some(i) => Some(names.swap_remove(i).0),
+            None => names.pop().map(|(name, _)| name),
+        }
+    }
+
+    /// Fills the spare `spare` with `fill` (from its start, then cut where `fill` stopped),
+    /// then renames it to `name` in `target`, replacing atomically whatever file or link is
+    /// there (as [`Folder::write`] does). Returns what `fill` returns.
+    ///
+    /// # Errors
+    /// The spare cannot be opened, `fill` fails, or the rename does (`name` is a directory,
+    /// say); the spare is removed then.
+    pub(super) fn fill_into<T>(
         &self,
-        spare: &str,
+        spare: String,
         target: &Folder,
-        target_name: &str,
-        source: &mut impl io::Read,
-    ) -> io::Result<u64> {
-        let target_name = plain_name(target_name)?;
-        rustix::fs::renameat_with(
-            &self.dir,
-            plain_name(spare)?,
-            &target.dir,
-            target_name,
-            RenameFlags::NOREPLACE,
-        )?;
-        let filled = target
-            .open_regular(target_name, OpenOptions::new().write(true))
+        name: &str,
+        fill: impl FnOnce(&mut std::fs::File) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let filled = self
+            .folder
+            .open_regular(&spare, OpenOptions::new().write(true))
             .and_then(|mut file| {
-                // Empty already; truncated again so that no byte of an earlier task can
-                // ever follow this one's.
-                file.set_len(0)?;
-                io::copy(source, &mut file)
+                let filled = fill(&mut file)?;
+                // No byte of the earlier content may follow the new one's.
+                let end = file.stream_position()?;
+                if file.metadata()?.len() != end {
+                    file.set_len(end)?;
+                }
+                Ok(filled)
+            })
+            .and_then(|filled| {
+                rustix::fs::renameat(&self.folder.dir, spare.as_str(), &target.dir, name)?;
+                Ok(filled)
             });
         if filled.is_err() {
-            let _ = target.clear(target_name);
+            let _ = self.folder.remove_file(&spare);
         }
         filled
     }
@@ -128,6 +205,8 @@ fn no_other_writer(file: &std::fs::File) -> bool {
 #[cfg(test)]
 mod tests {
     use std::io::{Seek as _, Write as _};
+    use std::os::unix::fs::MetadataExt as _;
+    use std::sync::Arc;
 
     use super::*;
 
@@ -152,28 +231,58 @@ mod tests {
             .is_none()
     }
 
-    /// Plain files become empty spares; a reused spare holds exactly its new content, even
-    /// after a longer one.
-    #[test]
-    fn plain_files_are_reused_empty() {
-        let (_root, task, spares) = folders();
-        task.write("long", &[7; 10_000]).expect("write");
-        let mut n = 0;
-        let kept = task
-            .recycle_contents(&spares, names(&mut n), 10)
-            .expect("recycle");
-        assert_eq!(kept, ["1"]);
-        assert!(is_empty(&task));
-        assert_eq!(spares.file_size("1"), Some(0));
+    fn inode(folder: &Folder, name: &str) -> u64 {
+        std::fs::metadata(folder.path().join(name))
+            .expect("stat")
+            .ino()
+    }
 
-        spares.write("source", b"short").expect("source");
-        let mut source = spares.open_file("source").expect("open");
-        let copied = spares
-            .reuse_spare("1", &task, "input", &mut source)
-            .expect("reuse");
-        assert_eq!(copied, 5);
+    /// Plain files become spares; a reused spare holds exactly its new content, whether it
+    /// held more or less before.
+    #[test]
+    fn plain_files_are_reused_holding_only_the_new_bytes() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        task.write("long", &[7; 10_000]).expect("write");
+        let long = inode(&task, "long");
+        spares.recycle(&task).expect("recycle");
+        assert!(is_empty(&task));
+        assert_eq!(*spares.names(), [("1".to_owned(), 10_000)]);
+
+        // The next write in a folder given the spares is that file, holding only the new bytes.
+        let task = task.with_spares(spares.clone());
+        task.write("input", b"short").expect("write");
         assert_eq!(task.read("input").expect("read"), b"short");
-        assert!(!spares.is_file("1"));
+        assert_eq!(inode(&task, "input"), long, "a new file was made");
+        assert!(is_empty(&spares.folder), "the spare was used");
+        assert!(spares.take(None).is_none());
+
+        // Longer content over a shorter spare, and a copy through `write_with`.
+        spares.recycle(&task).expect("recycle");
+        let mut source = io::Cursor::new(vec![9u8; 20_000]);
+        let copied = task
+            .write_with("copy", None, |f| io::copy(&mut source, f))
+            .expect("copy");
+        assert_eq!(copied, 20_000);
+        assert_eq!(task.read("copy").expect("read"), vec![9u8; 20_000]);
+        assert_eq!(inode(&task, "copy"), long);
+    }
+
+    /// A spare of the size to be written is taken first, among the last ones kept.
+    #[test]
+    fn a_spare_of_the_right_size_is_preferred() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        task.write("blob", &[1; 4096]).expect("write");
+        task.write("small", b"s").expect("write");
+        let blob = inode(&task, "blob");
+        let small = inode(&task, "small");
+        spares.recycle(&task).expect("recycle");
+        let task = task.with_spares(spares.clone());
+        task.write("again", &[2; 4096]).expect("write");
+        assert_eq!(inode(&task, "again"), blob);
+        task.write("tiny", b"t").expect("write");
+        assert_eq!(inode(&task, "tiny"), small);
     }
 
     /// A file someone still holds open for writing (a guest's write left running), or that
@@ -211,9 +320,10 @@ mod tests {
         // The held file's late write lands in a file no task will ever see.
         writer.seek(io::SeekFrom::Start(0)).expect("seek");
         writer.write_all(b"late").expect("late write");
-        for spare in &kept {
+        for (spare, size) in &kept {
             let bytes = spares.read(spare).expect("spare");
-            assert!(bytes.is_empty(), "{bytes:?}");
+            assert!(bytes == b"p" || bytes == b"x", "{bytes:?}");
+            assert_eq!(bytes.len() as u64, *size);
         }
         assert!(root.path().exists());
     }
@@ -234,17 +344,37 @@ mod tests {
         assert_eq!(std::fs::read_dir(spares.path()).expect("list").count(), 2);
     }
 
-    /// A spare is never moved over a file that is there.
+    /// A spare replaces a file or a link at its name atomically, never writing through the
+    /// link, and is gone when it cannot serve (a directory at the name).
     #[test]
-    fn a_spare_replaces_nothing() {
-        let (_root, task, spares) = folders();
-        spares.write("s", b"").expect("spare");
-        task.write("input", b"there").expect("write");
-        let mut source = spares.open_file("s").expect("open");
-        let error = spares
-            .reuse_spare("s", &task, "input", &mut source)
-            .expect_err("exists");
-        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(task.read("input").expect("read"), b"there");
+    fn a_spare_replaces_what_is_there_atomically() {
+        let (root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        std::fs::write(root.path().join("outside"), b"secret").expect("outside");
+        std::os::unix::fs::symlink(root.path().join("outside"), task.path().join("link"))
+            .expect("symlink");
+        task.write("file", b"a longer earlier content")
+            .expect("write");
+        std::fs::create_dir(task.path().join("dir")).expect("dir");
+        std::fs::write(task.path().join("dir/inner"), b"x").expect("inner");
+        for name in ["link", "file", "dir"] {
+            std::fs::write(spares.folder.path().join(name), b"").expect("spare");
+            spares.names().push((name.to_owned(), 0));
+        }
+        let task = task.with_spares(spares.clone());
+        task.write("dir", b"new").expect_err("a directory is there");
+        task.write("file", b"new").expect("over a file");
+        task.write("link", b"new").expect("over a link");
+        assert_eq!(task.read("file").expect("read"), b"new");
+        assert_eq!(task.read("link").expect("read"), b"new");
+        assert_eq!(
+            std::fs::read(root.path().join("outside")).expect("outside"),
+            b"secret"
+        );
+        assert!(task.path().join("dir/inner").is_file());
+        assert!(is_empty(&spares.folder), "every spare used or removed");
+        // Without spares left, a write makes a new file.
+        task.write("more", b"more").expect("write");
+        assert_eq!(task.read("more").expect("read"), b"more");
     }
 }

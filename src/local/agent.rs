@@ -29,6 +29,7 @@ use crate::local::graph::{
     Attempt, Caller, Graph, ResultRecord, ResultState, TaskRecord, TaskState, check_not_own_input,
     record,
 };
+use crate::local::result_store::{ResultData, ResultStore};
 use crate::local::task_folders::TaskFolders;
 use crate::local::task_options::merge_options;
 use crate::proto::v1::TaskOptions;
@@ -44,8 +45,8 @@ pub const CHUNK_SIZE: usize = 2 * 1024 * 1024;
 
 /// The embedded agent and the state of the task graph it runs.
 pub struct LocalAgent {
-    /// Result data, one file per completed result, named by id.
-    pub(crate) store: Folder,
+    /// Result data, named by result id.
+    pub(crate) store: ResultStore,
     /// The attempts' data folders.
     pub(crate) folders: TaskFolders,
     pub(crate) graph: Mutex<Graph>,
@@ -62,7 +63,7 @@ impl LocalAgent {
     /// The folders cannot be made.
     pub fn new(dir: &Path) -> io::Result<Self> {
         let dir = Folder::create(dir, true)?;
-        let store = dir.subfolder("results")?;
+        let store = ResultStore::new(dir.subfolder("results")?);
         let folders = TaskFolders::new(&dir)?;
         Ok(Self {
             store,
@@ -117,8 +118,18 @@ impl LocalAgent {
     ///
     /// # Errors
     /// The result has no data file that can be read.
-    pub fn open_data(&self, id: &str) -> io::Result<std::fs::File> {
-        self.store.open_file(id)
+    pub fn open_data(&self, id: &str) -> io::Result<ResultData> {
+        self.store.open(id)
+    }
+
+    /// Writes the results held in memory to files of the store, beside the others, so that
+    /// the store's folder holds every result (`run` keeps it when the outputs cannot be
+    /// written).
+    ///
+    /// # Errors
+    /// A file cannot be written; the others are still written.
+    pub fn keep_results_as_files(&self) -> anyhow::Result<()> {
+        self.store.write_all_to_files()
     }
 
     /// Checks the token and session of a call, and returns the caller's attempt with the

@@ -10,6 +10,7 @@ use tonic::{Code, Status};
 
 use super::agent::{CHUNK_SIZE, LocalAgent};
 use super::graph::{Attempt, Graph, ResultState, SessionStatus, TaskState};
+use crate::host_files::Folder;
 use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Configuration, output};
 
@@ -17,6 +18,8 @@ use crate::proto::v1::{Configuration, output};
 pub struct Dispatch {
     /// The request for `Worker.Process`.
     pub request: ProcessRequest,
+    /// Its data folder (`request.data_folder`) held open, with the task folders' spares.
+    pub data_folder: Folder,
 }
 
 impl LocalAgent {
@@ -57,6 +60,13 @@ impl LocalAgent {
                 return Err(error);
             }
         }
+        let data_folder = match folder.try_clone() {
+            Ok(data_folder) => data_folder,
+            Err(error) => {
+                self.folders.give_back(folder, false);
+                return Err(error);
+            }
+        };
         let request = ProcessRequest {
             communication_token: token.clone(),
             session_id: task.session_id.clone(),
@@ -72,7 +82,10 @@ impl LocalAgent {
         };
         graph.set_task_state(&task_id, TaskState::Running, None);
         graph.attempts.insert(token, Attempt::new(task_id, folder));
-        Ok(Some(Dispatch { request }))
+        Ok(Some(Dispatch {
+            request,
+            data_folder,
+        }))
     }
 
     /// Applies the outcome of the attempt with `token`, as ArmoniK's post-processing does, and
@@ -178,13 +191,13 @@ impl LocalAgent {
                     "it is already completed, and a completed result never changes",
                 ))
             } else {
-                attempt.folder.move_file(id, &self.store, id)
+                self.store.take_in(&attempt.folder, id)
             };
             match moved {
                 Ok(size) => sizes.push(size),
                 Err(error) => {
                     for stored in &attempt.notified[..n] {
-                        let _ = self.store.remove_file(stored);
+                        let _ = self.store.remove(stored);
                     }
                     return Err(format!("cannot store the notified result {id}: {error}"));
                 }
@@ -217,7 +230,7 @@ impl LocalAgent {
     /// Drops the data of results the attempt created with data.
     fn discard(&self, attempt: &Attempt) {
         for (id, _) in &attempt.results {
-            if let Err(error) = self.store.remove_file(id) {
+            if let Err(error) = self.store.remove(id) {
                 tracing::warn!(result_id = %id, %error, "cannot remove a discarded result's data");
             }
         }

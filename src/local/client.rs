@@ -19,6 +19,7 @@ use crate::local::graph::{
     Event, Graph, MAX_UNREAD_EVENTS, ResultRecord, ResultState, SessionStatus, Subscriber,
     TaskRecord, TaskState, check_not_own_input, record,
 };
+use crate::local::result_store::ResultData;
 use crate::local::sessions::live_session;
 use crate::local::task_options::merge_options;
 use crate::proto::v1::TaskOptions;
@@ -258,7 +259,7 @@ impl LocalAgent {
             if graph.results.get(id).map(|r| r.state) != Some(ResultState::Completed) {
                 continue;
             }
-            if let Err(error) = self.store.remove_file(id) {
+            if let Err(error) = self.store.remove(id) {
                 return Err(Status::internal(format!(
                     "cannot delete the data of result `{id}`: {error}"
                 )));
@@ -429,7 +430,7 @@ pub fn open_result_data(
     agent: &LocalAgent,
     session_id: &str,
     id: &str,
-) -> Result<Option<std::fs::File>, Status> {
+) -> Result<Option<ResultData>, Status> {
     let result = agent.session_result(session_id, id)?;
     if result.state != ResultState::Completed {
         return Err(Status::not_found(format!(
@@ -437,7 +438,7 @@ pub fn open_result_data(
             result.state
         )));
     }
-    match agent.store.open_file(id) {
+    match agent.store.open(id) {
         Ok(file) => Ok(Some(file)),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(Status::internal(format!(

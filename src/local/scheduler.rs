@@ -109,7 +109,10 @@ pub async fn run_graph(
             let token = dispatch.request.communication_token.clone();
             let handle = running.spawn(async move {
                 let task_id = dispatch.request.task_id.clone();
-                (task_id, runner.process(dispatch.request).await)
+                let outcome = runner
+                    .process_in(dispatch.request, dispatch.data_folder)
+                    .await;
+                (task_id, outcome)
             });
             attempts.insert(handle.id(), token.clone());
             handles.insert(token, handle);

@@ -82,7 +82,7 @@ impl LocalAgent {
                 .map(|(rid, r)| (rid.clone(), r.state))
                 .collect();
             for (rid, state) in ids {
-                if let Err(error) = self.store.remove_file(&rid) {
+                if let Err(error) = self.store.remove(&rid) {
                     tracing::warn!(result_id = %rid, %error, "cannot remove a purged result's data");
                 }
                 if state == ResultState::Completed {
@@ -189,7 +189,7 @@ impl LocalAgent {
             .map(|(rid, _)| rid.clone())
             .collect();
         for rid in &results {
-            if let Err(error) = self.store.remove_file(rid) {
+            if let Err(error) = self.store.remove(rid) {
                 tracing::warn!(result_id = %rid, %error, "cannot remove a deleted result's data");
             }
             graph.results.remove(rid);

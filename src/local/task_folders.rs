@@ -6,27 +6,31 @@
 //! being removed and made anew: on an ext4 without a journal (these machines' disks), making
 //! a file or folder costs about 0.8 ms once files were removed in the last minutes, since the
 //! inode allocator then skips every inode freed in that time (`recently_deleted` in the
-//! kernel's `fs/ext4/ialloc.c`); moving and truncating a file costs about 30 µs. So in steady
-//! state an attempt makes one file per output it writes and removes none.
+//! kernel's `fs/ext4/ialloc.c`); moving and truncating a file costs about 30 µs. The spares
+//! serve both the copies of inputs and the files the guest writes through the host
+//! (`data-folder`); small results are then kept in memory (`result_store`), so their files
+//! return as spares. So in steady state an attempt of small tasks makes no file and removes
+//! none; one writing through WASI makes one file per output.
 //!
 //! Reuse never lets one attempt see another's data: a folder is reused only after its guest
 //! returned (no file operation of it is pending) and once emptied; a file only when nothing
 //! can write to it any more, and emptied (see `host_files::recycling`).
 
 use std::io;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::host_files::Folder;
+use crate::host_files::{Folder, Spares};
+use crate::local::result_store::{ResultData, ResultStore};
 
-/// Spare files kept at most: enough for the inputs of the attempts running at once; a task
-/// with more dependencies makes the others anew.
+/// Spare files kept at most: enough for the inputs and outputs of the attempts running at
+/// once; a task with more makes the others anew.
 const MAX_SPARES: usize = 4096;
 
 /// The attempts' folders (`<dir>/tasks/<n>`) and the spare files (`<dir>/spares`), which no
 /// task sees.
 pub(crate) struct TaskFolders {
     root: Folder,
-    spares: Folder,
+    spares: Arc<Spares>,
     pool: Mutex<Pool>,
 }
 
@@ -34,17 +38,8 @@ pub(crate) struct TaskFolders {
 struct Pool {
     /// Empty folders, ready for an attempt.
     folders: Vec<Folder>,
-    /// Names of the empty files in `spares`.
-    spares: Vec<String>,
-    /// The number in the next folder's or spare's name.
+    /// The number in the next folder's name.
     next: u64,
-}
-
-impl Pool {
-    fn name(&mut self) -> String {
-        self.next += 1;
-        self.next.to_string()
-    }
 }
 
 impl TaskFolders {
@@ -56,12 +51,11 @@ impl TaskFolders {
     /// The folders cannot be made or emptied.
     pub(crate) fn new(dir: &Folder) -> io::Result<Self> {
         let root = dir.subfolder("tasks")?;
-        let spares = dir.subfolder("spares")?;
         root.remove_contents()?;
-        spares.remove_contents()?;
+        let spares = Spares::new(dir.subfolder("spares")?, MAX_SPARES)?;
         Ok(Self {
             root,
-            spares,
+            spares: Arc::new(spares),
             pool: Mutex::default(),
         })
     }
@@ -71,7 +65,8 @@ impl TaskFolders {
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An empty folder for an attempt.
+    /// An empty folder for an attempt, whose files are made from spares while there are
+    /// some (the attempt's inputs, and what its guest writes through the host).
     ///
     /// # Errors
     /// A new folder cannot be made.
@@ -80,43 +75,32 @@ impl TaskFolders {
         if let Some(folder) = pool.folders.pop() {
             return Ok(folder);
         }
-        let name = pool.name();
+        pool.next += 1;
+        let name = pool.next.to_string();
         drop(pool);
-        self.root.subfolder(&name)
+        Ok(self.root.subfolder(&name)?.with_spares(self.spares.clone()))
     }
 
-    /// Copies the store's file `id` into `folder` (an attempt's) as `id`, in a spare file
-    /// when there is one. A result completed without a file reads as empty, as in ArmoniK.
+    /// Copies result `id`'s data from `store` into `folder` (an attempt's) as `id`. A result
+    /// completed without data reads as empty, as in ArmoniK.
     ///
     /// # Errors
     /// The store's file is not a regular file, or I/O fails.
-    pub(crate) fn copy_in(&self, store: &Folder, id: &str, folder: &Folder) -> io::Result<()> {
-        let mut source = match store.open_file(id) {
+    pub(crate) fn copy_in(&self, store: &ResultStore, id: &str, folder: &Folder) -> io::Result<()> {
+        let mut source = match store.open(id) {
             Ok(source) => Some(source),
             Err(error) if error.kind() == io::ErrorKind::NotFound => None,
             Err(error) => return Err(error),
         };
-        let spare = self.pool().spares.pop();
-        if let Some(spare) = spare {
-            let filled = match &mut source {
-                Some(source) => self.spares.reuse_spare(&spare, folder, id, source),
-                None => self
-                    .spares
-                    .reuse_spare(&spare, folder, id, &mut io::empty()),
-            };
-            if filled.is_ok() {
-                return Ok(());
-            }
-            // A spare that cannot serve is dropped; the copy is made anew below.
-            let _ = self.spares.remove_file(&spare);
-        }
-        match &mut source {
-            Some(_) => store.copy_file(id, folder, id).map(drop),
-            None => {
-                folder.clear(id)?;
-                folder.write(id, b"")
-            }
-        }
+        // Whatever the guest left at that name (GetResourceData comes while it runs).
+        folder.clear(id)?;
+        let size = source.as_ref().map_or(Ok(0), ResultData::size)?;
+        folder
+            .write_with(id, Some(size), |file| match &mut source {
+                Some(source) => source.copy_to(file),
+                None => Ok(0),
+            })
+            .map(drop)
     }
 
     /// Takes back an attempt's folder once its attempt ended. With `guest_returned` (its
@@ -131,13 +115,9 @@ impl TaskFolders {
             .and_then(|n| n.to_str())
             .map(str::to_owned);
         if guest_returned {
-            let room = MAX_SPARES.saturating_sub(self.pool().spares.len());
-            let recycled = folder.recycle_contents(&self.spares, || self.pool().name(), room);
-            match recycled {
-                Ok(spares) => {
-                    let mut pool = self.pool();
-                    pool.spares.extend(spares);
-                    pool.folders.push(folder);
+            match self.spares.recycle(&folder) {
+                Ok(()) => {
+                    self.pool().folders.push(folder);
                     return;
                 }
                 Err(error) => {

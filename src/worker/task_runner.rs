@@ -149,6 +149,24 @@ impl TaskRunner {
         self: &Arc<Self>,
         request: ProcessRequest,
     ) -> Result<ProcessReply, Status> {
+        self.process_with(request, None).await
+    }
+
+    /// [`process`](Self::process) in `data_folder`, the folder `request.data_folder` names
+    /// already open (the embedded agent's, with its spare files), instead of opening it.
+    pub async fn process_in(
+        self: &Arc<Self>,
+        request: ProcessRequest,
+        data_folder: Folder,
+    ) -> Result<ProcessReply, Status> {
+        self.process_with(request, Some(data_folder)).await
+    }
+
+    async fn process_with(
+        self: &Arc<Self>,
+        request: ProcessRequest,
+        data_folder: Option<Folder>,
+    ) -> Result<ProcessReply, Status> {
         let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
             Status::unavailable(format!(
                 "this worker already runs {} tasks, its limit",
@@ -169,7 +187,7 @@ impl TaskRunner {
             let _running = metrics::RunningTask::start();
             let started = std::time::Instant::now();
             let mut cost = Cost::default();
-            let outcome = runner.run(request, &mut cost).await;
+            let outcome = runner.run(request, data_folder, &mut cost).await;
             summary(&outcome, started.elapsed(), cost).report();
             outcome
         }
@@ -192,12 +210,16 @@ impl TaskRunner {
     async fn run(
         &self,
         mut request: ProcessRequest,
+        data_folder: Option<Folder>,
         cost: &mut Cost,
     ) -> Result<ProcessReply, Status> {
         let options = request.task_options.take().unwrap_or_default();
         // Held open for the whole task: the host reads and clears names in it only through
         // this handle (see `host_files`).
-        let data_folder = match Folder::open_shared(std::path::Path::new(&request.data_folder)) {
+        let data_folder = match data_folder.map_or_else(
+            || Folder::open_shared(std::path::Path::new(&request.data_folder)),
+            Ok,
+        ) {
             Ok(folder) => Arc::new(folder),
             Err(error) => {
                 return Ok(failed(format!(
