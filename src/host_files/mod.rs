@@ -38,11 +38,12 @@ const NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
 pub struct Folder {
     dir: Dir,
     path: PathBuf,
-    /// Whether the files written here are this user's alone (mode 0600): the host's stores
-    /// and task folders; not the user's own output folders.
+    /// Whether the files written here are this user's alone (mode 0600 for new files): the
+    /// host's stores and task folders; not the user's own output folders. (A spare keeps the
+    /// mode it had; spares live in folders only this user can enter.)
     private: bool,
-    /// Where the files written here come from when there are some: emptied files of earlier
-    /// tasks (the task folders of `run` and `dev`), else new ones.
+    /// Where the files written here come from while there are some: files of earlier tasks'
+    /// folders, overwritten (the task folders of `run` and `dev`); else new ones.
     spares: Option<Arc<Spares>>,
 }
 
@@ -233,8 +234,8 @@ impl Folder {
         }
     }
 
-    /// Writes `data` as `name`, replacing any file there atomically (a temporary file in this
-    /// folder renamed over it).
+    /// Writes `data` as `name`, replacing any file there atomically (a file written aside, a
+    /// spare or a new temporary file in this folder, then renamed over it).
     ///
     /// # Errors
     /// `name` is not a plain name, or writing fails (nothing is left behind then).
@@ -242,13 +243,17 @@ impl Folder {
         self.write_with(name, Some(data.len() as u64), |file| file.write_all(data))
     }
 
-    /// Like [`write`](Self::write), with the content written by `fill` into the new file from
-    /// its start; `size`, when known, is how many bytes it will write (a spare of that size
-    /// is reused in place). Returns what `fill` returns.
+    /// Like [`write`](Self::write), with the content written by `fill` into the new file;
+    /// `size`, when known, is how many bytes it will write (a spare of that size is reused in
+    /// place). Returns what `fill` returns.
+    ///
+    /// `fill` must write sequentially from the file's start (`write`, `io::copy`), never seek
+    /// or write at an offset: the file may be a spare holding an earlier task's bytes, cut
+    /// where the file's position stands once `fill` returns.
     ///
     /// # Errors
     /// As [`write`](Self::write), or `fill` fails.
-    pub fn write_with<T>(
+    pub(crate) fn write_with<T>(
         &self,
         name: &str,
         size: Option<u64>,
@@ -260,6 +265,7 @@ impl Folder {
         {
             return spares.fill_into(spare, self, name, fill);
         }
+        // No spare: a new file, written aside and renamed into place.
         let mut new = self.new_file()?;
         let filled = fill(new.file())?;
         new.persist(name)?;

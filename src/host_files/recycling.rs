@@ -1,19 +1,22 @@
 //! Files of task folders reused for later tasks' files instead of being removed and made anew
 //! (why: `crate::local::task_folders`).
 //!
-//! A file a guest had in its folder is reused only when nothing can ever write to it again:
-//! it is a regular file with a single link (no other name the guest gave it), and the kernel
-//! grants a write lease on it, which it does only when no descriptor other than ours is open
-//! for writing anywhere (`fcntl(2)`, `F_SETLEASE`). A write that a guest's output stream left
-//! running when the guest returned (wasmtime-wasi runs it on a blocking thread that outlives
-//! the store) holds such a descriptor until it ends. Anything else is removed.
+//! A file a guest had in its folder is reused only when nothing can ever read or write it
+//! again but the host: it is a regular file with a single link (no other name the guest gave
+//! it), and the kernel grants a write lease on it, which it does only when no descriptor
+//! other than ours is open on it anywhere, for reading or writing, and nothing maps it
+//! (`fcntl(2)`, `F_SETLEASE`). A write that a guest's output stream left running when the
+//! guest returned (wasmtime-wasi runs it on a blocking thread that outlives the store) holds
+//! such a descriptor until it ends. Anything else is removed.
 //!
 //! A spare keeps its bytes and blocks until it serves again, in a folder no task sees: it is
 //! then overwritten from its start and cut at the end of the new content, before it gets its
 //! new name, so no byte of an earlier task can follow the new one's. Keeping the blocks, and
 //! picking a spare of the size to be written (a task's library blob, copied into every
 //! task's folder, lands on the previous copy), spares ext4 the freeing, the discard and the
-//! new allocation of those blocks that emptying each spare cost per task.
+//! new allocation of those blocks that emptying each spare cost per task. What they keep is
+//! bounded (`MAX_KEPT_BYTES`), emptied when results are deleted ([`Spares::empty_all`]) and
+//! removed with the folder when the host stops.
 
 use std::io::{self, Seek as _};
 use std::os::fd::{AsRawFd as _, BorrowedFd};
@@ -89,12 +92,25 @@ impl Folder {
 #[derive(Debug)]
 pub struct Spares {
     folder: Folder,
-    /// Names of the files in `folder`, with their sizes in bytes.
-    names: Mutex<Vec<(String, u64)>>,
+    list: Mutex<List>,
     /// The number in the next spare's name.
     next: AtomicU64,
     /// Spares kept at most; the others are removed.
     max: usize,
+}
+
+/// Bytes of content the spares keep at most, all together: a spare that would pass it is
+/// emptied instead. Enough for the library blobs and inputs of the tasks running at once (a
+/// Python component is about 40 MB); a task reading a 1 GiB input must not leave 1 GiB of
+/// disk held by its spare.
+const MAX_KEPT_BYTES: u64 = 256 << 20;
+
+#[derive(Debug, Default)]
+struct List {
+    /// Names of the files in `folder`, with their sizes in bytes.
+    names: Vec<(String, u64)>,
+    /// The sum of those sizes.
+    bytes: u64,
 }
 
 impl Spares {
@@ -107,36 +123,70 @@ impl Spares {
         folder.remove_contents()?;
         Ok(Self {
             folder,
-            names: Mutex::default(),
+            list: Mutex::default(),
             next: AtomicU64::new(0),
             max,
         })
     }
 
-    fn names(&self) -> MutexGuard<'_, Vec<(String, u64)>> {
-        // A push or a pop cannot panic half-way.
-        self.names.lock().unwrap_or_else(|e| e.into_inner())
+    fn list(&self) -> MutexGuard<'_, List> {
+        // A push or a pop and its count cannot panic half-way.
+        self.list.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Empties `folder` (see [`Folder::recycle_contents`]), keeping its files as spares while
-    /// there is room.
+    /// there is room; a spare whose content would pass `MAX_KEPT_BYTES` is emptied.
     ///
     /// # Errors
     /// As [`Folder::recycle_contents`].
     pub fn recycle(&self, folder: &Folder) -> io::Result<()> {
-        let room = self.max.saturating_sub(self.names().len());
+        let room = self.max.saturating_sub(self.list().names.len());
         let next = || (self.next.fetch_add(1, Ordering::Relaxed) + 1).to_string();
         let kept = folder.recycle_contents(&self.folder, next, room)?;
-        self.names().extend(kept);
+        for (name, mut size) in kept {
+            if self.list().bytes + size > MAX_KEPT_BYTES {
+                let emptied = self
+                    .folder
+                    .open_regular(&name, OpenOptions::new().write(true))
+                    .and_then(|file| file.set_len(0));
+                if emptied.is_err() {
+                    let _ = self.folder.remove_file(&name);
+                    continue;
+                }
+                size = 0;
+            }
+            let mut list = self.list();
+            list.bytes += size;
+            list.names.push((name, size));
+        }
         Ok(())
     }
 
-    /// A spare's name, taken off the list: among the last few kept, one of `size` bytes if
-    /// there is one (it is overwritten in place, no block freed or allocated), else the last.
-    pub(super) fn take(&self, size: Option<u64>) -> Option<String> {
+    /// A spare taken off the list, open for writing: among the last few kept, one of `size`
+    /// bytes if there is one (it is overwritten in place, no block freed or allocated), else
+    /// the last. A spare that cannot be opened (removed behind this list's back) is dropped
+    /// for the next one.
+    pub(super) fn take(&self, size: Option<u64>) -> Option<(String, std::fs::File)> {
+        loop {
+            let name = self.take_name(size)?;
+            match self
+                .folder
+                .open_regular(&name, OpenOptions::new().write(true))
+            {
+                Ok(file) => return Some((name, file)),
+                Err(error) => {
+                    tracing::debug!(spare = %name, %error, "a spare file cannot be opened");
+                    let _ = self.folder.remove_file(&name);
+                }
+            }
+        }
+    }
+
+    fn take_name(&self, size: Option<u64>) -> Option<String> {
         /// How far back to look: the spares a few tasks before gave back.
         const LOOK_BACK: usize = 16;
-        let mut names = self.names();
+        let mut list = self.list();
+        let names = &mut list.names;
         let fits = size.and_then(|size| {
             let start = names.len().saturating_sub(LOOK_BACK);
             names[start..]
@@ -144,52 +194,79 @@ impl Spares {
                 .rposition(|(_, kept)| *kept == size)
                 .map(|i| start + i)
         });
-        match fits {
-            Some(i) => Some(names.swap_remove(i).0),
-            None => names.pop().map(|(name, _)| name),
-        }
+        let (name, size) = match fits {
+            Some(i) => names.swap_remove(i),
+            None => names.pop()?,
+        };
+        list.bytes -= size;
+        Some(name)
     }
 
-    /// Fills the spare `spare` with `fill` (from its start, then cut where `fill` stopped),
-    /// then renames it to `name` in `target`, replacing atomically whatever file or link is
-    /// there (as [`Folder::write`] does). Returns what `fill` returns.
+    /// Fills the spare `spare` (open as `file`) with `fill`, from its start, then cuts it
+    /// where `fill` stopped and renames it to `name` in `target`, replacing atomically
+    /// whatever file or link is there (as [`Folder::write`] does). Returns what `fill` returns.
     ///
     /// # Errors
-    /// The spare cannot be opened, `fill` fails, or the rename does (`name` is a directory,
-    /// say); the spare is removed then.
+    /// `fill` fails, or the rename does (`name` is a directory, say); the spare is removed
+    /// then, and `target` is untouched.
     pub(super) fn fill_into<T>(
         &self,
-        spare: String,
+        (spare, mut file): (String, std::fs::File),
         target: &Folder,
         name: &str,
         fill: impl FnOnce(&mut std::fs::File) -> io::Result<T>,
     ) -> io::Result<T> {
-        let filled = self
-            .folder
-            .open_regular(&spare, OpenOptions::new().write(true))
-            .and_then(|mut file| {
-                let filled = fill(&mut file)?;
-                // No byte of the earlier content may follow the new one's.
-                let end = file.stream_position()?;
-                if file.metadata()?.len() != end {
-                    file.set_len(end)?;
-                }
-                Ok(filled)
-            })
-            .and_then(|filled| {
-                rustix::fs::renameat(&self.folder.dir, spare.as_str(), &target.dir, name)?;
-                Ok(filled)
-            });
+        let filled = fill(&mut file).and_then(|filled| {
+            // No byte of the earlier content may follow the new one's.
+            let end = file.stream_position()?;
+            if file.metadata()?.len() != end {
+                file.set_len(end)?;
+            }
+            drop(file);
+            rustix::fs::renameat(&self.folder.dir, spare.as_str(), &target.dir, name)?;
+            Ok(filled)
+        });
         if filled.is_err() {
             let _ = self.folder.remove_file(&spare);
         }
         filled
     }
+
+    /// Removes every spare.
+    ///
+    /// # Errors
+    /// A spare cannot be removed.
+    pub fn remove_all(&self) -> io::Result<()> {
+        let mut list = self.list();
+        *list = List::default();
+        self.folder.remove_contents()
+    }
+
+    /// Empties every spare (their content copies results that were just deleted: it must not
+    /// outlive them on disk).
+    pub fn empty_all(&self) {
+        let mut list = self.list();
+        for (name, size) in &mut list.names {
+            if *size == 0 {
+                continue;
+            }
+            let emptied = self
+                .folder
+                .open_regular(name, OpenOptions::new().write(true))
+                .and_then(|file| file.set_len(0));
+            if let Err(error) = emptied {
+                tracing::warn!(spare = %name, %error, "cannot empty a spare file");
+                let _ = self.folder.remove_file(name);
+            }
+            *size = 0;
+        }
+        list.bytes = 0;
+    }
 }
 
-/// Whether `file` (open for writing) is the only descriptor open for writing on its file:
-/// the kernel grants a write lease only then. Any failure (leases disabled, a file system
-/// without them) answers no.
+/// Whether `file` (open for writing) is the only descriptor open on its file, for reading or
+/// writing, and nothing maps it: the kernel grants a write lease only then. Any failure
+/// (leases disabled, a file system without them) answers no.
 fn no_other_writer(file: &std::fs::File) -> bool {
     let fd: BorrowedFd<'_> = std::os::fd::AsFd::as_fd(file);
     // SAFETY: `fcntl` with `F_SETLEASE` takes an int argument and touches no memory; `fd` is
@@ -247,7 +324,8 @@ mod tests {
         let long = inode(&task, "long");
         spares.recycle(&task).expect("recycle");
         assert!(is_empty(&task));
-        assert_eq!(*spares.names(), [("1".to_owned(), 10_000)]);
+        assert_eq!(spares.list().names, [("1".to_owned(), 10_000)]);
+        assert_eq!(spares.list().bytes, 10_000);
 
         // The next write in a folder given the spares is that file, holding only the new bytes.
         let task = task.with_spares(spares.clone());
@@ -256,6 +334,7 @@ mod tests {
         assert_eq!(inode(&task, "input"), long, "a new file was made");
         assert!(is_empty(&spares.folder), "the spare was used");
         assert!(spares.take(None).is_none());
+        assert_eq!(spares.list().bytes, 0);
 
         // Longer content over a shorter spare, and a copy through `write_with`.
         spares.recycle(&task).expect("recycle");
@@ -266,6 +345,73 @@ mod tests {
         assert_eq!(copied, 20_000);
         assert_eq!(task.read("copy").expect("read"), vec![9u8; 20_000]);
         assert_eq!(inode(&task, "copy"), long);
+    }
+
+    /// Past `MAX_KEPT_BYTES` of content in all, spares are emptied: a large input's copy does
+    /// not keep its disk space once its task ended.
+    #[test]
+    fn spares_keep_a_bounded_number_of_bytes() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        let large = MAX_KEPT_BYTES - 10;
+        task.write("small", b"0123456789abcdef").expect("write");
+        spares.recycle(&task).expect("recycle");
+        std::fs::File::create(task.path().join("large"))
+            .and_then(|f| f.set_len(large))
+            .expect("sparse file");
+        spares.recycle(&task).expect("recycle");
+        let list = spares.list();
+        assert_eq!(list.names.len(), 2);
+        assert_eq!(list.bytes, 16, "{:?}", list.names);
+        for (name, size) in &list.names {
+            assert_eq!(spares.folder.file_size(name), Some(*size));
+        }
+    }
+
+    /// A spare that cannot serve is dropped: removed behind the list's back, the next one or
+    /// a new file serves; a `fill` that fails leaves the target untouched and the spare gone.
+    #[test]
+    fn a_spare_that_cannot_serve_is_dropped() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        task.write("one", b"1").expect("write");
+        task.write("two", b"2").expect("write");
+        spares.recycle(&task).expect("recycle");
+        let task = task.with_spares(spares.clone());
+        spares.folder.remove_contents().expect("remove the spares");
+        task.write("gone", b"written")
+            .expect("write without spares");
+        assert_eq!(task.read("gone").expect("read"), b"written");
+        assert!(spares.list().names.is_empty());
+
+        task.write("kept", b"before").expect("write");
+        spares.recycle(&task).expect("recycle");
+        task.write("kept", b"before").expect("write");
+        let failed = task.write_with("kept", None, |file| {
+            file.write_all(b"half")?;
+            Err::<(), _>(io::Error::other("the source broke"))
+        });
+        assert_eq!(
+            failed.expect_err("fill failed").to_string(),
+            "the source broke"
+        );
+        assert_eq!(task.read("kept").expect("read"), b"before");
+        assert!(is_empty(&spares.folder), "the spare was removed");
+    }
+
+    /// Emptying every spare (results deleted) keeps them as files, holding nothing.
+    #[test]
+    fn emptied_spares_hold_nothing() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        task.write("secret", b"deleted data").expect("write");
+        spares.recycle(&task).expect("recycle");
+        spares.empty_all();
+        assert_eq!(spares.list().bytes, 0);
+        let (name, _) = spares.list().names[0].clone();
+        assert_eq!(spares.folder.file_size(&name), Some(0));
+        spares.remove_all().expect("remove");
+        assert!(is_empty(&spares.folder));
     }
 
     /// A spare of the size to be written is taken first, among the last ones kept.
@@ -309,6 +455,9 @@ mod tests {
         )
         .expect("fifo");
         task.write("plain", b"p").expect("write");
+        // Read-only descriptors count too: a reader must not see the next task's bytes.
+        task.write("read", b"r").expect("write");
+        let reader = std::fs::File::open(task.path().join("read")).expect("reader");
 
         let mut n = 0;
         let kept = task
@@ -326,6 +475,7 @@ mod tests {
             assert_eq!(bytes.len() as u64, *size);
         }
         assert!(root.path().exists());
+        drop(reader);
     }
 
     /// At most `keep` spares are made; the rest is removed.
@@ -359,7 +509,7 @@ mod tests {
         std::fs::write(task.path().join("dir/inner"), b"x").expect("inner");
         for name in ["link", "file", "dir"] {
             std::fs::write(spares.folder.path().join(name), b"").expect("spare");
-            spares.names().push((name.to_owned(), 0));
+            spares.list().names.push((name.to_owned(), 0));
         }
         let task = task.with_spares(spares.clone());
         task.write("dir", b"new").expect_err("a directory is there");

@@ -266,6 +266,7 @@ impl LocalAgent {
             }
             graph.set_result_state(id, ResultState::Deleted, 0);
         }
+        self.folders.forget_copies();
         Ok(())
     }
 

@@ -4,8 +4,8 @@
 //! new inode, which on an ext4 without a journal costs about 0.8 ms once files were removed in
 //! the last minutes (see `crate::local::task_folders`), more than the rest of a small task.
 //! Kept in memory up to `IN_MEMORY_MAX` bytes each and `IN_MEMORY_TOTAL` in all, they cost
-//! a copy. Larger results, uploads (streamed) and the notified files of tasks (moved, not
-//! copied) stay files, so memory does not grow with a result's size.
+//! a copy. Larger results, uploads (streamed) and the larger notified files of tasks (moved,
+//! not copied) stay files, so memory does not grow with a result's size.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -142,21 +142,23 @@ impl ResultStore {
     /// store's folder holds them all.
     ///
     /// # Errors
-    /// Files cannot be written: the first error, and how many failed; the others are written.
+    /// Files cannot be written: every result not written, with why, one per line (those stay
+    /// in memory); the others are written.
     pub(crate) fn write_all_to_files(&self) -> anyhow::Result<()> {
         let mut memory = self.memory();
         let mut failed = Vec::new();
         for (id, data) in std::mem::take(&mut memory.data) {
             if let Err(error) = self.files.write(&id, &data) {
-                failed.push(format!("result {id}: {error}"));
+                failed.push(format!("result {id} not written: {error}"));
                 memory.data.insert(id, data);
             }
         }
         memory.bytes = memory.data.values().map(Bytes::len).sum();
-        match failed.first() {
-            None => Ok(()),
-            Some(first) => anyhow::bail!("{} results not written ({first})", failed.len()),
+        if failed.is_empty() {
+            return Ok(());
         }
+        failed.sort();
+        anyhow::bail!("{}", failed.join("\n"))
     }
 
     /// A file to fill (an upload), to be named with [`NewFile::persist`] once whole.
@@ -255,7 +257,10 @@ mod tests {
         assert!(dir.path().join(format!("results/{fit}")).is_file());
         assert!(!dir.path().join("results/0").exists());
         store.write_all_to_files().expect("written");
-        assert_eq!(std::fs::read(dir.path().join("results/0")).expect("0"), chunk);
+        assert_eq!(
+            std::fs::read(dir.path().join("results/0")).expect("0"),
+            chunk
+        );
         assert_eq!(store.memory().bytes, 0);
         assert_eq!(read(&store, "1").expect("from its file"), chunk);
         // Freed memory serves again.
@@ -263,6 +268,41 @@ mod tests {
         store.write("again", &chunk).expect("write");
         assert!(!dir.path().join("results/again").exists());
         assert_eq!(read(&store, &fit.to_string()).expect("spilled"), chunk);
+    }
+
+    #[test]
+    fn results_that_cannot_be_written_out_stay_in_memory_and_are_named() {
+        let (dir, store) = store();
+        store.write("a", b"first").expect("write");
+        store.write("b", b"second").expect("write");
+        // Files cannot be made in a folder removed under its handle.
+        std::fs::remove_dir(dir.path().join("results")).expect("remove");
+        let error = store
+            .write_all_to_files()
+            .expect_err("no folder")
+            .to_string();
+        assert_eq!(error.lines().count(), 2, "{error}");
+        assert!(
+            error.contains("result a not written") && error.contains("result b"),
+            "{error}"
+        );
+        assert_eq!(read(&store, "a").expect("kept"), b"first");
+        assert_eq!(store.memory().bytes, 11);
+    }
+
+    #[test]
+    fn outputs_past_the_memory_total_are_moved_as_files() {
+        let (dir, store) = store();
+        let chunk = vec![1u8; IN_MEMORY_MAX];
+        for n in 0..IN_MEMORY_TOTAL / IN_MEMORY_MAX {
+            store.write(&n.to_string(), &chunk).expect("write");
+        }
+        let folder = Folder::create(&dir.path().join("task"), true).expect("folder");
+        folder.write("out", b"small").expect("write");
+        assert_eq!(store.take_in(&folder, "out").expect("take"), 5);
+        assert!(!folder.is_file("out"), "moved");
+        assert!(dir.path().join("results/out").is_file());
+        assert_eq!(read(&store, "out").expect("out"), b"small");
     }
 
     #[test]

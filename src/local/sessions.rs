@@ -89,6 +89,7 @@ impl LocalAgent {
                     graph.set_result_state(&rid, ResultState::Deleted, 0);
                 }
             }
+            self.folders.forget_copies();
         }
         if to == SessionStatus::Deleted {
             self.forget_session(&mut graph, id);
@@ -194,6 +195,7 @@ impl LocalAgent {
             }
             graph.results.remove(rid);
         }
+        self.folders.forget_copies();
         graph.forget_tasks(id);
         graph.subscribers.retain(|s| s.session_id != id);
     }

@@ -14,7 +14,8 @@
 //!
 //! Reuse never lets one attempt see another's data: a folder is reused only after its guest
 //! returned (no file operation of it is pending) and once emptied; a file only when nothing
-//! can write to it any more, and emptied (see `host_files::recycling`).
+//! can read or write it any more, and it is overwritten and cut before it is renamed into a
+//! folder (see `host_files::recycling`).
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,9 +23,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::host_files::{Folder, Spares};
 use crate::local::result_store::{ResultData, ResultStore};
 
-/// Spare files kept at most: enough for the inputs and outputs of the attempts running at
-/// once; a task with more makes the others anew.
-const MAX_SPARES: usize = 4096;
+/// Spare files kept at most: the inputs of a fan-in task of up to this many dependencies (the
+/// sum of a 10,000-way fan-out, say) come back as spares, for the next such task, instead of
+/// being removed (which slows every file made in the next minutes on ext4, see above). What
+/// they hold is bounded apart (`host_files::Spares`): most are a few bytes.
+const MAX_SPARES: usize = 16_384;
 
 /// The attempts' folders (`<dir>/tasks/<n>`) and the spare files (`<dir>/spares`), which no
 /// task sees.
@@ -103,6 +106,12 @@ impl TaskFolders {
             .map(drop)
     }
 
+    /// Empties the spare files, whose content may copy results whose data was just deleted:
+    /// it must not outlive them on disk.
+    pub(crate) fn forget_copies(&self) {
+        self.spares.empty_all();
+    }
+
     /// Takes back an attempt's folder once its attempt ended. With `guest_returned` (its
     /// guest ran to its end, so no file operation of it is pending), the folder is emptied
     /// and kept for another attempt, and the files in it that nothing can write to any more
@@ -130,6 +139,16 @@ impl TaskFolders {
             && let Err(error) = self.root.clear(&name)
         {
             tracing::warn!(%name, %error, "cannot remove a task's data folder");
+        }
+    }
+}
+
+impl Drop for TaskFolders {
+    /// The spares hold copies of results: they go with the host (a kept `--data-dir` keeps the
+    /// results' own files only).
+    fn drop(&mut self) {
+        if let Err(error) = self.spares.remove_all() {
+            tracing::warn!(%error, "cannot remove the spare files");
         }
     }
 }
