@@ -16,7 +16,7 @@
 //! task's folder, lands on the previous copy), spares ext4 the freeing, the discard and the
 //! new allocation of those blocks that emptying each spare cost per task. What they keep is
 //! bounded (`MAX_KEPT_BYTES`), emptied when results are deleted ([`Spares::empty_all`]) and
-//! removed with the folder when the host stops.
+//! its files removed when the host exits cleanly (`crate::local::task_folders`).
 
 use std::io::{self, Seek as _};
 use std::os::fd::{AsRawFd as _, BorrowedFd};

@@ -20,7 +20,7 @@ use crate::host_files::{Folder, NewFile, plain_name};
 const IN_MEMORY_MAX: usize = 64 * 1024;
 
 /// Bytes of result data kept in memory at most, all results together: above it, small results
-/// are files too (a session of a million 64 KiB payloads must not take 64 GB of memory).
+/// are files too (a session of a million 64 KiB payloads must not take 64 GiB of memory).
 const IN_MEMORY_TOTAL: usize = 256 << 20;
 
 /// Result data, one entry per completed result with data, named by result id.
