@@ -145,12 +145,7 @@ impl Spares {
         let kept = folder.recycle_contents(&self.folder, next, room)?;
         for (name, mut size) in kept {
             if self.list().bytes + size > MAX_KEPT_BYTES {
-                let emptied = self
-                    .folder
-                    .open_regular(&name, OpenOptions::new().write(true))
-                    .and_then(|file| file.set_len(0));
-                if emptied.is_err() {
-                    let _ = self.folder.remove_file(&name);
+                if !self.empty(&name) {
                     continue;
                 }
                 size = 0;
@@ -246,21 +241,26 @@ impl Spares {
     /// outlive them on disk).
     pub fn empty_all(&self) {
         let mut list = self.list();
-        for (name, size) in &mut list.names {
-            if *size == 0 {
-                continue;
-            }
-            let emptied = self
-                .folder
-                .open_regular(name, OpenOptions::new().write(true))
-                .and_then(|file| file.set_len(0));
-            if let Err(error) = emptied {
-                tracing::warn!(spare = %name, %error, "cannot empty a spare file");
-                let _ = self.folder.remove_file(name);
-            }
+        list.names.retain_mut(|(name, size)| {
+            let kept = *size == 0 || self.empty(name);
             *size = 0;
-        }
+            kept
+        });
         list.bytes = 0;
+    }
+
+    /// Empties the spare `name`; one that cannot be emptied is removed (`false`).
+    fn empty(&self, name: &str) -> bool {
+        let emptied = self
+            .folder
+            .open_regular(name, OpenOptions::new().write(true))
+            .and_then(|file| file.set_len(0));
+        if let Err(error) = emptied {
+            tracing::warn!(spare = %name, %error, "cannot empty a spare file: removed");
+            let _ = self.folder.remove_file(name);
+            return false;
+        }
+        true
     }
 }
 

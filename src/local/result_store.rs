@@ -36,6 +36,21 @@ struct Memory {
     bytes: usize,
 }
 
+impl Memory {
+    /// Whether `length` more bytes fit, one result and all together.
+    fn has_room(&self, length: usize) -> bool {
+        length <= IN_MEMORY_MAX && self.bytes + length <= IN_MEMORY_TOTAL
+    }
+
+    /// Keeps `data` as result `id` (a fresh id), counted.
+    fn insert(&mut self, id: &str, data: Bytes) {
+        self.bytes += data.len();
+        if let Some(replaced) = self.data.insert(id.to_owned(), data) {
+            self.bytes -= replaced.len();
+        }
+    }
+}
+
 /// A result's data, open for reading.
 pub enum ResultData {
     /// A file of the store.
@@ -98,16 +113,12 @@ impl ResultStore {
     /// `id` is not a plain name, or writing the file fails (nothing is left behind then).
     pub(crate) fn write(&self, id: &str, data: &[u8]) -> io::Result<()> {
         let id = plain_name(id)?;
-        if data.len() <= IN_MEMORY_MAX {
-            let mut memory = self.memory();
-            if memory.bytes + data.len() <= IN_MEMORY_TOTAL {
-                let replaced = memory
-                    .data
-                    .insert(id.to_owned(), Bytes::copy_from_slice(data));
-                memory.bytes = memory.bytes + data.len() - replaced.map_or(0, |d| d.len());
-                return Ok(());
-            }
+        let mut memory = self.memory();
+        if memory.has_room(data.len()) {
+            memory.insert(id, Bytes::copy_from_slice(data));
+            return Ok(());
         }
+        drop(memory);
         self.files.write(id, data)
     }
 
@@ -185,15 +196,14 @@ impl ResultStore {
         }
         let file = folder.open_file(id)?;
         let size = file.metadata()?.len();
-        if size <= IN_MEMORY_MAX as u64 && self.memory().bytes + IN_MEMORY_MAX <= IN_MEMORY_TOTAL {
+        if usize::try_from(size).is_ok_and(|size| self.memory().has_room(size)) {
             // Bounded: a file grown since its size was read is moved instead.
             let mut data = Vec::with_capacity(IN_MEMORY_MAX.min(size as usize));
             file.take(IN_MEMORY_MAX as u64 + 1).read_to_end(&mut data)?;
-            if data.len() <= IN_MEMORY_MAX && !self.files.is_file(id) {
-                let mut memory = self.memory();
-                memory.bytes += data.len();
+            let mut memory = self.memory();
+            if memory.has_room(data.len()) && !self.files.is_file(id) {
                 let size = data.len() as u64;
-                memory.data.insert(id.to_owned(), Bytes::from(data));
+                memory.insert(id, Bytes::from(data));
                 return Ok(size);
             }
         }
