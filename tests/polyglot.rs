@@ -602,7 +602,7 @@ async fn instantiation_cost() {
     .expect("sandbox");
     let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).expect("cache");
     let dir = tempfile::tempdir().expect("temp dir");
-    let agent: Arc<dyn Agent> = Arc::new(LocalAgent::new(dir.path()).expect("local agent"));
+    let agent: Arc<dyn Agent> = Arc::new(LocalAgent::new(dir.path(), None).expect("local agent"));
     let folder = TaskFolder::new();
     folder.write("payload", "8 bytes!");
     let data_folder = Arc::new(Folder::open(folder.path()).expect("data folder"));

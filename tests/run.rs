@@ -452,3 +452,79 @@ fn outputs_that_cannot_be_written_lose_nothing() {
         .any(|e| std::fs::read(e.expect("entry").path()).is_ok_and(|d| d == b"kept"));
     assert!(holds_kept, "{kept}");
 }
+
+/// The files of one `run` serve the next: emptied into the user's folder of empty files at
+/// exit, then taken again (the same inodes), each next task still seeing exactly its own
+/// inputs; a folder of empty files another user may write to is not used.
+#[test]
+fn a_run_leaves_empty_files_that_the_next_run_takes() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp");
+    let uid = std::fs::metadata(&tmp).expect("stat").uid();
+    let empty_files = tmp.join(format!("armonik-wasm-empty-files-{uid}"));
+    let fanout = guest("fanout");
+    let run = |n: u64| {
+        let out = dir.path().join(format!("out-{n}"));
+        let payload = format!("fanout {n}");
+        let output = common::armonik_wasm_command(&[
+            "run",
+            path(&fanout),
+            "--payload-text",
+            &payload,
+            "--outputs",
+            path(&out),
+        ])
+        .env("TMPDIR", &tmp)
+        .output()
+        .expect("armonik-wasm starts");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        // The sum of squares below n.
+        let sum: u64 = (0..n).map(|i| i * i).sum();
+        assert_eq!(
+            std::fs::read_to_string(out.join("output")).expect("output"),
+            sum.to_string()
+        );
+        stderr
+    };
+    let inodes = || {
+        let mut inodes = Vec::new();
+        for entry in std::fs::read_dir(&empty_files).expect("the empty files") {
+            let meta = entry.expect("entry").metadata().expect("stat");
+            assert!(meta.is_file() && meta.len() == 0, "{meta:?}");
+            inodes.push(meta.ino());
+        }
+        inodes.sort_unstable();
+        inodes
+    };
+
+    run(300);
+    let first = inodes();
+    assert!(
+        first.len() >= 300,
+        "the sum task's inputs are kept: {}",
+        first.len()
+    );
+    // Fewer tasks than files: every file the second run needs comes from the first.
+    run(100);
+    let second = inodes();
+    assert!(
+        first.iter().all(|ino| second.binary_search(ino).is_ok()),
+        "the files came back"
+    );
+    assert_eq!(second.len(), first.len(), "no new file was made");
+    let entries = std::fs::read_dir(&tmp).expect("tmp").count();
+    assert_eq!(entries, 1, "nothing left in TMPDIR but the empty files");
+
+    // Another user may write there: not used, and the run still works.
+    std::fs::set_permissions(
+        &empty_files,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+    let stderr = run(10);
+    assert!(stderr.contains("cannot keep empty files there"), "{stderr}");
+    assert_eq!(inodes(), second, "left alone");
+}

@@ -271,7 +271,7 @@ async fn local_runner(
     let sandbox = sandbox(true).await?;
     let components = Components::new(sandbox.clone(), Some(component), None, None).await?;
     let work = tempfile::tempdir()?;
-    let agent = Arc::new(LocalAgent::new(work.path())?);
+    let agent = Arc::new(LocalAgent::new(work.path(), None)?);
     let session = agent.create_session(
         TaskOptions {
             max_retries: 0,

@@ -177,7 +177,7 @@ impl Setup {
             std::fs::write(folder.path().join(payload_id), b"")?;
         }
         let work = tempfile::tempdir()?;
-        let agent = Arc::new(LocalAgent::new(work.path())?);
+        let agent = Arc::new(LocalAgent::new(work.path(), None)?);
         let ids = Arc::new(TaskIds {
             session_id: "session".into(),
             task_id: "task".into(),

@@ -13,6 +13,7 @@ use futures::future::FusedFuture;
 
 use crate::cli::{LocalRunner, SandboxArgs, shutdown_signal};
 use crate::control_plane::ControlPlane;
+use crate::host_files::EmptyFiles;
 use crate::local::agent::LocalAgent;
 use crate::local::scheduler::{self, Until};
 
@@ -66,8 +67,14 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             (temporary.path().to_owned(), Some(temporary))
         }
     };
+    // Empty files kept for the next process: beside a temporary data folder, inside a given
+    // one (`host_files::EmptyFiles`).
+    let empty_files = match &temporary {
+        Some(_) => EmptyFiles::temp_dir_path(),
+        None => data_dir.join("empty-files"),
+    };
     let agent = Arc::new(
-        LocalAgent::new(&data_dir)
+        LocalAgent::new(&data_dir, Some(&empty_files))
             .with_context(|| format!("cannot use the data folder {}", data_dir.display()))?,
     );
     let runner = local.runner(agent.clone());

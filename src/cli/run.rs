@@ -11,6 +11,7 @@ use clap::Args;
 use super::console::{self, PrintError};
 use super::progress::Progress;
 use super::{SandboxArgs, run_outputs, shutdown_signal, split_pair};
+use crate::host_files::EmptyFiles;
 use crate::local::agent::LocalAgent;
 use crate::local::client::TaskCreation;
 use crate::local::scheduler::{self, Until};
@@ -170,7 +171,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         priority: 1,
         ..TaskOptions::default()
     };
-    let agent = Arc::new(LocalAgent::new(work.path())?);
+    // Its empty files are kept beside it, for the next `run` or `dev` (`host_files::EmptyFiles`).
+    let empty_files = EmptyFiles::temp_dir_path();
+    let agent = Arc::new(LocalAgent::new(work.path(), Some(&empty_files))?);
     let session = agent.create_session(session_options, Vec::new());
     let payload_id = agent.create_result(&session, "payload", &payload)?;
     let dep_ids = deps

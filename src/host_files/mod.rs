@@ -20,10 +20,12 @@ use cap_fs_ext::{DirExt as _, FollowSymlinks, OpenOptionsFollowExt as _};
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, DirBuilder, OpenOptions, OpenOptionsExt as _};
 
+mod empty_files;
 mod names;
 mod recycling;
 mod removal;
 
+pub use empty_files::EmptyFiles;
 pub use names::{plain_name, safe_file_name};
 pub use recycling::Spares;
 use removal::empty;
@@ -172,6 +174,15 @@ impl Folder {
     /// blocking (a FIFO or a device at that name is refused instead of blocking the thread
     /// in `open` until a writer comes; I/O on a regular file ignores the flag).
     fn open_regular(&self, name: &str, options: &mut OpenOptions) -> io::Result<std::fs::File> {
+        self.open_regular_stat(name, options).map(|(file, _)| file)
+    }
+
+    /// [`open_regular`](Self::open_regular), with the file's status as it was checked.
+    fn open_regular_stat(
+        &self,
+        name: &str,
+        options: &mut OpenOptions,
+    ) -> io::Result<(std::fs::File, rustix::fs::Stat)> {
         let name = plain_name(name)?;
         options.follow(FollowSymlinks::No).custom_flags(NONBLOCK);
         let file = self
@@ -179,13 +190,24 @@ impl Folder {
             .open_with(name, options)
             .map_err(|error| not_a_file(name, error))?
             .into_std();
-        if !file.metadata()?.is_file() {
+        let stat = rustix::fs::fstat(&file)?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("`{name}` is not a regular file"),
             ));
         }
-        Ok(file)
+        Ok((file, stat))
+    }
+
+    /// Opens the regular file `name` for reading, as [`open_file`](Self::open_file) does, with
+    /// its size in bytes.
+    ///
+    /// # Errors
+    /// As [`open_file`](Self::open_file).
+    pub fn open_file_sized(&self, name: &str) -> io::Result<(std::fs::File, u64)> {
+        let (file, stat) = self.open_regular_stat(name, OpenOptions::new().read(true))?;
+        Ok((file, u64::try_from(stat.st_size).unwrap_or(0)))
     }
 
     /// The bytes of the regular file `name` (see [`open_file`](Self::open_file)).
@@ -351,14 +373,36 @@ impl Folder {
     /// # Errors
     /// The folder cannot be listed.
     pub fn subfolders(&self) -> io::Result<Vec<String>> {
+        let mut names = self.names_of(cap_std::fs::FileType::is_dir)?;
+        names.sort_unstable();
+        Ok(names)
+    }
+
+    /// The names of the regular files of this folder (links and subfolders are left out), in
+    /// the listing's order (no file is examined apart, as [`files`](Self::files) does).
+    ///
+    /// # Errors
+    /// The folder cannot be listed.
+    pub fn file_names(&self) -> io::Result<Vec<String>> {
+        self.names_of(cap_std::fs::FileType::is_file)
+    }
+
+    /// The UTF-8 names of the entries whose type (as the listing gives it, never following a
+    /// link) passes `kind`.
+    fn names_of(&self, kind: fn(&cap_std::fs::FileType) -> bool) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
         for entry in self.dir.entries()? {
             let entry = entry?;
-            if let (true, Some(name)) = (entry.file_type()?.is_dir(), entry.file_name().to_str()) {
+            let file_type = match entry.file_type() {
+                Ok(file_type) => file_type,
+                // Removed since it was listed (without the type in the listing, it is looked up).
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
+            if let (true, Some(name)) = (kind(&file_type), entry.file_name().to_str()) {
                 names.push(name.to_owned());
             }
         }
-        names.sort_unstable();
         Ok(names)
     }
 

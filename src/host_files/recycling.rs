@@ -26,7 +26,7 @@ use std::sync::{Mutex, MutexGuard};
 use cap_std::fs::OpenOptions;
 use rustix::fs::RenameFlags;
 
-use super::{Folder, plain_name};
+use super::{EmptyFiles, Folder, plain_name};
 
 impl Folder {
     /// Empties this folder: each regular file that nothing else can write to is moved into
@@ -60,6 +60,8 @@ impl Folder {
             }
             self.clear(&name)?;
         }
+        // Also the safety net for an entry the listing would have skipped while others were
+        // moved out: nothing of this task may stay for the next.
         self.remove_contents()?;
         Ok(kept)
     }
@@ -68,10 +70,11 @@ impl Folder {
     /// link and no other writer; returns its size. `Ok(None)`: it is not, and stays.
     fn retire(&self, name: &str, spares: &Folder, spare: &str) -> io::Result<Option<u64>> {
         let name = plain_name(name)?;
-        let Ok(file) = self.open_regular(name, OpenOptions::new().read(true).write(true)) else {
+        let Ok((file, stat)) =
+            self.open_regular_stat(name, OpenOptions::new().read(true).write(true))
+        else {
             return Ok(None);
         };
-        let stat = rustix::fs::fstat(&file)?;
         if stat.st_nlink != 1 || !no_other_writer(&file) {
             return Ok(None);
         }
@@ -97,6 +100,17 @@ pub struct Spares {
     next: AtomicU64,
     /// Spares kept at most; the others are removed.
     max: usize,
+    /// Where spares go, emptied, when the process is done with them, and where its new files
+    /// come from before any is made.
+    empty_files: Option<EmptyFiles>,
+}
+
+/// A spare taken for a new file: its name among the spares, open for writing, and its size
+/// in bytes when opened.
+pub(super) struct Spare {
+    name: String,
+    file: std::fs::File,
+    size: u64,
 }
 
 /// Bytes of content the spares keep at most, all together: a spare that would pass it is
@@ -115,18 +129,25 @@ struct List {
 
 impl Spares {
     /// Spares kept in `folder`, emptied first (what an earlier process left there is not
-    /// known to be unused), at most `max` of them.
+    /// known to be unused), at most `max` of them; new files are taken from `empty_files`
+    /// while it has some, and the spares go there at [`release_all`](Self::release_all).
     ///
     /// # Errors
     /// The folder cannot be emptied.
-    pub fn new(folder: Folder, max: usize) -> io::Result<Self> {
+    pub fn new(folder: Folder, max: usize, empty_files: Option<EmptyFiles>) -> io::Result<Self> {
         folder.remove_contents()?;
         Ok(Self {
             folder,
             list: Mutex::default(),
             next: AtomicU64::new(0),
             max,
+            empty_files,
         })
+    }
+
+    /// A name for a new spare, unique in the folder.
+    fn next_name(&self) -> String {
+        (self.next.fetch_add(1, Ordering::Relaxed) + 1).to_string()
     }
 
     fn list(&self) -> MutexGuard<'_, List> {
@@ -141,8 +162,7 @@ impl Spares {
     /// As [`Folder::recycle_contents`].
     pub fn recycle(&self, folder: &Folder) -> io::Result<()> {
         let room = self.max.saturating_sub(self.list().names.len());
-        let next = || (self.next.fetch_add(1, Ordering::Relaxed) + 1).to_string();
-        let kept = folder.recycle_contents(&self.folder, next, room)?;
+        let kept = folder.recycle_contents(&self.folder, || self.next_name(), room)?;
         for (name, mut size) in kept {
             if self.list().bytes + size > MAX_KEPT_BYTES {
                 if !self.empty(&name) {
@@ -159,16 +179,41 @@ impl Spares {
 
     /// A spare taken off the list, open for writing: among the last few kept, one of `size`
     /// bytes if there is one (it is overwritten in place, no block freed or allocated), else
-    /// the last. A spare that cannot be opened (removed behind this list's back) is dropped
-    /// for the next one.
-    pub(super) fn take(&self, size: Option<u64>) -> Option<(String, std::fs::File)> {
+    /// the last; with none, one of the empty files. A spare that cannot be opened (removed
+    /// behind this list's back) is dropped for the next one.
+    pub(super) fn take(&self, size: Option<u64>) -> Option<Spare> {
         loop {
-            let name = self.take_name(size)?;
+            let (name, shared) = match self.take_name(size) {
+                Some(name) => (name, false),
+                None => {
+                    let name = self.next_name();
+                    let taken = self.empty_files.as_ref()?.take(&self.folder, &name);
+                    (taken.then_some(name)?, true)
+                }
+            };
             match self
                 .folder
-                .open_regular(&name, OpenOptions::new().write(true))
+                .open_regular_stat(&name, OpenOptions::new().write(true))
             {
-                Ok(file) => return Some((name, file)),
+                // One of the empty files passed through a folder other processes of this user
+                // could reach: it must pass what a task's file passes to become a spare.
+                Ok((file, stat))
+                    if shared
+                        && (stat.st_nlink != 1
+                            || stat.st_uid != rustix::process::geteuid().as_raw()
+                            || !no_other_writer(&file)) =>
+                {
+                    tracing::debug!(spare = %name, "an empty file others can reach is removed");
+                    drop(file);
+                    let _ = self.folder.remove_file(&name);
+                }
+                Ok((file, stat)) => {
+                    return Some(Spare {
+                        name,
+                        file,
+                        size: u64::try_from(stat.st_size).unwrap_or(u64::MAX),
+                    });
+                }
                 Err(error) => {
                     tracing::debug!(spare = %name, %error, "a spare file cannot be opened");
                     let _ = self.folder.remove_file(&name);
@@ -197,24 +242,30 @@ impl Spares {
         Some(name)
     }
 
-    /// Fills the spare `spare` (open as `file`) with `fill`, from its start, then cuts it
-    /// where `fill` stopped and renames it to `name` in `target`, replacing atomically
-    /// whatever file or link is there (as [`Folder::write`] does). Returns what `fill` returns.
+    /// Fills `spare` with `fill`, from its start, then cuts it where `fill` stopped and
+    /// renames it to `name` in `target`, replacing atomically whatever file or link is there
+    /// (as [`Folder::write`] does). Returns what `fill` returns.
     ///
     /// # Errors
     /// `fill` fails, or the rename does (`name` is a directory, say); the spare is removed
     /// then, and `target` is untouched.
     pub(super) fn fill_into<T>(
         &self,
-        (spare, mut file): (String, std::fs::File),
+        spare: Spare,
         target: &Folder,
         name: &str,
         fill: impl FnOnce(&mut std::fs::File) -> io::Result<T>,
     ) -> io::Result<T> {
+        let Spare {
+            name: spare,
+            mut file,
+            size,
+        } = spare;
         let filled = fill(&mut file).and_then(|filled| {
-            // No byte of the earlier content may follow the new one's.
+            // No byte of the earlier content may follow the new one's (`fill` writes
+            // sequentially: the file grew past `size` only by writing up to `end`).
             let end = file.stream_position()?;
-            if file.metadata()?.len() != end {
+            if size > end {
                 file.set_len(end)?;
             }
             drop(file);
@@ -227,13 +278,23 @@ impl Spares {
         filled
     }
 
-    /// Removes every spare.
+    /// Ends the spares: each is emptied and moved into the empty files, for the next process
+    /// (removed without them, or when that fails); whatever else is in the folder is removed.
     ///
     /// # Errors
     /// A spare cannot be removed.
-    pub fn remove_all(&self) -> io::Result<()> {
-        let mut list = self.list();
-        *list = List::default();
+    pub fn release_all(&self) -> io::Result<()> {
+        let list = std::mem::take(&mut *self.list());
+        if let Some(empty_files) = &self.empty_files {
+            for (name, size) in list.names {
+                if (size == 0 || self.empty(&name))
+                    && let Err(error) = empty_files.keep(&self.folder, &name)
+                {
+                    tracing::debug!(%error, "the spares cannot be kept as empty files");
+                    break;
+                }
+            }
+        }
         self.folder.remove_contents()
     }
 
@@ -256,6 +317,11 @@ impl Spares {
             .open_regular(name, OpenOptions::new().write(true))
             .and_then(|file| file.set_len(0));
         if let Err(error) = emptied {
+            // Gone already (the folder removed with a temporary data folder, say): nothing of
+            // it is left to empty.
+            if error.kind() == io::ErrorKind::NotFound {
+                return false;
+            }
             tracing::warn!(spare = %name, %error, "cannot empty a spare file: removed");
             let _ = self.folder.remove_file(name);
             return false;
@@ -319,7 +385,7 @@ mod tests {
     #[test]
     fn plain_files_are_reused_holding_only_the_new_bytes() {
         let (_root, task, spares) = folders();
-        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         task.write("long", &[7; 10_000]).expect("write");
         let long = inode(&task, "long");
         spares.recycle(&task).expect("recycle");
@@ -352,7 +418,7 @@ mod tests {
     #[test]
     fn spares_keep_a_bounded_number_of_bytes() {
         let (_root, task, spares) = folders();
-        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         let large = MAX_KEPT_BYTES - 10;
         task.write("small", b"0123456789abcdef").expect("write");
         spares.recycle(&task).expect("recycle");
@@ -373,7 +439,7 @@ mod tests {
     #[test]
     fn a_spare_that_cannot_serve_is_dropped() {
         let (_root, task, spares) = folders();
-        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         task.write("one", b"1").expect("write");
         task.write("two", b"2").expect("write");
         spares.recycle(&task).expect("recycle");
@@ -403,14 +469,14 @@ mod tests {
     #[test]
     fn emptied_spares_hold_nothing() {
         let (_root, task, spares) = folders();
-        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         task.write("secret", b"deleted data").expect("write");
         spares.recycle(&task).expect("recycle");
         spares.empty_all();
         assert_eq!(spares.list().bytes, 0);
         let (name, _) = spares.list().names[0].clone();
         assert_eq!(spares.folder.file_size(&name), Some(0));
-        spares.remove_all().expect("remove");
+        spares.release_all().expect("release");
         assert!(is_empty(&spares.folder));
     }
 
@@ -418,7 +484,7 @@ mod tests {
     #[test]
     fn a_spare_of_the_right_size_is_preferred() {
         let (_root, task, spares) = folders();
-        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         task.write("blob", &[1; 4096]).expect("write");
         task.write("small", b"s").expect("write");
         let blob = inode(&task, "blob");
@@ -499,7 +565,7 @@ mod tests {
     #[test]
     fn a_spare_replaces_what_is_there_atomically() {
         let (root, task, spares) = folders();
-        let spares = Arc::new(Spares::new(spares, 10).expect("spares"));
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         std::fs::write(root.path().join("outside"), b"secret").expect("outside");
         std::os::unix::fs::symlink(root.path().join("outside"), task.path().join("link"))
             .expect("symlink");

@@ -24,7 +24,7 @@ use tonic::Status;
 
 use crate::agent::Agent;
 use crate::agent::convert::parse_create_task;
-use crate::host_files::{self, Folder};
+use crate::host_files::{self, EmptyFiles, Folder};
 use crate::local::graph::{
     Attempt, Caller, Graph, ResultRecord, ResultState, TaskRecord, TaskState, check_not_own_input,
     record,
@@ -57,14 +57,24 @@ pub struct LocalAgent {
 
 impl LocalAgent {
     /// An agent without sessions yet; result data and task folders live under `dir`, in
-    /// folders only this user can read.
+    /// folders only this user can read. The task folders' new files come first from the
+    /// folder of empty files `empty_files` (made if needed), where their files go, emptied,
+    /// when the agent is dropped (`host_files::EmptyFiles`): one that cannot serve (not this
+    /// user's alone, say) is not used, with a warning.
     ///
     /// # Errors
     /// The folders cannot be made.
-    pub fn new(dir: &Path) -> io::Result<Self> {
+    pub fn new(dir: &Path, empty_files: Option<&Path>) -> io::Result<Self> {
         let dir = Folder::create(dir, true)?;
         let store = ResultStore::new(dir.subfolder("results")?);
-        let folders = TaskFolders::new(&dir)?;
+        let empty_files = empty_files.and_then(|path| {
+            EmptyFiles::open(path)
+                .inspect_err(|error| {
+                    tracing::warn!(folder = %path.display(), %error, "cannot keep empty files there");
+                })
+                .ok()
+        });
+        let folders = TaskFolders::new(&dir, empty_files)?;
         Ok(Self {
             store,
             folders,
@@ -436,8 +446,11 @@ impl Agent for LocalAgent {
         {
             return Err(Status::not_found(format!("result `{id}` has no data")));
         }
-        self.folders
-            .copy_in(&self.store, id, &caller.attempt.folder)
+        // Whatever the guest left at that name (a directory, say): it comes while it runs.
+        let folder = &caller.attempt.folder;
+        folder
+            .clear(id)
+            .and_then(|()| self.folders.copy_in(&self.store, id, folder))
             .map_err(|e| Status::internal(format!("cannot copy the result's data: {e}")))?;
         Ok(DataResponse {
             result_id: request.result_id,

@@ -251,7 +251,7 @@ mod tests {
     #[tokio::test]
     async fn a_commit_that_cannot_store_every_notified_result_stores_none() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let agent = LocalAgent::new(dir.path()).expect("agent");
+        let agent = LocalAgent::new(dir.path(), None).expect("agent");
         let session = agent.create_session(TaskOptions::default(), Vec::new());
         let payload = agent
             .create_result(&session, "payload", b"")

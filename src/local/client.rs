@@ -459,7 +459,7 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_that_does_not_read_is_dropped_past_the_bound() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let agent = LocalAgent::new(dir.path()).expect("agent");
+        let agent = LocalAgent::new(dir.path(), None).expect("agent");
         let session = agent.create_session(TaskOptions::default(), Vec::new());
         let (mut receiver, overflowed) = agent.subscribe(&session).expect("subscribe");
         let emit = |n: usize| {

@@ -53,8 +53,8 @@ impl Memory {
 
 /// A result's data, open for reading.
 pub enum ResultData {
-    /// A file of the store.
-    File(std::fs::File),
+    /// A file of the store, and its size in bytes when opened (a stored file never changes).
+    File(std::fs::File, u64),
     /// Data kept in memory.
     Memory(io::Cursor<Bytes>),
 }
@@ -62,7 +62,7 @@ pub enum ResultData {
 impl Read for ResultData {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Self::File(file) => file.read(buf),
+            Self::File(file, _) => file.read(buf),
             Self::Memory(cursor) => cursor.read(buf),
         }
     }
@@ -70,24 +70,44 @@ impl Read for ResultData {
 
 impl ResultData {
     /// The data's size in bytes.
-    ///
-    /// # Errors
-    /// The file's size cannot be read.
-    pub fn size(&self) -> io::Result<u64> {
+    pub fn size(&self) -> u64 {
         match self {
-            Self::File(file) => Ok(file.metadata()?.len()),
-            Self::Memory(cursor) => Ok(cursor.get_ref().len() as u64),
+            Self::File(_, size) => *size,
+            Self::Memory(cursor) => cursor.get_ref().len() as u64,
         }
     }
 
-    /// Copies what is left of the data to `target`, by the kernel for a file (`io::copy`
-    /// between files uses `copy_file_range`). Returns the bytes copied.
+    /// Copies what is left of the data to `target`, from `target`'s position on, by the
+    /// kernel for a file (`copy_file_range`, without the probes of both files `io::copy` makes
+    /// first; by reading and writing where the kernel cannot, across file systems of older
+    /// kernels). Returns the bytes copied.
     ///
     /// # Errors
     /// Reading or writing fails.
     pub fn copy_to(&mut self, target: &mut std::fs::File) -> io::Result<u64> {
         match self {
-            Self::File(file) => io::copy(file, target),
+            Self::File(file, size) => {
+                let mut copied = 0;
+                while copied < *size {
+                    let left = usize::try_from(*size - copied).unwrap_or(usize::MAX);
+                    match rustix::fs::copy_file_range(&*file, None, &*target, None, left) {
+                        // Some kernels answer 0 where they cannot copy (overlay file systems
+                        // in containers, as std's `io::copy` notes): read and write instead.
+                        Ok(0) if copied == 0 => return io::copy(file, target),
+                        Ok(0) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::UnexpectedEof,
+                                format!("the result's file ended after {copied} of {size} bytes"),
+                            ));
+                        }
+                        Ok(n) => copied += n as u64,
+                        Err(rustix::io::Errno::INTR) => {}
+                        Err(_) if copied == 0 => return io::copy(file, target),
+                        Err(error) => return Err(error.into()),
+                    }
+                }
+                Ok(copied)
+            }
             Self::Memory(cursor) => io::copy(cursor, target),
         }
     }
@@ -132,7 +152,8 @@ impl ResultStore {
         if let Some(data) = self.memory().data.get(id) {
             return Ok(ResultData::Memory(io::Cursor::new(data.clone())));
         }
-        self.files.open_file(id).map(ResultData::File)
+        let (file, size) = self.files.open_file_sized(id)?;
+        Ok(ResultData::File(file, size))
     }
 
     /// Removes result `id`'s data, if any.
@@ -194,8 +215,7 @@ impl ResultStore {
                 format!("result `{id}` already has data"),
             ));
         }
-        let file = folder.open_file(id)?;
-        let size = file.metadata()?.len();
+        let (file, size) = folder.open_file_sized(id)?;
         if usize::try_from(size).is_ok_and(|size| self.memory().has_room(size)) {
             // Bounded: a file grown since its size was read is moved instead.
             let mut data = Vec::with_capacity(IN_MEMORY_MAX.min(size as usize));

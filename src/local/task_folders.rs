@@ -20,7 +20,7 @@
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::host_files::{Folder, Spares};
+use crate::host_files::{EmptyFiles, Folder, Spares};
 use crate::local::result_store::{ResultData, ResultStore};
 
 /// Spare files kept at most: the inputs of a fan-in task of up to this many dependencies (the
@@ -46,16 +46,17 @@ struct Pool {
 }
 
 impl TaskFolders {
-    /// Task folders under `dir`, private to this user. What an earlier process left there
-    /// (a `dev --data-dir` stopped while tasks ran) is removed: folders are named by a
-    /// counter that starts again, and no task may see another's inputs.
+    /// Task folders under `dir`, private to this user, whose new files come from
+    /// `empty_files` first (and whose spares go there at the end). What an earlier process
+    /// left there (a `dev --data-dir` stopped while tasks ran) is removed: folders are named
+    /// by a counter that starts again, and no task may see another's inputs.
     ///
     /// # Errors
     /// The folders cannot be made or emptied.
-    pub(crate) fn new(dir: &Folder) -> io::Result<Self> {
+    pub(crate) fn new(dir: &Folder, empty_files: Option<EmptyFiles>) -> io::Result<Self> {
         let root = dir.subfolder("tasks")?;
         root.remove_contents()?;
-        let spares = Spares::new(dir.subfolder("spares")?, MAX_SPARES)?;
+        let spares = Spares::new(dir.subfolder("spares")?, MAX_SPARES, empty_files)?;
         Ok(Self {
             root,
             spares: Arc::new(spares),
@@ -84,8 +85,9 @@ impl TaskFolders {
         Ok(self.root.subfolder(&name)?.with_spares(self.spares.clone()))
     }
 
-    /// Copies result `id`'s data from `store` into `folder` (an attempt's) as `id`. A result
-    /// completed without data reads as empty, as in ArmoniK.
+    /// Copies result `id`'s data from `store` into `folder` (an attempt's) as `id`, replacing
+    /// a file or link there (a directory there must be cleared first). A result completed
+    /// without data reads as empty, as in ArmoniK.
     ///
     /// # Errors
     /// The store's file is not a regular file, or I/O fails.
@@ -95,9 +97,7 @@ impl TaskFolders {
             Err(error) if error.kind() == io::ErrorKind::NotFound => None,
             Err(error) => return Err(error),
         };
-        // Whatever the guest left at that name (GetResourceData comes while it runs).
-        folder.clear(id)?;
-        let size = source.as_ref().map_or(Ok(0), ResultData::size)?;
+        let size = source.as_ref().map_or(0, ResultData::size);
         folder
             .write_with(id, Some(size), |file| match &mut source {
                 Some(source) => source.copy_to(file),
@@ -144,10 +144,10 @@ impl TaskFolders {
 }
 
 impl Drop for TaskFolders {
-    /// The spares hold copies of results: they go with the host (a kept `--data-dir` keeps the
-    /// results' own files only).
+    /// The spares hold copies of results: they go with the host, emptied into the empty
+    /// files for the next process (a kept `--data-dir` keeps the results' own files only).
     fn drop(&mut self) {
-        if let Err(error) = self.spares.remove_all() {
+        if let Err(error) = self.spares.release_all() {
             tracing::warn!(%error, "cannot remove the spare files");
         }
     }
