@@ -92,7 +92,7 @@ fn run_with_stdout_closed_still_writes_its_outputs_and_cleans_up() {
         "closed"
     );
     // The work folder is gone, as after any run.
-    let left: Vec<_> = std::fs::read_dir(&work).expect("tmp").collect();
+    let left = common::left_in_tmp(&work);
     assert!(left.is_empty(), "{left:?}");
 }
 

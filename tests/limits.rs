@@ -650,14 +650,6 @@ fn fresh_tmp() -> (tempfile::TempDir, PathBuf) {
     (dir, tmp)
 }
 
-/// What is left in `tmp` (names of its entries).
-fn left_in(tmp: &Path) -> Vec<String> {
-    std::fs::read_dir(tmp)
-        .expect("tmp")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect()
-}
-
 /// Whether a task of a run using `tmp` has its data folder: `<tmp>/<work>/tasks/<token>`.
 fn task_running(tmp: &Path) -> bool {
     let folders = |dir: &Path| -> Vec<PathBuf> {
@@ -688,7 +680,11 @@ fn run_removes_its_work_folder_at_the_end_and_when_interrupted() {
     let mut child = spawn_run(&tmp, "write done");
     let status = wait_exit(&mut child, Duration::from_secs(60)).expect("run ends");
     assert!(status.success(), "{status}");
-    assert!(left_in(&tmp).is_empty(), "left behind: {:?}", left_in(&tmp));
+    assert!(
+        common::left_in_tmp(&tmp).is_empty(),
+        "left behind: {:?}",
+        common::left_in_tmp(&tmp)
+    );
 
     for signal in ["INT", "TERM", "HUP"] {
         let mut child = spawn_run(&tmp, &format!("sleep {FOREVER_MS}"));
@@ -717,9 +713,9 @@ fn run_removes_its_work_folder_at_the_end_and_when_interrupted() {
         };
         assert!(!status.success(), "SIG{signal}: {status}\n{stderr}");
         assert!(
-            left_in(&tmp).is_empty(),
+            common::left_in_tmp(&tmp).is_empty(),
             "SIG{signal}: left behind: {:?}\n{stderr}",
-            left_in(&tmp)
+            common::left_in_tmp(&tmp)
         );
     }
 }
@@ -765,9 +761,9 @@ fn run_litter(open_files: Option<u64>) {
         format!("littered files=5000 depth=2000 sparse={}", 1u64 << 40)
     );
     assert!(
-        left_in(&tmp).is_empty(),
+        common::left_in_tmp(&tmp).is_empty(),
         "left behind: {:?}\n{said}",
-        left_in(&tmp)
+        common::left_in_tmp(&tmp)
     );
 }
 

@@ -2302,3 +2302,23 @@ impl Harness {
         result
     }
 }
+
+/// What a `run` or `dev` left in its `TMPDIR` (names of the entries), leaving out the folder of
+/// empty files kept for the next process (`host_files::EmptyFiles`), after checking that it
+/// holds nothing but empty files.
+pub fn left_in_tmp(tmp: &Path) -> Vec<String> {
+    let mut left = Vec::new();
+    for entry in std::fs::read_dir(tmp).expect("tmp") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("armonik-wasm-empty-files-") {
+            for file in std::fs::read_dir(entry.path()).expect("the empty files") {
+                let meta = file.expect("entry").metadata().expect("stat");
+                assert!(meta.is_file() && meta.len() == 0, "{name}: {meta:?}");
+            }
+        } else {
+            left.push(name);
+        }
+    }
+    left
+}
