@@ -897,3 +897,54 @@ async fn submit_one(
         .await
         .expect("submit");
 }
+
+/// A `dev --data-dir` keeps its files, emptied, in `<data-dir>/empty-files` when it stops, and
+/// the next `dev` on that folder takes its files from there: the same inodes serve again, and
+/// the task still sees only its own inputs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dev_on_a_kept_data_dir_leaves_its_files_empty_for_the_next() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let empty_files = || {
+        let mut inodes: Vec<u64> = std::fs::read_dir(data.join("empty-files"))
+            .expect("the empty files")
+            .map(|entry| {
+                let meta = entry.expect("entry").metadata().expect("stat");
+                assert!(meta.is_file() && meta.len() == 0, "{meta:?}");
+                meta.ino()
+            })
+            .collect();
+        inodes.sort_unstable();
+        inodes
+    };
+    let echo_once = |text: &'static [u8]| {
+        let data = data.clone();
+        async move {
+            let mut dev = Dev::start_with(&data, &["--parallelism", "1"]);
+            let mut client = dev.client().await;
+            let (session, library) = guest_session(&mut client, "echo").await;
+            let payload = create(&mut client, &session, "payload", text).await;
+            let output = create_metadata(&mut client, &session, "output").await;
+            submit_one(&mut client, &session, &library, payload, output.clone()).await;
+            wait_completed(&mut client, &session, std::slice::from_ref(&output)).await;
+            assert_eq!(download(&mut client, &session, &output).await, text);
+            dev.terminate();
+            let status = dev.wait_exit(Duration::from_secs(20)).expect("exits");
+            assert!(status.success(), "{status}");
+        }
+    };
+    echo_once(b"first").await;
+    let first = empty_files();
+    assert!(!first.is_empty(), "the task's files are kept");
+    let spares = std::fs::read_dir(data.join("spares"))
+        .expect("spares")
+        .count();
+    assert_eq!(spares, 0, "no spare is left holding anything");
+    echo_once(b"second").await;
+    let second = empty_files();
+    assert!(
+        first.iter().all(|ino| second.binary_search(ino).is_ok()),
+        "the first dev's files served the second: {first:?} {second:?}"
+    );
+}

@@ -87,12 +87,13 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
 
     let (stopped, on_stop) = tokio::sync::watch::channel(false);
     let router = ControlPlane::new(agent.clone(), &args.partitions, on_stop.clone()).router();
-    let scheduler = scheduler::run_graph(agent, runner, parallelism, Until::Stopped, None, {
-        let mut on_stop = on_stop.clone();
-        async move {
-            let _ = on_stop.wait_for(|s| *s).await;
-        }
-    });
+    let scheduler =
+        scheduler::run_graph(agent.clone(), runner, parallelism, Until::Stopped, None, {
+            let mut on_stop = on_stop.clone();
+            async move {
+                let _ = on_stop.wait_for(|s| *s).await;
+            }
+        });
     let server = router.serve_with_incoming_shutdown(incoming, {
         let mut on_stop = on_stop.clone();
         async move {
@@ -127,6 +128,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     {
         tracing::warn!(%error, "the control plane's server stopped with an error");
     }
+    // The server may still hold the agent (its stop timed out): the spares go first.
+    agent.release_spares();
     drop(temporary);
     Ok(())
 }

@@ -210,6 +210,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     {
         Ok(report) => report,
         Err(error) => {
+            agent.release_spares();
             drop(agent);
             run_outputs::remove_work_folder(work);
             return Err(error);
@@ -234,6 +235,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         Err(error) if !console::is_closed_output(error) => agent.keep_results_as_files(),
         _ => Ok(()),
     };
+    agent.release_spares();
     drop(agent);
     match written {
         Ok(complete) => {

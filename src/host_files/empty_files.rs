@@ -15,7 +15,8 @@
 //! taken by renaming it into the taker's own folder, which only one of them can do.
 
 use std::io;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustix::fs::RenameFlags;
 use rustix::io::Errno;
@@ -27,20 +28,26 @@ use super::{Folder, plain_name};
 #[derive(Debug)]
 pub struct EmptyFiles {
     folder: Folder,
-    /// The names listed and not yet taken; listed at the first take.
+    /// The names listed and not yet taken; listed at the first take or keep.
     names: Mutex<Option<Vec<String>>>,
+    /// Files this process put there.
+    kept: AtomicUsize,
+    /// Files the folder holds at most, as far as this process knows (what it listed and not
+    /// taken, and what it put there): beyond, a process's spares are removed at its end.
+    max: usize,
 }
 
 impl EmptyFiles {
-    /// The empty files kept at `path`, made (mode 0700) if needed. The last component of
-    /// `path` is never followed if it is a link: in a shared temporary directory, another
-    /// user could otherwise point it at a folder of this user's own files.
+    /// The empty files kept at `path`, made (mode 0700) if needed, at most `max` of them. The
+    /// last component of
+    /// `path` is never followed if it is a link: in a shared temporary directory, another user
+    /// could otherwise point it at a folder of this user's own files.
     ///
     /// # Errors
     /// `path` has no parent; the folder cannot be made or opened, or it is a link; it does
     /// not belong to this user, or others may enter it (another user could otherwise plant
     /// files or hold them open, and read what the host writes into them).
-    pub fn open(path: &std::path::Path) -> io::Result<Self> {
+    pub fn open(path: &std::path::Path, max: usize) -> io::Result<Self> {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
         else {
             return Err(io::Error::new(
@@ -64,6 +71,8 @@ impl EmptyFiles {
         Ok(Self {
             folder,
             names: Mutex::default(),
+            kept: AtomicUsize::new(0),
+            max,
         })
     }
 
@@ -74,9 +83,16 @@ impl EmptyFiles {
         std::env::temp_dir().join(format!("armonik-wasm-empty-files-{uid}"))
     }
 
-    fn names(&self) -> MutexGuard<'_, Option<Vec<String>>> {
+    /// Runs `f` on the names listed and not yet taken, listed now if they were not.
+    fn with_names<T>(&self, f: impl FnOnce(&mut Vec<String>) -> T) -> T {
         // A pop or a listing cannot panic half-way.
-        self.names.lock().unwrap_or_else(|e| e.into_inner())
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        f(names.get_or_insert_with(|| {
+            self.folder.file_names().unwrap_or_else(|error| {
+                tracing::debug!(folder = %self.folder.path().display(), %error, "cannot list the empty files");
+                Vec::new()
+            })
+        }))
     }
 
     /// Moves one of the empty files into `into` as `name`. `false` when none is left, or when
@@ -85,13 +101,7 @@ impl EmptyFiles {
         let Ok(name) = plain_name(name) else {
             return false;
         };
-        let mut names = self.names();
-        let names = names.get_or_insert_with(|| {
-            self.folder.file_names().unwrap_or_else(|error| {
-                tracing::debug!(folder = %self.folder.path().display(), %error, "cannot list the empty files");
-                Vec::new()
-            })
-        });
+        self.with_names(|names| {
         while let Some(candidate) = names.pop() {
             match rustix::fs::renameat_with(
                 &self.folder.dir,
@@ -111,13 +121,19 @@ impl EmptyFiles {
             }
         }
         false
+        })
     }
 
-    /// Moves the file `name` of `from`, which must be empty, into this folder.
+    /// Moves the file `name` of `from`, which must be empty, into this folder; `false` when
+    /// the folder holds its most already (the file stays where it was).
     ///
     /// # Errors
     /// The rename fails (another file system, say); the file stays where it was.
-    pub(super) fn keep(&self, from: &Folder, name: &str) -> io::Result<()> {
+    pub(super) fn keep(&self, from: &Folder, name: &str) -> io::Result<bool> {
+        let held = self.with_names(|names| names.len()) + self.kept.load(Ordering::Relaxed);
+        if held >= self.max {
+            return Ok(false);
+        }
         let kept = uuid::Uuid::new_v4().to_string();
         rustix::fs::renameat_with(
             &from.dir,
@@ -126,7 +142,8 @@ impl EmptyFiles {
             kept.as_str(),
             RenameFlags::NOREPLACE,
         )?;
-        Ok(())
+        self.kept.fetch_add(1, Ordering::Relaxed);
+        Ok(true)
     }
 }
 
@@ -157,7 +174,7 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let empty = root.path().join("empty");
         let spares_of = |name: &str| {
-            let pool = EmptyFiles::open(&empty).expect("empty files");
+            let pool = EmptyFiles::open(&empty, 10).expect("empty files");
             let folder = Folder::create(&root.path().join(name), true).expect("spares");
             Arc::new(Spares::new(folder, 10, Some(pool)).expect("spares"))
         };
@@ -198,7 +215,7 @@ mod tests {
     #[test]
     fn a_file_taken_by_another_process_is_skipped() {
         let root = tempfile::tempdir().expect("tempdir");
-        let pool = EmptyFiles::open(&root.path().join("empty")).expect("empty files");
+        let pool = EmptyFiles::open(&root.path().join("empty"), 10).expect("empty files");
         let into = Folder::create(&root.path().join("into"), true).expect("into");
         for name in ["a", "b"] {
             std::fs::write(root.path().join("empty").join(name), b"").expect("write");
@@ -228,7 +245,7 @@ mod tests {
             std::fs::metadata(root.path()).expect("stat").dev(),
             "the temporary directory is on /dev/shm's file system"
         );
-        let pool = EmptyFiles::open(&shm.path().join("empty")).expect("empty files");
+        let pool = EmptyFiles::open(&shm.path().join("empty"), 10).expect("empty files");
         std::fs::write(shm.path().join("empty").join("a"), b"").expect("write");
         let into = Folder::create(&root.path().join("into"), true).expect("into");
         assert!(!pool.take(&into, "1"));
@@ -248,7 +265,7 @@ mod tests {
         std::fs::create_dir(&path).expect("mkdir");
         for mode in [0o777, 0o755, 0o711] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
-            let error = EmptyFiles::open(&path).expect_err("refused");
+            let error = EmptyFiles::open(&path, 10).expect_err("refused");
             assert_eq!(error.kind(), io::ErrorKind::PermissionDenied, "{error}");
         }
         let own = root.path().join("own");
@@ -256,7 +273,7 @@ mod tests {
         std::fs::write(own.join("precious"), b"kept").expect("write");
         let link = root.path().join("link");
         std::os::unix::fs::symlink(&own, &link).expect("symlink");
-        EmptyFiles::open(&link).expect_err("a link is refused");
+        EmptyFiles::open(&link, 10).expect_err("a link is refused");
         assert_eq!(std::fs::read(own.join("precious")).expect("read"), b"kept");
     }
 
@@ -266,7 +283,7 @@ mod tests {
     fn a_file_someone_else_can_reach_is_not_filled() {
         let root = tempfile::tempdir().expect("tempdir");
         let empty = root.path().join("empty");
-        let pool = EmptyFiles::open(&empty).expect("empty files");
+        let pool = EmptyFiles::open(&empty, 10).expect("empty files");
         let linked = empty.join("linked");
         std::fs::write(&linked, b"").expect("write");
         std::fs::hard_link(&linked, root.path().join("elsewhere")).expect("link");
@@ -293,6 +310,36 @@ mod tests {
         assert!(
             std::fs::read_dir(&empty).expect("list").next().is_none(),
             "both removed"
+        );
+    }
+
+    /// The folder holds a bounded number of files: the spares past it are removed.
+    #[test]
+    fn the_empty_files_are_bounded() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let empty = root.path().join("empty");
+        let pool = EmptyFiles::open(&empty, 3).expect("empty files");
+        std::fs::write(empty.join("earlier"), b"").expect("write");
+        let folder = Folder::create(&root.path().join("spares"), true).expect("spares");
+        let spares = Arc::new(Spares::new(folder, 10, Some(pool)).expect("spares"));
+        let task = Folder::create(&root.path().join("task"), true)
+            .expect("task")
+            .with_spares(spares.clone());
+        for name in ["a", "b", "c", "d"] {
+            task.write(name, name.as_bytes()).expect("write");
+        }
+        spares.recycle(&task).expect("recycle");
+        spares.release_all().expect("release");
+        let kept = std::fs::read_dir(&empty).expect("list").count();
+        assert_eq!(
+            kept, 3,
+            "the earlier file was taken, then three of the four kept"
+        );
+        assert!(
+            std::fs::read_dir(root.path().join("spares"))
+                .expect("list")
+                .next()
+                .is_none()
         );
     }
 }

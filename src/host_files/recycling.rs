@@ -287,11 +287,16 @@ impl Spares {
         let list = std::mem::take(&mut *self.list());
         if let Some(empty_files) = &self.empty_files {
             for (name, size) in list.names {
-                if (size == 0 || self.empty(&name))
-                    && let Err(error) = empty_files.keep(&self.folder, &name)
-                {
-                    tracing::debug!(%error, "the spares cannot be kept as empty files");
-                    break;
+                if size == 0 || self.empty(&name) {
+                    match empty_files.keep(&self.folder, &name) {
+                        Ok(true) => {}
+                        // Full: the rest are removed below.
+                        Ok(false) => break,
+                        Err(error) => {
+                            tracing::debug!(%error, "the spares cannot be kept as empty files");
+                            break;
+                        }
+                    }
                 }
             }
         }

@@ -30,7 +30,7 @@ use crate::local::graph::{
     record,
 };
 use crate::local::result_store::{ResultData, ResultStore};
-use crate::local::task_folders::TaskFolders;
+use crate::local::task_folders::{MAX_SPARES, TaskFolders};
 use crate::local::task_options::merge_options;
 use crate::proto::v1::TaskOptions;
 use crate::proto::v1::agent::{
@@ -68,7 +68,7 @@ impl LocalAgent {
         let dir = Folder::create(dir, true)?;
         let store = ResultStore::new(dir.subfolder("results")?);
         let empty_files = empty_files.and_then(|path| {
-            EmptyFiles::open(path)
+            EmptyFiles::open(path, MAX_SPARES)
                 .inspect_err(|error| {
                     tracing::warn!(folder = %path.display(), %error, "cannot keep empty files there");
                 })
@@ -81,6 +81,12 @@ impl LocalAgent {
             graph: Mutex::default(),
             changed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Ends the task folders' spare files (emptied into the empty files for the next process):
+    /// before the data folder is removed, however many references to the agent are left.
+    pub fn release_spares(&self) {
+        self.folders.release();
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Graph> {

@@ -102,8 +102,17 @@ pub async fn run_graph(
             }
         }
         while running.len() < parallelism.max(1) {
-            let Some(dispatch) = agent.start_next()? else {
-                break;
+            let dispatch = match agent.start_next() {
+                Ok(Some(dispatch)) => dispatch,
+                Ok(None) => break,
+                Err(error) => {
+                    // The running guests are stopped and waited for, so their folders can go.
+                    running.shutdown().await;
+                    if let Some(observer) = observer {
+                        observer.finish();
+                    }
+                    return Err(error.into());
+                }
             };
             let runner = runner.clone();
             let token = dispatch.request.communication_token.clone();

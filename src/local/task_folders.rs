@@ -26,8 +26,9 @@ use crate::local::result_store::{ResultData, ResultStore};
 /// Spare files kept at most: the inputs of a fan-in task of up to this many dependencies (the
 /// sum of a 10,000-way fan-out, say) come back as spares, for the next such task, instead of
 /// being removed (which slows every file made in the next minutes on ext4, see above). What
-/// they hold is bounded apart (`host_files::Spares`): most are a few bytes.
-const MAX_SPARES: usize = 16_384;
+/// they hold is bounded apart (`host_files::Spares`): most are a few bytes. The empty files
+/// kept for the next process (`host_files::EmptyFiles`) are bounded alike.
+pub(crate) const MAX_SPARES: usize = 16_384;
 
 /// The attempts' folders (`<dir>/tasks/<n>`) and the spare files (`<dir>/spares`), which no
 /// task sees.
@@ -106,6 +107,15 @@ impl TaskFolders {
             .map(drop)
     }
 
+    /// Ends the spare files: emptied into the empty files kept for the next process, before
+    /// the data folder that holds them is removed (dropping the folders does it too, when
+    /// nothing else holds the agent any more).
+    pub(crate) fn release(&self) {
+        if let Err(error) = self.spares.release_all() {
+            tracing::warn!(%error, "cannot remove the spare files");
+        }
+    }
+
     /// Empties the spare files, whose content may copy results whose data was just deleted:
     /// it must not outlive them on disk.
     pub(crate) fn forget_copies(&self) {
@@ -147,8 +157,6 @@ impl Drop for TaskFolders {
     /// The spares hold copies of results: they go with the host, emptied into the empty
     /// files for the next process (a kept `--data-dir` keeps the results' own files only).
     fn drop(&mut self) {
-        if let Err(error) = self.spares.release_all() {
-            tracing::warn!(%error, "cannot remove the spare files");
-        }
+        self.release();
     }
 }
