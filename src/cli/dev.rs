@@ -106,14 +106,15 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
 
     let mut scheduler = std::pin::pin!(scheduler.fuse());
     let mut server = std::pin::pin!(server.fuse());
-    tokio::select! {
-        () = stop => {}
-        ended = &mut scheduler => {
-            ended?;
-        }
-        served = &mut server => {
-            served.context("the control plane's server failed")?;
-        }
+    let ended = tokio::select! {
+        () = stop => Ok(()),
+        ended = &mut scheduler => ended.map(drop),
+        served = &mut server => served.context("the control plane's server failed"),
+    };
+    if let Err(error) = ended {
+        // The server's connections may still hold the agent: the spares go first.
+        agent.release_spares();
+        return Err(error);
     }
     tracing::info!("stopping: running tasks are stopped");
     let _ = stopped.send(true);

@@ -95,6 +95,11 @@ impl EmptyFiles {
         }))
     }
 
+    /// Forgets the names listed: the next take or keep lists the folder again.
+    pub(super) fn look_again(&self) {
+        *self.names.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
     /// Moves one of the empty files into `into` as `name`. `false` when none is left, or when
     /// they cannot move there (another file system: none is tried again).
     pub(super) fn take(&self, into: &Folder, name: &str) -> bool {
@@ -335,6 +340,7 @@ mod tests {
             kept, 3,
             "the earlier file was taken, then three of the four kept"
         );
+        assert!(!empty.join("earlier").exists(), "the earlier file served");
         assert!(
             std::fs::read_dir(root.path().join("spares"))
                 .expect("list")

@@ -15,8 +15,9 @@
 //! picking a spare of the size to be written (a task's library blob, copied into every
 //! task's folder, lands on the previous copy), spares ext4 the freeing, the discard and the
 //! new allocation of those blocks that emptying each spare cost per task. What they keep is
-//! bounded (`MAX_KEPT_BYTES`), emptied when results are deleted ([`Spares::empty_all`]) and
-//! its files removed when the host exits cleanly (`crate::local::task_folders`).
+//! bounded (`MAX_KEPT_BYTES`), emptied when results are deleted ([`Spares::empty_all`]), and
+//! emptied into the empty files kept for the next process when the host exits cleanly
+//! ([`Spares::release_all`], `host_files::empty_files`).
 
 use std::io::{self, Seek as _};
 use std::os::fd::{AsRawFd as _, BorrowedFd};
@@ -70,14 +71,13 @@ impl Folder {
     /// link and no other writer; returns its size. `Ok(None)`: it is not, and stays.
     fn retire(&self, name: &str, spares: &Folder, spare: &str) -> io::Result<Option<u64>> {
         let name = plain_name(name)?;
-        let Ok((file, stat)) =
-            self.open_regular_stat(name, OpenOptions::new().read(true).write(true))
+        let Some((_file, stat)) = self
+            .open_regular(name, OpenOptions::new().read(true).write(true))
+            .ok()
+            .and_then(unreachable_by_others)
         else {
             return Ok(None);
         };
-        if stat.st_nlink != 1 || !no_other_writer(&file) {
-            return Ok(None);
-        }
         rustix::fs::renameat_with(
             &self.dir,
             name,
@@ -191,22 +191,18 @@ impl Spares {
                     (taken.then_some(name)?, true)
                 }
             };
-            match self
+            let opened = self
                 .folder
-                .open_regular_stat(&name, OpenOptions::new().write(true))
-            {
-                // One of the empty files passed through a folder other processes of this user
-                // could reach: it must pass what a task's file passes to become a spare.
-                Ok((file, stat))
-                    if shared
-                        && (stat.st_nlink != 1
-                            || stat.st_uid != rustix::process::geteuid().as_raw()
-                            || !no_other_writer(&file)) =>
-                {
-                    tracing::debug!(spare = %name, "an empty file others can reach is removed");
-                    drop(file);
-                    let _ = self.folder.remove_file(&name);
-                }
+                .open_regular_stat(&name, OpenOptions::new().write(true));
+            // One of the empty files passed through a folder other processes of this user
+            // could reach: it must pass what a task's file passes to become a spare.
+            let opened = match opened {
+                Ok((file, _)) if shared => unreachable_by_others(file)
+                    .filter(|(_, stat)| stat.st_uid == rustix::process::geteuid().as_raw())
+                    .ok_or_else(|| io::Error::other("an empty file others can reach")),
+                other => other,
+            };
+            match opened {
                 Ok((file, stat)) => {
                     return Some(Spare {
                         name,
@@ -286,6 +282,8 @@ impl Spares {
     pub fn release_all(&self) -> io::Result<()> {
         let list = std::mem::take(&mut *self.list());
         if let Some(empty_files) = &self.empty_files {
+            // What other processes kept since this one looked counts against the bound.
+            empty_files.look_again();
             for (name, size) in list.names {
                 if size == 0 || self.empty(&name) {
                     match empty_files.keep(&self.folder, &name) {
@@ -333,6 +331,18 @@ impl Spares {
         }
         true
     }
+}
+
+/// `file` (open for writing) with its status, when nothing but it can reach its file: one
+/// link, and no other descriptor or mapping (see [`no_other_writer`]). The status is read once
+/// the lease was granted, so the size is final: a write that was still running until then
+/// (one a guest left behind) has ended, and none can start.
+fn unreachable_by_others(file: std::fs::File) -> Option<(std::fs::File, rustix::fs::Stat)> {
+    if !no_other_writer(&file) {
+        return None;
+    }
+    let stat = rustix::fs::fstat(&file).ok()?;
+    (stat.st_nlink == 1).then_some((file, stat))
 }
 
 /// Whether `file` (open for writing) is the only descriptor open on its file, for reading or

@@ -77,7 +77,8 @@ impl ResultData {
         }
     }
 
-    /// Copies what is left of the data to `target`, from `target`'s position on, by the
+    /// Copies the data (all of it: call it on data just opened) to `target`, from `target`'s
+    /// position on, by the
     /// kernel for a file (`copy_file_range`, without the probes of both files `io::copy` makes
     /// first; by reading and writing where the kernel cannot, across file systems of older
     /// kernels). Returns the bytes copied.
