@@ -368,6 +368,17 @@ impl Folder {
         empty(&self.dir)
     }
 
+    /// The size in bytes of this directory itself, as the file system reports it: on ext4,
+    /// the blocks its listing takes, which never shrink when entries are removed (so a folder
+    /// that once held many files costs a long listing ever after); on tmpfs, a count of its
+    /// entries.
+    ///
+    /// # Errors
+    /// The directory cannot be examined.
+    pub fn listing_size(&self) -> io::Result<u64> {
+        Ok(u64::try_from(rustix::fs::fstat(&self.dir)?.st_size).unwrap_or(u64::MAX))
+    }
+
     /// The names of the subfolders of this folder (links to folders are left out), sorted.
     ///
     /// # Errors
