@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::console::PrintError;
 use crate::errln;
 use crate::local::agent::LocalAgent;
-use crate::local::graph::TaskState;
+use crate::local::records::TaskState;
 use crate::local::scheduler::Observer;
 
 /// How often a line of progress is printed when stderr is not a terminal.

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use crate::host_files::{Folder, safe_file_name};
 use crate::local::agent::LocalAgent;
-use crate::local::graph::ResultState;
+use crate::local::records::ResultState;
 use crate::{errln, outln};
 
 /// Where `--all-results` writes, inside `--outputs`.

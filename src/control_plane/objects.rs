@@ -10,7 +10,7 @@ use tonic::Status;
 
 use super::filters::Value;
 use crate::local::client::TaskView;
-use crate::local::graph::{ResultRecord, ResultState, SessionRecord, SessionStatus, TaskState};
+use crate::local::records::{ResultRecord, ResultState, SessionRecord, SessionStatus, TaskState};
 use crate::proto::v1::TaskOptions;
 
 /// A message of one proto package as the wire-identical message of another (the host's own

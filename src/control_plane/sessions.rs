@@ -10,7 +10,7 @@ use tonic::Status;
 use super::ControlPlane;
 use super::filters::{self, Compiled, expression};
 use super::objects::{options_in, session_raw, session_value};
-use crate::local::graph::SessionStatus;
+use crate::local::records::SessionStatus;
 
 impl ControlPlane {
     /// Checks default task options as ArmoniK.Core's `gRPC/Validators/

@@ -24,6 +24,7 @@ mod empty_files;
 mod names;
 mod recycling;
 mod removal;
+mod reuse;
 
 pub use empty_files::EmptyFiles;
 pub use names::{plain_name, safe_file_name};

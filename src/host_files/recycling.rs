@@ -1,7 +1,7 @@
 //! Files of task folders reused for later tasks' files instead of being removed and made anew
 //! (why: `crate::local::task_folders`).
 //!
-//! A file a guest had in its folder is reused only when nothing can ever read or write it
+//! A file a guest had in its folder is reused (`host_files::reuse`) only when nothing can ever read or write it
 //! again but the host: it is a regular file with a single link (no other name the guest gave
 //! it), and the kernel grants a write lease on it, which it does only when no descriptor
 //! other than ours is open on it anywhere, for reading or writing, and nothing maps it
@@ -20,74 +20,13 @@
 //! ([`Spares::release_all`], `host_files::empty_files`).
 
 use std::io::{self, Seek as _};
-use std::os::fd::{AsRawFd as _, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use cap_std::fs::OpenOptions;
-use rustix::fs::RenameFlags;
 
-use super::{EmptyFiles, Folder, plain_name};
-
-impl Folder {
-    /// Empties this folder: each regular file that nothing else can write to is moved into
-    /// `spares` under a name from `spare_name`, up to `keep` of them; everything else (links,
-    /// folders, FIFOs, files with other links or writers) is removed. Returns the spare names
-    /// used, in order, with the size of each.
-    ///
-    /// # Errors
-    /// The folder cannot be listed or something in it cannot be removed. Spares made before
-    /// the error are returned with it lost: they stay in `spares`, unused, until it is removed.
-    pub fn recycle_contents(
-        &self,
-        spares: &Folder,
-        mut spare_name: impl FnMut() -> String,
-        keep: usize,
-    ) -> io::Result<Vec<(String, u64)>> {
-        let mut kept = Vec::new();
-        for entry in self.dir.entries()? {
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                // Not UTF-8: removed with the rest below.
-                continue;
-            };
-            // `DirEntry::file_type` does not follow a link.
-            if kept.len() < keep && entry.file_type()?.is_file() {
-                let spare = spare_name();
-                if let Ok(Some(size)) = self.retire(&name, spares, &spare) {
-                    kept.push((spare, size));
-                    continue;
-                }
-            }
-            self.clear(&name)?;
-        }
-        // Also the safety net for an entry the listing would have skipped while others were
-        // moved out: nothing of this task may stay for the next.
-        self.remove_contents()?;
-        Ok(kept)
-    }
-
-    /// Moves the file `name` into `spares` as `spare`, when it is a regular file with one
-    /// link and no other writer; returns its size. `Ok(None)`: it is not, and stays.
-    fn retire(&self, name: &str, spares: &Folder, spare: &str) -> io::Result<Option<u64>> {
-        let name = plain_name(name)?;
-        let Some((_file, stat)) = self
-            .open_regular(name, OpenOptions::new().read(true).write(true))
-            .ok()
-            .and_then(unreachable_by_others)
-        else {
-            return Ok(None);
-        };
-        rustix::fs::renameat_with(
-            &self.dir,
-            name,
-            &spares.dir,
-            plain_name(spare)?,
-            RenameFlags::NOREPLACE,
-        )?;
-        Ok(Some(u64::try_from(stat.st_size).unwrap_or(0)))
-    }
-}
+use super::reuse::unreachable_by_others;
+use super::{EmptyFiles, Folder};
 
 /// Files kept for reuse, in a folder no task sees: files of task folders taken by
 /// [`Spares::recycle`], handed out again, overwritten, by [`Folder::write`] and its kin in the
@@ -331,33 +270,6 @@ impl Spares {
         }
         true
     }
-}
-
-/// `file` (open for writing) with its status, when nothing but it can reach its file: one
-/// link, and no other descriptor or mapping (see [`no_other_writer`]). The status is read once
-/// the lease was granted, so the size is final: a write that was still running until then
-/// (one a guest left behind) has ended, and none can start.
-fn unreachable_by_others(file: std::fs::File) -> Option<(std::fs::File, rustix::fs::Stat)> {
-    if !no_other_writer(&file) {
-        return None;
-    }
-    let stat = rustix::fs::fstat(&file).ok()?;
-    (stat.st_nlink == 1).then_some((file, stat))
-}
-
-/// Whether `file` (open for writing) is the only descriptor open on its file, for reading or
-/// writing, and nothing maps it: the kernel grants a write lease only then. Any failure
-/// (leases disabled, a file system without them) answers no.
-fn no_other_writer(file: &std::fs::File) -> bool {
-    let fd: BorrowedFd<'_> = std::os::fd::AsFd::as_fd(file);
-    // SAFETY: `fcntl` with `F_SETLEASE` takes an int argument and touches no memory; `fd` is
-    // open for the duration of the call.
-    let granted = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) } == 0;
-    if granted {
-        // SAFETY: as above.
-        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLEASE, libc::F_UNLCK) };
-    }
-    granted
 }
 
 #[cfg(test)]

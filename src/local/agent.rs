@@ -25,10 +25,8 @@ use tonic::Status;
 use crate::agent::Agent;
 use crate::agent::convert::parse_create_task;
 use crate::host_files::{self, EmptyFiles, Folder};
-use crate::local::graph::{
-    Attempt, Caller, Graph, ResultRecord, ResultState, TaskRecord, TaskState, check_not_own_input,
-    record,
-};
+use crate::local::graph::{Attempt, Caller, Graph, check_not_own_input};
+use crate::local::records::{ResultRecord, ResultState, TaskRecord, TaskState, record};
 use crate::local::result_store::{ResultData, ResultStore};
 use crate::local::task_folders::{MAX_SPARES, TaskFolders};
 use crate::local::task_options::merge_options;

@@ -9,7 +9,8 @@ use std::io;
 use tonic::{Code, Status};
 
 use super::agent::{CHUNK_SIZE, LocalAgent};
-use super::graph::{Attempt, Graph, ResultState, SessionStatus, TaskState};
+use super::graph::{Attempt, Graph};
+use super::records::{ResultState, SessionStatus, TaskState};
 use crate::host_files::Folder;
 use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Configuration, output};

@@ -15,9 +15,9 @@ use tonic::Status;
 
 use crate::host_files::NewFile;
 use crate::local::agent::LocalAgent;
-use crate::local::graph::{
-    Event, Graph, MAX_UNREAD_EVENTS, ResultRecord, ResultState, SessionStatus, Subscriber,
-    TaskRecord, TaskState, check_not_own_input, record,
+use crate::local::graph::{Event, Graph, MAX_UNREAD_EVENTS, Subscriber, check_not_own_input};
+use crate::local::records::{
+    ResultRecord, ResultState, SessionStatus, TaskRecord, TaskState, record,
 };
 use crate::local::result_store::ResultData;
 use crate::local::sessions::live_session;

@@ -9,6 +9,7 @@ pub mod attempts;
 pub mod client;
 pub mod graph;
 mod readiness;
+pub mod records;
 pub mod result_store;
 pub mod scheduler;
 pub mod sessions;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::local::agent::LocalAgent;
-use crate::local::graph::{TaskRecord, TaskState, count_states};
+use crate::local::records::{TaskRecord, TaskState, count_states};
 use crate::worker::task_runner::TaskRunner;
 
 /// How a local run ended.

@@ -9,7 +9,8 @@ use tonic::Status;
 
 use super::agent::LocalAgent;
 use super::client::stop_tasks;
-use super::graph::{Graph, ResultState, SessionRecord, SessionStatus};
+use super::graph::Graph;
+use super::records::{ResultState, SessionRecord, SessionStatus};
 use crate::proto::v1::TaskOptions;
 
 impl LocalAgent {

@@ -31,10 +31,12 @@ use crate::local::result_store::{ResultData, ResultStore};
 pub(crate) const MAX_SPARES: usize = 16_384;
 
 /// The listing size (`Folder::listing_size`) past which an emptied folder is removed instead
-/// of reused: four ext4 blocks, the entries of about 300 inputs. An ext4 directory keeps the
-/// blocks of its largest listing, and every later listing of it, one per attempt, reads
-/// them all: the folder of a 10,000-way fan-in's task made each no-op attempt after it in
-/// the same process 40% slower (`dev`, measured). Making a folder anew costs less, once.
+/// of reused: four 4 KiB ext4 blocks, the entries of about 200 inputs (named by UUIDs), or
+/// four times a new folder's where that is more (ext4 with larger blocks). An ext4 directory
+/// keeps the blocks of its largest listing, and every later listing of it, two per attempt,
+/// reads them all: the folder of a 10,000-way fan-in's task (about 600 KiB) made each no-op
+/// attempt after it in the same process 40% slower (`dev`, measured). Making a folder anew
+/// costs less, once. (tmpfs and btrfs report a size that shrinks with the listing.)
 const MAX_REUSED_LISTING: u64 = 16 << 10;
 
 /// The attempts' folders (`<dir>/tasks/<n>`) and the spare files (`<dir>/spares`), which no
@@ -51,6 +53,8 @@ struct Pool {
     folders: Vec<Folder>,
     /// The number in the next folder's name.
     next: u64,
+    /// The listing size of a new folder, once one was made.
+    new_listing: u64,
 }
 
 impl TaskFolders {
@@ -90,7 +94,12 @@ impl TaskFolders {
         pool.next += 1;
         let name = pool.next.to_string();
         drop(pool);
-        Ok(self.root.subfolder(&name)?.with_spares(self.spares.clone()))
+        let folder = self.root.subfolder(&name)?.with_spares(self.spares.clone());
+        if let Ok(size) = folder.listing_size() {
+            let mut pool = self.pool();
+            pool.new_listing = pool.new_listing.max(size);
+        }
+        Ok(folder)
     }
 
     /// Copies result `id`'s data from `store` into `folder` (an attempt's) as `id`, replacing
@@ -142,17 +151,20 @@ impl TaskFolders {
             .and_then(|n| n.to_str())
             .map(str::to_owned);
         if guest_returned {
-            match self
-                .spares
-                .recycle(&folder)
-                .and_then(|()| folder.listing_size())
-            {
-                Ok(size) if size <= MAX_REUSED_LISTING => {
-                    self.pool().folders.push(folder);
-                    return;
-                }
-                // Emptied, but its listing stays long: removed below.
-                Ok(_) => {}
+            match self.spares.recycle(&folder) {
+                Ok(()) => match folder.listing_size() {
+                    Ok(size) => {
+                        let mut pool = self.pool();
+                        if size <= MAX_REUSED_LISTING.max(pool.new_listing.saturating_mul(4)) {
+                            pool.folders.push(folder);
+                            return;
+                        }
+                        // Emptied, but its listing stays long: removed below.
+                    }
+                    Err(error) => {
+                        tracing::warn!(folder = %folder.path().display(), %error, "cannot read the size of a task's data folder");
+                    }
+                },
                 Err(error) => {
                     tracing::warn!(folder = %folder.path().display(), %error, "cannot empty a task's data folder");
                 }
@@ -215,23 +227,52 @@ mod tests {
 
     #[test]
     fn a_folder_whose_listing_grew_long_is_made_anew() {
-        let (_dir, folders) = folders();
+        // In the repository's file system rather than `TMPDIR`, which is often a tmpfs, where
+        // a listing shrinks as its entries go and the folder is rightly reused.
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tempdir");
+        let root = Folder::create(dir.path(), true).expect("root");
+        let folders = TaskFolders::new(&root, None).expect("task folders");
         let folder = folders.take().expect("take");
-        // The inputs of a fan-in: past the bound on ext4 (about 44 KiB of entries).
-        for i in 0..1_000 {
-            folder
-                .write(&format!("input-{i:04}-of-a-fan-in-task"), b"1")
-                .expect("write");
+        let path = folder.path().to_owned();
+        // The inputs of a fan-in, named as results are.
+        let inputs: Vec<String> = (0..1_000)
+            .map(|_| uuid::Uuid::new_v4().to_string())
+            .collect();
+        for input in &inputs {
+            folder.write(input, b"1").expect("write");
         }
+        let grown = folder.listing_size().expect("size");
+        // Whether this file system keeps a directory's size once its entries are gone.
+        let probe = root.subfolder("probe").expect("probe");
+        let new = probe.listing_size().expect("size");
+        for input in &inputs[..500] {
+            probe.write(input, b"").expect("write");
+        }
+        for input in &inputs[..500] {
+            probe.remove_file(input).expect("remove");
+        }
+        let keeps_size = probe.listing_size().expect("size") > new;
         folders.give_back(folder, true);
         let next = folders.take().expect("take");
         assert!(is_empty(&next));
-        let new = folders.take().expect("take").listing_size().expect("size");
-        let size = next.listing_size().expect("listing size");
-        assert!(
-            size <= new,
-            "the next attempt lists {size} bytes of directory, a new folder {new}"
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("spares"))
+                .expect("spares")
+                .count(),
+            inputs.len(),
+            "the inputs' files become spares"
         );
+        if keeps_size {
+            assert_ne!(next.path(), path, "a folder of {grown} bytes is reused");
+            assert!(!path.exists(), "{} is left", path.display());
+            let size = next.listing_size().expect("size");
+            assert!(
+                size <= new,
+                "the next attempt lists {size} bytes, a new folder {new}"
+            );
+        } else {
+            assert_eq!(next.path(), path, "a folder whose listing shrank is reused");
+        }
     }
 
     #[test]
