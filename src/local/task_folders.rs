@@ -193,11 +193,16 @@ mod tests {
 
     use super::*;
 
-    fn folders() -> (tempfile::TempDir, TaskFolders) {
-        let dir = tempfile::tempdir().expect("tempdir");
+    /// Task folders in a new temporary folder of `dir`, with that folder's handle.
+    fn folders_in(dir: &std::path::Path) -> (tempfile::TempDir, Folder, TaskFolders) {
+        let dir = tempfile::tempdir_in(dir).expect("tempdir");
         let root = Folder::create(dir.path(), true).expect("root");
         let folders = TaskFolders::new(&root, None).expect("task folders");
-        (dir, folders)
+        (dir, root, folders)
+    }
+
+    fn folders() -> (tempfile::TempDir, Folder, TaskFolders) {
+        folders_in(&std::env::temp_dir())
     }
 
     fn inode(folder: &Folder) -> u64 {
@@ -213,7 +218,7 @@ mod tests {
 
     #[test]
     fn a_folder_comes_back_empty_for_the_next_attempt() {
-        let (_dir, folders) = folders();
+        let (_dir, _root, folders) = folders();
         let folder = folders.take().expect("take");
         let first = inode(&folder);
         for name in ["payload", "dep", "out"] {
@@ -229,9 +234,7 @@ mod tests {
     fn a_folder_whose_listing_grew_long_is_made_anew() {
         // In the repository's file system rather than `TMPDIR`, which is often a tmpfs, where
         // a listing shrinks as its entries go and the folder is rightly reused.
-        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tempdir");
-        let root = Folder::create(dir.path(), true).expect("root");
-        let folders = TaskFolders::new(&root, None).expect("task folders");
+        let (dir, root, folders) = folders_in(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
         let folder = folders.take().expect("take");
         let path = folder.path().to_owned();
         // The inputs of a fan-in, named as results are.
@@ -277,7 +280,7 @@ mod tests {
 
     #[test]
     fn a_folder_whose_guest_did_not_return_is_removed() {
-        let (_dir, folders) = folders();
+        let (_dir, _root, folders) = folders();
         let folder = folders.take().expect("take");
         let path = folder.path().to_owned();
         folder.write("out", b"partial").expect("write");
