@@ -112,7 +112,12 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         served = &mut server => served.context("the control plane's server failed"),
     };
     if let Err(error) = ended {
-        // The server's connections may still hold the agent: the spares go first.
+        // The running attempts end first (their folders' files would become spares again),
+        // then the spares go: the server's connections may still hold the agent.
+        let _ = stopped.send(true);
+        if !scheduler.is_terminated() {
+            let _ = scheduler.await;
+        }
         agent.release_spares();
         return Err(error);
     }

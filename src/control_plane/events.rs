@@ -40,6 +40,11 @@ impl Subscription {
             self.tasks.matches(raw, task_value)
         };
         let result_matches = |id: &str, status: Option<armonik::ResultStatus>| {
+            // Without a filter the result is not looked up: one event per change, thousands
+            // a second.
+            if self.results.matches_all() {
+                return Ok(true);
+            }
             let Ok(result) = agent.any_result(id) else {
                 return Ok(false);
             };
@@ -73,15 +78,19 @@ impl Subscription {
             }
             Event::TaskStatus(id, state) if self.wants(EventsEnum::TaskStatusUpdate) => {
                 let status = state_status(state, false);
-                let Ok(view) = agent.task_view(&id) else {
-                    return Ok(None);
-                };
-                task_matches(&mut task_raw(&view), status.clone())?.then_some(
-                    Update::TaskStatusUpdate(events::TaskStatusUpdate {
-                        task_id: id,
-                        status,
-                    }),
-                )
+                // Without a filter the task is not looked up (as for results above).
+                if !self.tasks.matches_all() {
+                    let Ok(view) = agent.task_view(&id) else {
+                        return Ok(None);
+                    };
+                    if !task_matches(&mut task_raw(&view), status.clone())? {
+                        return Ok(None);
+                    }
+                }
+                Some(Update::TaskStatusUpdate(events::TaskStatusUpdate {
+                    task_id: id,
+                    status,
+                }))
             }
             Event::NewResult(id, state) if self.wants(EventsEnum::NewResult) => {
                 let status = result_status(state);

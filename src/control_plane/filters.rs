@@ -108,6 +108,11 @@ impl<F: PartialEq> Compiled<F> {
         Ok(Self { sets, rest })
     }
 
+    /// Whether this is the empty filter, which matches everything without reading a field.
+    pub fn matches_all(&self) -> bool {
+        self.sets.is_empty() && self.rest.is_empty()
+    }
+
     /// Whether `object` matches; `value` reads one of its fields. An empty filter matches
     /// everything.
     ///
@@ -119,7 +124,7 @@ impl<F: PartialEq> Compiled<F> {
         object: &O,
         value: impl Fn(&O, &F) -> Result<Value, Status>,
     ) -> Result<bool, Status> {
-        if self.sets.is_empty() && self.rest.is_empty() {
+        if self.matches_all() {
             return Ok(true);
         }
         for (field, set) in &self.sets {

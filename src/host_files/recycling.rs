@@ -103,13 +103,16 @@ impl Spares {
         let room = self.max.saturating_sub(self.list().names.len());
         let kept = folder.recycle_contents(&self.folder, || self.next_name(), room)?;
         for (name, mut size) in kept {
-            if self.list().bytes + size > MAX_KEPT_BYTES {
+            // Checked and counted under one lock: folders are emptied on several threads.
+            let mut list = self.list();
+            if list.bytes + size > MAX_KEPT_BYTES {
+                drop(list);
                 if !self.empty(&name) {
                     continue;
                 }
                 size = 0;
+                list = self.list();
             }
-            let mut list = self.list();
             list.bytes += size;
             list.names.push((name, size));
         }

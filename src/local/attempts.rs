@@ -23,10 +23,59 @@ pub struct Dispatch {
     pub data_folder: Folder,
 }
 
+/// A task picked to run ([`LocalAgent::pick_next`]): its attempt is recorded, its data folder
+/// taken, but its payload and dependencies are not copied in yet ([`LocalAgent::fill`]).
+/// Dropped without `fill` and `finish`, its task would stay running.
+#[must_use]
+pub struct Start {
+    /// What the task runner gets once the folder is filled.
+    dispatch: Dispatch,
+}
+
+impl Start {
+    /// The attempt's communication token.
+    pub fn token(&self) -> &str {
+        &self.dispatch.request.communication_token
+    }
+
+    /// The task's id.
+    pub fn task_id(&self) -> &str {
+        &self.dispatch.request.task_id
+    }
+
+    /// How many files `fill` copies: the payload and each data dependency.
+    pub fn inputs(&self) -> usize {
+        1 + self.dispatch.request.data_dependencies.len()
+    }
+}
+
 impl LocalAgent {
-    /// Starts the oldest task whose dependencies are all completed: makes its token and data
-    /// folder, with its payload and dependencies in it. `None` if no task is ready.
+    /// Starts the oldest task whose dependencies are all completed (see
+    /// [`pick_next`](Self::pick_next) and [`fill`](Self::fill)). `None` if no task is ready.
+    ///
+    /// # Errors
+    /// As `pick_next` and `fill`; after a `fill` error the attempt is ended
+    /// ([`unfilled`](Self::unfilled)).
     pub fn start_next(&self) -> io::Result<Option<Dispatch>> {
+        let Some(start) = self.pick_next()? else {
+            return Ok(None);
+        };
+        let token = start.token().to_owned();
+        self.fill(start)
+            .inspect_err(|error| {
+                self.unfilled(&token, error);
+            })
+            .map(Some)
+    }
+
+    /// Picks the oldest task whose dependencies are all completed, marks it running, and
+    /// records its attempt with a new token and an empty data folder. `None` if no task is
+    /// ready. The copies are left to [`fill`](Self::fill), outside the graph's lock: several
+    /// attempts' copies (a fan-in's 10,000 inputs) are then made beside the other tasks.
+    ///
+    /// # Errors
+    /// A data folder cannot be made.
+    pub fn pick_next(&self) -> io::Result<Option<Start>> {
         let mut graph = self.lock();
         // The oldest ready task still pending; one of a paused session waits for its resume.
         let task_id = loop {
@@ -51,20 +100,24 @@ impl LocalAgent {
             }
         };
         let token = uuid::Uuid::new_v4().to_string();
-        let Some(task) = graph.tasks.get_mut(&task_id) else {
+        let Some(task) = graph.tasks.get(&task_id) else {
             return Ok(None);
         };
-        let folder = self.folders.take()?;
-        for id in std::iter::once(&task.payload_id).chain(&task.data_dependencies) {
-            if let Err(error) = self.folders.copy_in(&self.store, id, &folder) {
-                self.folders.give_back(folder, false);
+        // Taken before any copy, which may read data deleted meanwhile (see `give_back`).
+        let copies = self.folders.copies();
+        let folder = match self.folders.take() {
+            Ok(folder) => folder,
+            Err(error) => {
+                // Ready again, for when a folder can be made.
+                graph.readiness.put_back(task_id);
                 return Err(error);
             }
-        }
+        };
         let data_folder = match folder.try_clone() {
             Ok(data_folder) => data_folder,
             Err(error) => {
-                self.folders.give_back(folder, false);
+                self.folders.give_back(folder, false, copies);
+                graph.readiness.put_back(task_id);
                 return Err(error);
             }
         };
@@ -82,11 +135,43 @@ impl LocalAgent {
             }),
         };
         graph.set_task_state(&task_id, TaskState::Running, None);
-        graph.attempts.insert(token, Attempt::new(task_id, folder));
-        Ok(Some(Dispatch {
-            request,
-            data_folder,
+        graph
+            .attempts
+            .insert(token, Attempt::new(task_id, folder, copies));
+        Ok(Some(Start {
+            dispatch: Dispatch {
+                request,
+                data_folder,
+            },
         }))
+    }
+
+    /// Copies the picked task's payload and dependencies into its data folder, as files named
+    /// by result id (a result completed without data is an empty file, as in ArmoniK).
+    ///
+    /// # Errors
+    /// A copy fails (I/O, or a stored file that is not a regular file). The attempt is still
+    /// recorded: end it with [`unfilled`](Self::unfilled).
+    pub fn fill(&self, start: Start) -> io::Result<Dispatch> {
+        let dispatch = start.dispatch;
+        let request = &dispatch.request;
+        for id in std::iter::once(&request.payload_id).chain(&request.data_dependencies) {
+            self.folders
+                .copy_in(&self.store, id, &dispatch.data_folder)?;
+        }
+        Ok(dispatch)
+    }
+
+    /// Ends the attempt with `token`, whose folder could not be filled (`error`), as an
+    /// attempt that failed before its guest ran (an agent error, which ArmoniK retries): its
+    /// task is retried or fails, saying why. Returns the task's new state.
+    pub fn unfilled(&self, token: &str, error: &io::Error) -> TaskState {
+        let task_id = self.lock().attempts.get(token).map(|a| a.task_id.clone());
+        tracing::warn!(task_id, %error, "cannot copy a task's inputs into its data folder");
+        let status = Status::internal(format!(
+            "cannot copy the task's payload and dependencies into its data folder: {error}"
+        ));
+        self.finish(token, &Err(status))
     }
 
     /// Applies the outcome of the attempt with `token`, as ArmoniK's post-processing does, and
@@ -99,6 +184,7 @@ impl LocalAgent {
         let Some(mut attempt) = graph.attempts.remove(token) else {
             return TaskState::Error;
         };
+        let copies = attempt.copies;
         let task_id = attempt.task_id.clone();
         let cancelling = graph
             .tasks
@@ -143,8 +229,11 @@ impl LocalAgent {
                 graph.retry_or_fail(&task_id, message)
             }
         };
-        // After the commit, which moves the notified files out of it.
-        self.folders.give_back(attempt.folder, outcome.is_ok());
+        // After the commit, which moves the notified files out of it; outside the graph's lock,
+        // as emptying the folder is the attempt's own business.
+        drop(graph);
+        self.folders
+            .give_back(attempt.folder, outcome.is_ok(), copies);
         state
     }
 
@@ -297,5 +386,58 @@ mod tests {
             assert_eq!(agent.result(id).map(|r| r.1), Some(ResultState::Aborted));
             assert!(agent.open_data(id).is_err(), "{id} was stored");
         }
+    }
+
+    /// An input that cannot be copied (here the store's file of the payload became a
+    /// directory) fails the attempt, not the whole graph: the task is retried as after any
+    /// agent error, then fails saying why, its output is aborted, and its folder is removed.
+    #[test]
+    fn an_input_that_cannot_be_copied_fails_the_attempt_and_is_retried() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let agent = LocalAgent::new(dir.path(), None).expect("agent");
+        let options = TaskOptions {
+            max_retries: 1,
+            ..TaskOptions::default()
+        };
+        let session = agent.create_session(options, Vec::new());
+        // Larger than what the store keeps in memory: a file of its own.
+        let payload = agent
+            .create_result(&session, "payload", &[1; 100 << 10])
+            .expect("payload");
+        let stored = dir.path().join("results").join(&payload);
+        std::fs::remove_file(&stored).expect("the payload is a file");
+        std::fs::create_dir(&stored).expect("a directory in its place");
+        let output = agent
+            .create_result_metadata(&session, "output")
+            .expect("output");
+        let task = crate::local::client::TaskCreation {
+            payload_id: payload,
+            expected_outputs: vec![output.clone()],
+            ..Default::default()
+        };
+        agent
+            .submit_tasks(&session, None, vec![task])
+            .expect("submit");
+        for attempt in 0..2 {
+            assert!(agent.start_next().is_err(), "attempt {attempt} started");
+        }
+        assert!(agent.start_next().expect("nothing left").is_none());
+        let tasks = agent.tasks();
+        let states: Vec<TaskState> = tasks.iter().map(|t| t.state).collect();
+        assert_eq!(states, [TaskState::Retried, TaskState::Error]);
+        let message = tasks[1].message.as_deref().unwrap_or_default();
+        assert!(
+            message.contains("cannot copy the task's payload"),
+            "{message}"
+        );
+        assert_eq!(
+            agent.result(&output).map(|r| r.1),
+            Some(ResultState::Aborted)
+        );
+        assert!(agent.lock().attempts.is_empty());
+        let left = std::fs::read_dir(dir.path().join("tasks"))
+            .expect("task folders")
+            .count();
+        assert_eq!(left, 0, "a failed attempt's folder is left");
     }
 }

@@ -260,6 +260,8 @@ impl LocalAgent {
                 continue;
             }
             if let Err(error) = self.store.remove(id) {
+                // The data removed before it must not outlive it in copies either.
+                self.folders.forget_copies();
                 return Err(Status::internal(format!(
                     "cannot delete the data of result `{id}`: {error}"
                 )));

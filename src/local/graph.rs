@@ -54,6 +54,9 @@ pub(crate) struct Attempt {
     pub(crate) task_id: String,
     /// Its data folder (see `task_folders`).
     pub(crate) folder: Folder,
+    /// The task folders' generation of copies when the folder was taken
+    /// (`TaskFolders::copies`).
+    pub(crate) copies: u64,
     /// The results it created, in order (see [`stage`](Self::stage)).
     pub(crate) results: Vec<(String, ResultRecord)>,
     /// The same, by id: a task creating and using thousands of results checks each in O(1).
@@ -65,11 +68,12 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
-    /// A new attempt of `task_id`, with its data folder.
-    pub(crate) fn new(task_id: String, folder: Folder) -> Self {
+    /// A new attempt of `task_id`, with its data folder, taken in generation `copies`.
+    pub(crate) fn new(task_id: String, folder: Folder, copies: u64) -> Self {
         Self {
             task_id,
             folder,
+            copies,
             results: Vec::new(),
             created: HashMap::new(),
             notified: Vec::new(),

@@ -71,6 +71,11 @@ impl Readiness {
         self.ready.pop_front()
     }
 
+    /// A ready task that could not start (its data folder could not be made): first again.
+    pub(crate) fn put_back(&mut self, task_id: String) {
+        self.ready.push_front(task_id);
+    }
+
     /// Keeps a ready task of a paused session until it resumes.
     pub(crate) fn park(&mut self, session_id: &str, task_id: String) {
         self.parked

@@ -46,6 +46,24 @@ impl Report {
 #[error("interrupted: the running tasks were stopped")]
 pub struct Interrupted;
 
+/// Inputs from which an attempt's file work (its copies in, the emptying of its folder) runs
+/// through `block_in_place`: a fan-in's thousands of copies take a runtime thread for a good
+/// fraction of a second, during which the thread's other tasks (the control plane's calls,
+/// other guests) move to another thread. Below, the hand-over would cost more than the work.
+const MANY_INPUTS: usize = 64;
+
+/// Runs `work`, file work of an attempt with `inputs` inputs, on this thread: a large one
+/// through `block_in_place` where the runtime has other threads to take over.
+fn file_work<T>(inputs: usize, work: impl FnOnce() -> T) -> T {
+    let threads = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
+    if inputs >= MANY_INPUTS && threads {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
 /// When [`run_graph`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Until {
@@ -90,8 +108,8 @@ pub async fn run_graph(
 ) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut running = JoinSet::new();
-    // The attempt of each spawned task, and how to stop it.
-    let mut attempts: HashMap<tokio::task::Id, String> = HashMap::new();
+    // The attempt (token, task id) of each spawned task, and how to stop it.
+    let mut attempts: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
     let mut handles: HashMap<String, AbortHandle> = HashMap::new();
     let mut stop = std::pin::pin!(stop);
     loop {
@@ -102,8 +120,8 @@ pub async fn run_graph(
             }
         }
         while running.len() < parallelism.max(1) {
-            let dispatch = match agent.start_next() {
-                Ok(Some(dispatch)) => dispatch,
+            let start = match agent.pick_next() {
+                Ok(Some(start)) => start,
                 Ok(None) => break,
                 Err(error) => {
                     // The running guests are stopped and waited for, so their folders can go.
@@ -114,16 +132,28 @@ pub async fn run_graph(
                     return Err(error.into());
                 }
             };
-            let runner = runner.clone();
-            let token = dispatch.request.communication_token.clone();
-            let handle = running.spawn(async move {
-                let task_id = dispatch.request.task_id.clone();
-                let outcome = runner
-                    .process_in(dispatch.request, dispatch.data_folder)
-                    .await;
-                (task_id, outcome)
+            let (agent, runner) = (agent.clone(), runner.clone());
+            let (token, task_id) = (start.token().to_owned(), start.task_id().to_owned());
+            let inputs = start.inputs();
+            // The copies in, the guest and the attempt's end run on the runtime's threads,
+            // beside the other attempts', rather than one after another in this loop.
+            let handle = running.spawn({
+                let token = token.clone();
+                async move {
+                    let dispatch = match file_work(inputs, || agent.fill(start)) {
+                        Ok(dispatch) => dispatch,
+                        Err(error) => return agent.unfilled(&token, &error),
+                    };
+                    // A stop asked for during the copies takes effect here.
+                    tokio::task::yield_now().await;
+                    let outcome = runner
+                        .process_in(dispatch.request, dispatch.data_folder)
+                        .await;
+                    // Nothing awaits after the guest: a stop cannot come between it and its end.
+                    file_work(inputs, || agent.finish(&token, &outcome))
+                }
             });
-            attempts.insert(handle.id(), token.clone());
+            attempts.insert(handle.id(), (token.clone(), task_id));
             handles.insert(token, handle);
         }
         if running.is_empty() && until == Until::Idle {
@@ -141,22 +171,21 @@ pub async fn run_graph(
                 return Err(Interrupted.into());
             }
         };
-        let (id, finished) = match joined {
-            Ok((id, (task_id, outcome))) => (id, Some((task_id, outcome))),
+        let (id, ended) = match joined {
+            Ok((id, state)) => (id, Some(state)),
             Err(error) => (error.id(), None),
         };
-        let Some(token) = attempts.remove(&id) else {
+        let Some((token, task_id)) = attempts.remove(&id) else {
             continue;
         };
         handles.remove(&token);
-        // A stopped attempt ends as its task's cancellation says; a panic is retried.
-        let (task_id, outcome) = finished.unwrap_or_else(|| {
-            (
-                String::new(),
-                Err(tonic::Status::cancelled("the task was stopped")),
+        // Stopped before its end, as its task's cancellation says; a panic is retried.
+        let state = ended.unwrap_or_else(|| {
+            agent.finish(
+                &token,
+                &Err(tonic::Status::cancelled("the task was stopped")),
             )
         });
-        let state = agent.finish(&token, &outcome);
         match observer {
             Some(observer) => {
                 if let Err(error) = observer.task_done(&agent, &task_id, state, running.len()) {

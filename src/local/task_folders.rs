@@ -18,6 +18,7 @@
 //! folder (see `host_files::recycling`).
 
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::host_files::{EmptyFiles, Folder, Spares};
@@ -45,6 +46,9 @@ pub(crate) struct TaskFolders {
     root: Folder,
     spares: Arc<Spares>,
     pool: Mutex<Pool>,
+    /// The generation of copies: one more each time results' data is deleted
+    /// ([`forget_copies`](Self::forget_copies)).
+    copies: AtomicU64,
 }
 
 #[derive(Default)]
@@ -73,6 +77,7 @@ impl TaskFolders {
             root,
             spares: Arc::new(spares),
             pool: Mutex::default(),
+            copies: AtomicU64::new(0),
         })
     }
 
@@ -132,9 +137,17 @@ impl TaskFolders {
         }
     }
 
+    /// The generation of copies now: an attempt reads it before its inputs are copied, and
+    /// gives it to [`give_back`](Self::give_back).
+    pub(crate) fn copies(&self) -> u64 {
+        self.copies.load(Ordering::SeqCst)
+    }
+
     /// Empties the spare files, whose content may copy results whose data was just deleted:
-    /// it must not outlive them on disk.
+    /// it must not outlive them on disk. The folders of the attempts running now may hold
+    /// such copies too: their files are removed, not kept as spares, when they come back.
     pub(crate) fn forget_copies(&self) {
+        self.copies.fetch_add(1, Ordering::SeqCst);
         self.spares.empty_all();
     }
 
@@ -142,16 +155,23 @@ impl TaskFolders {
     /// guest ran to its end, so no file operation of it is pending), the folder is emptied
     /// and kept for another attempt (unless its listing grew long, see
     /// [`MAX_REUSED_LISTING`]), and the files in it that nothing can write to any more become
-    /// spares; otherwise (the guest was stopped, or may still be stopping) the folder is
-    /// removed.
-    pub(crate) fn give_back(&self, folder: Folder, guest_returned: bool) {
+    /// spares; otherwise (the guest was stopped, or may still be stopping), or when results'
+    /// data was deleted since the folder was taken in generation `copies` (its copies may
+    /// hold that data), the folder is removed with its files.
+    pub(crate) fn give_back(&self, folder: Folder, guest_returned: bool, copies: u64) {
         let name = folder
             .path()
             .file_name()
             .and_then(|n| n.to_str())
             .map(str::to_owned);
-        if guest_returned {
-            match self.spares.recycle(&folder) {
+        if guest_returned && copies == self.copies() {
+            let recycled = self.spares.recycle(&folder);
+            // Data deleted while the files were moved: `forget_copies` may have emptied the
+            // spares before they came, so they are emptied again.
+            if copies != self.copies() {
+                self.spares.empty_all();
+            }
+            match recycled {
                 Ok(()) => match folder.listing_size() {
                     Ok(size) => {
                         let mut pool = self.pool();
@@ -224,7 +244,7 @@ mod tests {
         for name in ["payload", "dep", "out"] {
             folder.write(name, b"bytes").expect("write");
         }
-        folders.give_back(folder, true);
+        folders.give_back(folder, true, folders.copies());
         let again = folders.take().expect("take");
         assert_eq!(inode(&again), first, "the emptied folder serves again");
         assert!(is_empty(&again));
@@ -255,7 +275,7 @@ mod tests {
             probe.remove_file(input).expect("remove");
         }
         let keeps_size = probe.listing_size().expect("size") > new;
-        folders.give_back(folder, true);
+        folders.give_back(folder, true, folders.copies());
         let next = folders.take().expect("take");
         assert!(is_empty(&next));
         assert_eq!(
@@ -284,9 +304,38 @@ mod tests {
         let folder = folders.take().expect("take");
         let path = folder.path().to_owned();
         folder.write("out", b"partial").expect("write");
-        folders.give_back(folder, false);
+        folders.give_back(folder, false, folders.copies());
         assert!(!path.exists(), "{} is left", path.display());
         let next = folders.take().expect("take");
         assert!(is_empty(&next));
+    }
+
+    /// Results' data deleted while an attempt ran: the copies in its folder may hold that
+    /// data, so they are removed with the folder instead of kept as spares (which keep their
+    /// bytes until they serve again).
+    #[test]
+    fn copies_taken_before_data_was_deleted_do_not_become_spares() {
+        let (dir, _root, folders) = folders();
+        let copies = folders.copies();
+        let folder = folders.take().expect("take");
+        let path = folder.path().to_owned();
+        folder.write("input", b"deleted data").expect("write");
+        folders.forget_copies();
+        folders.give_back(folder, true, copies);
+        assert!(!path.exists(), "{} is left", path.display());
+        let spares: Vec<_> = std::fs::read_dir(dir.path().join("spares"))
+            .expect("spares")
+            .map(|entry| std::fs::read(entry.expect("entry").path()).expect("read"))
+            .collect();
+        assert!(
+            spares.iter().all(Vec::is_empty),
+            "a spare keeps the deleted data: {spares:?}"
+        );
+        // A folder taken after the deletion is kept as before.
+        let folder = folders.take().expect("take");
+        let kept = inode(&folder);
+        folder.write("input", b"data").expect("write");
+        folders.give_back(folder, true, folders.copies());
+        assert_eq!(inode(&folders.take().expect("take")), kept);
     }
 }

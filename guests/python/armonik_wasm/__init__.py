@@ -197,10 +197,12 @@ class _DataDependencies(Mapping):
     def __init__(self, handler: "TaskHandler", ids: List[str]):
         self._handler = handler
         self._ids = list(ids)
+        # Membership in O(1): a fan-in task reads thousands of dependencies.
+        self._known = frozenset(self._ids)
         self._cache: Dict[str, bytes] = {}
 
     def __getitem__(self, result_id: str) -> bytes:
-        if result_id not in self._ids:
+        if result_id not in self._known:
             raise KeyError(result_id)
         if result_id not in self._cache:
             self._cache[result_id] = self._handler._read(result_id)
@@ -213,7 +215,7 @@ class _DataDependencies(Mapping):
         return len(self._ids)
 
     def __contains__(self, result_id) -> bool:
-        return result_id in self._ids
+        return result_id in self._known
 
 
 class TaskHandler:
