@@ -40,8 +40,8 @@ impl Subscription {
             self.tasks.matches(raw, task_value)
         };
         let result_matches = |id: &str, status: Option<armonik::ResultStatus>| {
-            // Without a filter the result is not looked up: one event per change, thousands
-            // a second.
+            // Without a filter a status or owner change is sent without looking its result
+            // up: one event per change, thousands a second.
             if self.results.matches_all() {
                 return Ok(true);
             }
@@ -97,10 +97,11 @@ impl Subscription {
                 if !result_matches(&id, Some(status.clone()))? {
                     return Ok(None);
                 }
-                let owner_id = agent
-                    .any_result(&id)
-                    .map(|r| r.owner_task_id)
-                    .unwrap_or_default();
+                // Gone (its session deleted while the event waited): not sent, as a task's.
+                let Ok(result) = agent.any_result(&id) else {
+                    return Ok(None);
+                };
+                let owner_id = result.owner_task_id;
                 Some(Update::NewResult(events::NewResult {
                     result_id: id,
                     owner_id,
