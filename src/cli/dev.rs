@@ -111,22 +111,20 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         ended = &mut scheduler => ended.map(drop),
         served = &mut server => served.context("the control plane's server failed"),
     };
-    if let Err(error) = ended {
-        // The running attempts end first (their folders' files would become spares again),
-        // then the spares go: the server's connections may still hold the agent.
-        let _ = stopped.send(true);
-        if !scheduler.is_terminated() {
-            let _ = scheduler.await;
-        }
-        agent.release_spares();
-        return Err(error);
+    if ended.is_ok() {
+        tracing::info!("stopping: running tasks are stopped");
     }
-    tracing::info!("stopping: running tasks are stopped");
     let _ = stopped.send(true);
     // Both end promptly once told: the scheduler stops its guests, the server its calls
-    // (event streams included, which never end on their own).
+    // (event streams included, which never end on their own). The running attempts end
+    // before the spares go, on every path: their folders' files would become spares again.
     if !scheduler.is_terminated() {
         let _ = scheduler.await;
+    }
+    if let Err(error) = ended {
+        // The server's connections may still hold the agent: the spares go first.
+        agent.release_spares();
+        return Err(error);
     }
     if !server.is_terminated()
         && let Ok(Err(error)) =

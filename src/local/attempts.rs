@@ -50,13 +50,14 @@ impl Start {
 }
 
 impl LocalAgent {
-    /// Starts the oldest task whose dependencies are all completed (see
-    /// [`pick_next`](Self::pick_next) and [`fill`](Self::fill)). `None` if no task is ready.
+    /// Starts the oldest task whose dependencies are all completed, in one step, as the
+    /// scheduler does in its loop and the attempt's own task (`pick_next`, then `fill`, and
+    /// `unfilled` when that fails). `None` if no task is ready.
     ///
     /// # Errors
-    /// As `pick_next` and `fill`; after a `fill` error the attempt is ended
-    /// ([`unfilled`](Self::unfilled)).
-    pub fn start_next(&self) -> io::Result<Option<Dispatch>> {
+    /// As `pick_next` and `fill`.
+    #[cfg(test)]
+    pub(crate) fn start_next(&self) -> io::Result<Option<Dispatch>> {
         let Some(start) = self.pick_next()? else {
             return Ok(None);
         };

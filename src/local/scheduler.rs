@@ -53,11 +53,9 @@ pub struct Interrupted;
 const MANY_INPUTS: usize = 64;
 
 /// Runs `work`, file work of an attempt with `inputs` inputs, on this thread: a large one
-/// through `block_in_place` where the runtime has other threads to take over.
-fn file_work<T>(inputs: usize, work: impl FnOnce() -> T) -> T {
-    let threads = tokio::runtime::Handle::current().runtime_flavor()
-        == tokio::runtime::RuntimeFlavor::MultiThread;
-    if inputs >= MANY_INPUTS && threads {
+/// through `block_in_place` when the runtime has other threads to take over (`threads`).
+fn file_work<T>(threads: bool, inputs: usize, work: impl FnOnce() -> T) -> T {
+    if threads && inputs >= MANY_INPUTS {
         tokio::task::block_in_place(work)
     } else {
         work()
@@ -112,6 +110,9 @@ pub async fn run_graph(
     let mut attempts: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
     let mut handles: HashMap<String, AbortHandle> = HashMap::new();
     let mut stop = std::pin::pin!(stop);
+    // Whether file work may leave this thread (see `file_work`): fixed for the runtime.
+    let threads = tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread;
     loop {
         for token in agent.take_stops() {
             // Dropping the guest's future stops it at its next epoch tick.
@@ -140,7 +141,7 @@ pub async fn run_graph(
             let handle = running.spawn({
                 let token = token.clone();
                 async move {
-                    let dispatch = match file_work(inputs, || agent.fill(start)) {
+                    let dispatch = match file_work(threads, inputs, || agent.fill(start)) {
                         Ok(dispatch) => dispatch,
                         Err(error) => return agent.unfilled(&token, &error),
                     };
@@ -150,7 +151,7 @@ pub async fn run_graph(
                         .process_in(dispatch.request, dispatch.data_folder)
                         .await;
                     // Nothing awaits after the guest: a stop cannot come between it and its end.
-                    file_work(inputs, || agent.finish(&token, &outcome))
+                    file_work(threads, inputs, || agent.finish(&token, &outcome))
                 }
             });
             attempts.insert(handle.id(), (token.clone(), task_id));
