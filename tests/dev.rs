@@ -773,9 +773,11 @@ fn fnv1a(bytes: &[u8]) -> String {
 
 /// The embedded agent reuses attempts' folders and the files of their input copies
 /// (`src/local/task_folders.rs`). One task after another (parallelism 1), each surveys its
-/// folder, then spoils it: overwrites its inputs, leaves files, a second name of its payload,
-/// a directory, and a write it never finishes. Every task must still see exactly its own
-/// inputs with their stored bytes, and the stored results never change.
+/// folder, then spoils it, one task in two with plain files only (its inputs overwritten,
+/// files left: a folder keeps such files in place for its next attempt), the other also with
+/// a second name of its payload, a directory, and a write it never finishes. Every task must
+/// still see exactly its own inputs with their stored bytes, and the stored results never
+/// change.
 #[tokio::test(flavor = "multi_thread")]
 async fn reused_task_folders_show_each_task_only_its_own_inputs() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -783,7 +785,16 @@ async fn reused_task_folders_show_each_task_only_its_own_inputs() {
     let mut client = dev.client().await;
     let (session, library) = guest_session(&mut client, "hostile").await;
     let wasm = std::fs::read(guest("hostile")).expect("guest");
-    let payload = create(&mut client, &session, "payload", b"taint").await;
+    let payloads = [
+        (
+            create(&mut client, &session, "payload", b"taint").await,
+            b"taint".as_slice(),
+        ),
+        (
+            create(&mut client, &session, "files", b"taint-files").await,
+            b"taint-files".as_slice(),
+        ),
+    ];
     let shared_bytes = b"shared".repeat(1000);
     let shared = create(&mut client, &session, "shared", &shared_bytes).await;
 
@@ -794,9 +805,10 @@ async fn reused_task_folders_show_each_task_only_its_own_inputs() {
         let own_bytes = format!("own-{n}-").repeat(1 + n * 300).into_bytes();
         let own = create(&mut client, &session, &format!("own-{n}"), &own_bytes).await;
         let output = create_metadata(&mut client, &session, &format!("output-{n}")).await;
+        let (payload, mode) = &payloads[n % 2];
         let mut survey: Vec<String> = [
             (&library, wasm.as_slice()),
-            (&payload, b"taint".as_slice()),
+            (payload, *mode),
             (&shared, shared_bytes.as_slice()),
             (&own, own_bytes.as_slice()),
         ]

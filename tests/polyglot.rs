@@ -589,7 +589,7 @@ async fn instantiation_cost() {
     use armonik_wasm::sandbox::compile_cache::DiskCache;
     use armonik_wasm::sandbox::data_folder::DataFolder;
     use armonik_wasm::sandbox::guest_log::TaskIds;
-    use armonik_wasm::sandbox::{Sandbox, SandboxConfig, wasi_context};
+    use armonik_wasm::sandbox::{DEFAULT_KEEP_RESIDENT, Sandbox, SandboxConfig, wasi_context};
     use sha2::{Digest, Sha256};
 
     const RUNS: usize = 300;
@@ -598,6 +598,7 @@ async fn instantiation_cost() {
         memory_limit: 2048 << 20,
         pooling: true,
         instantiate_ahead: false,
+        keep_resident: DEFAULT_KEEP_RESIDENT,
     })
     .expect("sandbox");
     let disk = DiskCache::open(&cache_dir(), sandbox.engine(), Default::default()).expect("cache");

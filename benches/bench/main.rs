@@ -38,7 +38,9 @@ use armonik_wasm::sandbox::compile_cache::DiskCache;
 use armonik_wasm::sandbox::components::Components;
 use armonik_wasm::sandbox::data_folder::DataFolder;
 use armonik_wasm::sandbox::guest_log::TaskIds;
-use armonik_wasm::sandbox::{Sandbox, SandboxConfig, TaskRun, TaskState, wasi_context};
+use armonik_wasm::sandbox::{
+    DEFAULT_KEEP_RESIDENT, Sandbox, SandboxConfig, TaskRun, TaskState, wasi_context,
+};
 use armonik_wasm::worker::task_runner::{RunnerConfig, TaskRunner};
 use common::polyglot::Lang;
 use common::python::find_python;

@@ -8,6 +8,7 @@ pub(super) async fn sandbox(pooling: bool) -> anyhow::Result<Arc<Sandbox>> {
         memory_limit: 2 << 30,
         pooling,
         instantiate_ahead: false,
+        keep_resident: DEFAULT_KEEP_RESIDENT,
     })?))
 }
 
@@ -110,6 +111,7 @@ pub(super) async fn made_ahead_starts(
         memory_limit: 2 << 30,
         pooling: true,
         instantiate_ahead: true,
+        keep_resident: DEFAULT_KEEP_RESIDENT,
     })?);
     let setup = Setup::new(&sandbox, wasm, Some(&context.payload_id)).await?;
     let (mut samples, mut busy, mut faults) = (Vec::with_capacity(n), Duration::ZERO, 0);

@@ -21,7 +21,7 @@ use crate::agent::grpc::GrpcAgent;
 use crate::outln;
 use crate::sandbox::compile_cache::{self, CacheLimits, DiskCache};
 use crate::sandbox::components::{self, Components, Origin, check_header};
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::sandbox::{DEFAULT_KEEP_RESIDENT, Sandbox, SandboxConfig};
 use crate::telemetry::logs::LogFormat;
 use crate::telemetry::metrics;
 use crate::worker::config::ChannelAddress;
@@ -90,6 +90,13 @@ pub struct SandboxArgs {
     #[arg(long, env = "ArmonikWasm__MemoryLimitMiB", default_value_t = 2048)]
     pub memory_limit_mib: usize,
 
+    /// Linear memory kept resident between tasks, in MiB per memory: reset in place rather
+    /// than given back and faulted in again by the next task. Higher speeds up tasks that
+    /// move large data (their buffers stay mapped), at the cost of that much RAM kept per
+    /// pool slot once a task grew its memory so far.
+    #[arg(long, env = "ArmonikWasm__KeepResidentMiB", default_value_t = DEFAULT_KEEP_RESIDENT >> 20)]
+    pub keep_resident_mib: usize,
+
     /// Time budget, in seconds, of a task whose options set no max_duration.
     #[arg(
         long,
@@ -144,6 +151,7 @@ impl SandboxArgs {
             memory_limit: self.memory_limit_mib.saturating_mul(1024 * 1024),
             pooling: !self.no_pooling,
             instantiate_ahead: !self.no_instantiate_ahead,
+            keep_resident: self.keep_resident_mib.saturating_mul(1024 * 1024),
         })?);
         let root = if self.no_cache {
             None

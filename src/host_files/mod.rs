@@ -28,7 +28,7 @@ mod reuse;
 
 pub use empty_files::EmptyFiles;
 pub use names::{plain_name, safe_file_name};
-pub use recycling::Spares;
+pub use recycling::{Leftovers, Spares};
 use removal::empty;
 
 /// `O_NONBLOCK`, as `open`'s flags take it.

@@ -21,12 +21,13 @@
 
 use std::io::{self, Seek as _};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use cap_std::fs::OpenOptions;
+use rustix::fs::RenameFlags;
 
 use super::reuse::unreachable_by_others;
-use super::{EmptyFiles, Folder};
+use super::{EmptyFiles, Folder, plain_name};
 
 /// Files kept for reuse, in a folder no task sees: files of task folders taken by
 /// [`Spares::recycle`], handed out again, overwritten, by [`Folder::write`] and its kin in the
@@ -94,29 +95,47 @@ impl Spares {
         self.list.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Empties `folder` (see [`Folder::recycle_contents`]), keeping its files as spares while
-    /// there is room; a spare whose content would pass `MAX_KEPT_BYTES` is emptied.
+    /// Empties `folder` (see `Folder::recycle_contents`) for its next attempt. When it
+    /// holds at most `in_place` files, all reusable, they stay where they are: returned as
+    /// [`Leftovers`], for that attempt's inputs. Otherwise its files become spares while
+    /// there is room. A file whose content would pass `MAX_KEPT_BYTES`, in all, is emptied.
     ///
     /// # Errors
-    /// As [`Folder::recycle_contents`].
-    pub fn recycle(&self, folder: &Folder) -> io::Result<()> {
+    /// As `Folder::recycle_contents`, or a leftover file that cannot be emptied cannot be
+    /// removed either.
+    pub fn recycle(self: &Arc<Self>, folder: &Folder, in_place: usize) -> io::Result<Leftovers> {
         let room = self.max.saturating_sub(self.list().names.len());
-        let kept = folder.recycle_contents(&self.folder, || self.next_name(), room)?;
-        for (name, mut size) in kept {
-            // Checked and counted under one lock: folders are emptied on several threads.
-            let mut list = self.list();
-            if list.bytes + size > MAX_KEPT_BYTES {
-                drop(list);
-                if !self.empty(&name) {
-                    continue;
-                }
-                size = 0;
-                list = self.list();
+        let recycled =
+            folder.recycle_contents(&self.folder, || self.next_name(), in_place, room)?;
+        for (name, size) in recycled.spares {
+            if let Some(size) = self.count(size, || self.empty(&name)) {
+                self.list().names.push((name, size));
             }
-            list.bytes += size;
-            list.names.push((name, size));
         }
-        Ok(())
+        let mut leftovers = Leftovers {
+            spares: self.clone(),
+            files: Vec::new(),
+        };
+        for (name, file, size) in recycled.in_place {
+            match self.count(size, || file.set_len(0).is_ok()) {
+                Some(size) => leftovers.files.push(Leftover { name, file, size }),
+                None => folder.remove_file(&name)?,
+            }
+        }
+        Ok(leftovers)
+    }
+
+    /// Counts `size` bytes more as kept, or, when that would pass `MAX_KEPT_BYTES`, empties
+    /// the file with `empty` and counts nothing. The size counted, `None` when `empty` failed.
+    fn count(&self, size: u64, empty: impl FnOnce() -> bool) -> Option<u64> {
+        // Checked and counted under one lock: folders are emptied on several threads.
+        let mut list = self.list();
+        if list.bytes + size <= MAX_KEPT_BYTES {
+            list.bytes += size;
+            return Some(size);
+        }
+        drop(list);
+        empty().then_some(0)
     }
 
     /// A spare taken off the list, open for writing: among the last few kept, one of `size`
@@ -199,13 +218,7 @@ impl Spares {
             mut file,
             size,
         } = spare;
-        let filled = fill(&mut file).and_then(|filled| {
-            // No byte of the earlier content may follow the new one's (`fill` writes
-            // sequentially: the file grew past `size` only by writing up to `end`).
-            let end = file.stream_position()?;
-            if size > end {
-                file.set_len(end)?;
-            }
+        let filled = fill_over(&mut file, size, fill).and_then(|filled| {
             drop(file);
             rustix::fs::renameat(&self.folder.dir, spare.as_str(), &target.dir, name)?;
             Ok(filled)
@@ -222,11 +235,17 @@ impl Spares {
     /// # Errors
     /// A spare cannot be removed.
     pub fn release_all(&self) -> io::Result<()> {
-        let list = std::mem::take(&mut *self.list());
+        let names = {
+            let mut list = self.list();
+            let names = std::mem::take(&mut list.names);
+            // What leftovers hold still counts, until they are used or dropped.
+            list.bytes -= names.iter().map(|(_, size)| size).sum::<u64>();
+            names
+        };
         if let Some(empty_files) = &self.empty_files {
             // What other processes kept since this one looked counts against the bound.
             empty_files.look_again();
-            for (name, size) in list.names {
+            for (name, size) in names {
                 if size == 0 || self.empty(&name) {
                     match empty_files.keep(&self.folder, &name) {
                         Ok(true) => {}
@@ -247,12 +266,14 @@ impl Spares {
     /// outlive them on disk).
     pub fn empty_all(&self) {
         let mut list = self.list();
+        let mut emptied = 0;
         list.names.retain_mut(|(name, size)| {
             let kept = *size == 0 || self.empty(name);
-            *size = 0;
+            emptied += std::mem::take(size);
             kept
         });
-        list.bytes = 0;
+        // What leftovers hold still counts, until they are emptied too.
+        list.bytes -= emptied;
     }
 
     /// Empties the spare `name`; one that cannot be emptied is removed (`false`).
@@ -272,6 +293,154 @@ impl Spares {
             return false;
         }
         true
+    }
+}
+
+/// Fills `file`, which held `size` bytes, with `fill` from its start, then cuts it where
+/// `fill` stopped: no byte of the earlier content may follow the new one's. Returns what
+/// `fill` returns.
+fn fill_over<T>(
+    file: &mut std::fs::File,
+    size: u64,
+    fill: impl FnOnce(&mut std::fs::File) -> io::Result<T>,
+) -> io::Result<T> {
+    let filled = fill(file)?;
+    // `fill` writes sequentially: the file grew past `size` only by writing up to `end`.
+    let end = file.stream_position()?;
+    if size > end {
+        file.set_len(end)?;
+    }
+    Ok(filled)
+}
+
+/// The files an emptied task folder kept in place ([`Spares::recycle`]): checked as spares
+/// are, open, and counted with them against `MAX_KEPT_BYTES`. They serve the next attempt in
+/// that folder ([`write`](Self::write)), before its guest runs; what is not used then goes
+/// to the spares ([`settle`](Self::settle)), so the guest sees only its inputs.
+#[derive(Debug)]
+pub struct Leftovers {
+    spares: Arc<Spares>,
+    files: Vec<Leftover>,
+}
+
+#[derive(Debug)]
+struct Leftover {
+    name: String,
+    file: std::fs::File,
+    size: u64,
+}
+
+impl Leftovers {
+    /// No leftovers: a new folder's.
+    pub fn none(spares: &Arc<Spares>) -> Self {
+        Self {
+            spares: spares.clone(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Whether none is left.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Writes `name` in `folder` (the folder these were left in) from a leftover, as
+    /// [`Folder::write`] does from a spare: the leftover of that name if there is one,
+    /// overwritten where it is (a task's library blob, copied into each of its attempts,
+    /// lands on its previous copy); else one of `size` bytes, or the last, overwritten then
+    /// renamed to `name`. With none left, as [`Folder::write`]. No reader can see a
+    /// half-written file: no guest has this folder yet.
+    ///
+    /// # Errors
+    /// `name` is not a plain name, `fill` fails or the rename does; the leftover is removed.
+    pub fn write<T>(
+        &mut self,
+        folder: &Folder,
+        name: &str,
+        size: Option<u64>,
+        fill: impl FnOnce(&mut std::fs::File) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let name = plain_name(name)?;
+        let files = &self.files;
+        let Some(index) = files
+            .iter()
+            .position(|l| l.name == name)
+            .or_else(|| size.and_then(|size| files.iter().rposition(|l| l.size == size)))
+            .or_else(|| files.len().checked_sub(1))
+        else {
+            return folder.write_with(name, size, fill);
+        };
+        let Leftover {
+            name: was,
+            mut file,
+            size: had,
+        } = self.files.swap_remove(index);
+        // A task's file from now on, no longer a kept one.
+        self.spares.list().bytes -= had;
+        let written = fill_over(&mut file, had, fill).and_then(|filled| {
+            drop(file);
+            if was != name {
+                rustix::fs::renameat(&folder.dir, was.as_str(), &folder.dir, name)?;
+            }
+            Ok(filled)
+        });
+        if written.is_err() {
+            let _ = folder.remove_file(&was);
+        }
+        written
+    }
+
+    /// Moves the leftovers not used into the spares (removed when the spares are full), so
+    /// that the folder holds only what its attempt was given.
+    ///
+    /// # Errors
+    /// A leftover can neither be moved nor removed: the folder must not serve.
+    pub fn settle(mut self, folder: &Folder) -> io::Result<()> {
+        let spares = self.spares.clone();
+        for Leftover { name, file, size } in std::mem::take(&mut self.files) {
+            drop(file);
+            let room = spares.list().names.len() < spares.max;
+            let spare = spares.next_name();
+            let moved = room
+                && rustix::fs::renameat_with(
+                    &folder.dir,
+                    name.as_str(),
+                    &spares.folder.dir,
+                    spare.as_str(),
+                    RenameFlags::NOREPLACE,
+                )
+                .is_ok();
+            if moved {
+                spares.list().names.push((spare, size));
+            } else {
+                spares.list().bytes -= size;
+                folder.remove_file(&name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Empties every leftover (their content may copy results that were just deleted).
+    ///
+    /// # Errors
+    /// One cannot be emptied: the folder must not serve.
+    pub fn empty(&mut self) -> io::Result<()> {
+        for leftover in &mut self.files {
+            leftover.file.set_len(0)?;
+            self.spares.list().bytes -= leftover.size;
+            leftover.size = 0;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Leftovers {
+    /// Leftovers dropped unused (their folder removed with them) no longer count as kept.
+    fn drop(&mut self) {
+        let bytes: u64 = self.files.iter().map(|l| l.size).sum();
+        if bytes > 0 {
+            self.spares.list().bytes -= bytes;
+        }
     }
 }
 
@@ -318,7 +487,7 @@ mod tests {
         let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         task.write("long", &[7; 10_000]).expect("write");
         let long = inode(&task, "long");
-        spares.recycle(&task).expect("recycle");
+        spares.recycle(&task, 0).expect("recycle");
         assert!(is_empty(&task));
         assert_eq!(spares.list().names, [("1".to_owned(), 10_000)]);
         assert_eq!(spares.list().bytes, 10_000);
@@ -333,7 +502,7 @@ mod tests {
         assert_eq!(spares.list().bytes, 0);
 
         // Longer content over a shorter spare, and a copy through `write_with`.
-        spares.recycle(&task).expect("recycle");
+        spares.recycle(&task, 0).expect("recycle");
         let mut source = io::Cursor::new(vec![9u8; 20_000]);
         let copied = task
             .write_with("copy", None, |f| io::copy(&mut source, f))
@@ -351,11 +520,11 @@ mod tests {
         let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         let large = MAX_KEPT_BYTES - 10;
         task.write("small", b"0123456789abcdef").expect("write");
-        spares.recycle(&task).expect("recycle");
+        spares.recycle(&task, 0).expect("recycle");
         std::fs::File::create(task.path().join("large"))
             .and_then(|f| f.set_len(large))
             .expect("sparse file");
-        spares.recycle(&task).expect("recycle");
+        spares.recycle(&task, 0).expect("recycle");
         let list = spares.list();
         assert_eq!(list.names.len(), 2);
         assert_eq!(list.bytes, 16, "{:?}", list.names);
@@ -372,7 +541,7 @@ mod tests {
         let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         task.write("one", b"1").expect("write");
         task.write("two", b"2").expect("write");
-        spares.recycle(&task).expect("recycle");
+        spares.recycle(&task, 0).expect("recycle");
         let task = task.with_spares(spares.clone());
         spares.folder.remove_contents().expect("remove the spares");
         task.write("gone", b"written")
@@ -381,7 +550,7 @@ mod tests {
         assert!(spares.list().names.is_empty());
 
         task.write("kept", b"before").expect("write");
-        spares.recycle(&task).expect("recycle");
+        spares.recycle(&task, 0).expect("recycle");
         task.write("kept", b"before").expect("write");
         let failed = task.write_with("kept", None, |file| {
             file.write_all(b"half")?;
@@ -401,7 +570,7 @@ mod tests {
         let (_root, task, spares) = folders();
         let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         task.write("secret", b"deleted data").expect("write");
-        spares.recycle(&task).expect("recycle");
+        spares.recycle(&task, 0).expect("recycle");
         spares.empty_all();
         assert_eq!(spares.list().bytes, 0);
         let (name, _) = spares.list().names[0].clone();
@@ -419,7 +588,7 @@ mod tests {
         task.write("small", b"s").expect("write");
         let blob = inode(&task, "blob");
         let small = inode(&task, "small");
-        spares.recycle(&task).expect("recycle");
+        spares.recycle(&task, 0).expect("recycle");
         let task = task.with_spares(spares.clone());
         task.write("again", &[2; 4096]).expect("write");
         assert_eq!(inode(&task, "again"), blob);
@@ -456,9 +625,12 @@ mod tests {
         let reader = std::fs::File::open(task.path().join("read")).expect("reader");
 
         let mut n = 0;
-        let kept = task
-            .recycle_contents(&spares, names(&mut n), 10)
+        // At most 16 entries, but not all reusable files: none stays in place.
+        let recycled = task
+            .recycle_contents(&spares, names(&mut n), 16, 10)
             .expect("recycle");
+        assert!(recycled.in_place.is_empty());
+        let kept = recycled.spares;
         // `plain`, and `again` or `twice` if it came after the other name was removed.
         assert!((1..=2).contains(&kept.len()), "{kept:?}");
         assert!(is_empty(&task));
@@ -483,8 +655,9 @@ mod tests {
         }
         let mut n = 0;
         let kept = task
-            .recycle_contents(&spares, names(&mut n), 2)
-            .expect("recycle");
+            .recycle_contents(&spares, names(&mut n), 0, 2)
+            .expect("recycle")
+            .spares;
         assert_eq!(kept.len(), 2);
         assert!(is_empty(&task));
         assert_eq!(std::fs::read_dir(spares.path()).expect("list").count(), 2);
@@ -522,5 +695,147 @@ mod tests {
         // Without spares left, a write makes a new file.
         task.write("more", b"more").expect("write");
         assert_eq!(task.read("more").expect("read"), b"more");
+    }
+
+    /// The sizes of the files in `folder`, by name.
+    fn sizes(folder: &Folder) -> Vec<(String, u64)> {
+        let mut sizes: Vec<(String, u64)> = std::fs::read_dir(folder.path())
+            .expect("list")
+            .map(|entry| {
+                let entry = entry.expect("entry");
+                let name = entry.file_name().into_string().expect("UTF-8");
+                (name, entry.metadata().expect("stat").len())
+            })
+            .collect();
+        sizes.sort();
+        sizes
+    }
+
+    /// A folder of a few reusable files keeps them in place: the next attempt's inputs are
+    /// written over them (the one of the same name where it is, the others renamed), and what
+    /// is not used goes to the spares, so the folder holds only the new inputs, byte-exact.
+    /// What they hold counts with the spares' bytes all along.
+    #[test]
+    fn files_kept_in_place_serve_the_next_inputs() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
+        task.write("blob", &[1; 4096]).expect("write");
+        task.write("payload", b"a long earlier payload")
+            .expect("write");
+        task.write("output", b"out").expect("write");
+        let blob = inode(&task, "blob");
+        let payload = inode(&task, "payload");
+        let mut leftovers = spares.recycle(&task, 16).expect("recycle");
+        assert_eq!(leftovers.files.len(), 3);
+        assert_eq!(spares.list().bytes, 4096 + 22 + 3);
+        assert!(is_empty(&spares.folder));
+
+        // Shorter than before, and the same name: where it was, cut.
+        leftovers
+            .write(&task, "blob", Some(100), |f| f.write_all(&[2; 100]))
+            .expect("blob");
+        assert_eq!(
+            inode(&task, "blob"),
+            blob,
+            "the blob is written where it was"
+        );
+        // Another name, of the earlier payload's size: that file, renamed.
+        leftovers
+            .write(&task, "next", Some(22), |f| {
+                f.write_all(b"the next payload, 22 b")
+            })
+            .expect("payload");
+        assert_eq!(inode(&task, "next"), payload);
+        assert_eq!(spares.list().bytes, 3, "only the leftover not used counts");
+        leftovers.settle(&task).expect("settle");
+        assert_eq!(
+            sizes(&task),
+            [("blob".to_owned(), 100), ("next".to_owned(), 22)]
+        );
+        assert_eq!(task.read("blob").expect("read"), [2; 100]);
+        assert_eq!(task.read("next").expect("read"), b"the next payload, 22 b");
+        assert_eq!(spares.list().names, [("1".to_owned(), 3)]);
+        assert_eq!(spares.folder.read("1").expect("spare"), b"out");
+        assert_eq!(spares.list().bytes, 3);
+    }
+
+    /// Leftovers that are emptied or dropped unused hold and count nothing more; a name that
+    /// is not plain is refused without using one.
+    #[test]
+    fn leftovers_emptied_or_dropped_count_nothing() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
+        task.write("secret", b"deleted data").expect("write");
+        task.write("other", b"more").expect("write");
+        let mut leftovers = spares.recycle(&task, 16).expect("recycle");
+        leftovers.empty().expect("empty");
+        assert_eq!(spares.list().bytes, 0);
+        assert_eq!(task.file_size("secret"), Some(0));
+        let refused = leftovers.write(&task, "../escape", None, |f| f.write_all(b"x"));
+        refused.expect_err("not a plain name");
+        assert_eq!(leftovers.files.len(), 2);
+        drop(leftovers);
+        assert_eq!(spares.list().bytes, 0);
+
+        task.write("secret", b"deleted data").expect("write");
+        let leftovers = spares.recycle(&task, 16).expect("recycle");
+        // `other` still there, emptied above.
+        assert_eq!(spares.list().bytes, 12);
+        drop(leftovers);
+        assert_eq!(spares.list().bytes, 0, "dropped leftovers count no more");
+    }
+
+    /// Files that cannot all stay (one is still open elsewhere, or there are more than
+    /// `in_place`) all leave the folder: the reusable ones as spares.
+    #[test]
+    fn a_folder_keeps_its_files_only_when_all_can_stay() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
+        task.write("one", b"1").expect("write");
+        task.write("held", b"held").expect("write");
+        let reader = std::fs::File::open(task.path().join("held")).expect("reader");
+        let leftovers = spares.recycle(&task, 16).expect("recycle");
+        assert!(leftovers.is_empty());
+        assert!(is_empty(&task));
+        assert_eq!(
+            spares.list().names.len(),
+            1,
+            "the file no one holds is a spare"
+        );
+        drop(reader);
+
+        for i in 0..3 {
+            task.write(&format!("f{i}"), b"x").expect("write");
+        }
+        let leftovers = spares.recycle(&task, 2).expect("recycle");
+        assert!(leftovers.is_empty());
+        assert!(is_empty(&task));
+        assert_eq!(spares.list().names.len(), 4);
+        assert_eq!(spares.list().bytes, 4);
+    }
+
+    /// A leftover whose fill fails is removed, and the target name is untouched or gone;
+    /// with no leftover left, a write takes a spare as before.
+    #[test]
+    fn a_leftover_that_cannot_serve_is_removed() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
+        task.write("kept", b"before").expect("write");
+        let mut leftovers = spares.recycle(&task, 16).expect("recycle");
+        let failed = leftovers.write(&task, "new", None, |file| {
+            file.write_all(b"half")?;
+            Err::<(), _>(io::Error::other("the source broke"))
+        });
+        assert_eq!(
+            failed.expect_err("fill failed").to_string(),
+            "the source broke"
+        );
+        assert!(is_empty(&task), "the leftover was removed");
+        assert_eq!(spares.list().bytes, 0);
+        let task = task.with_spares(spares.clone());
+        leftovers
+            .write(&task, "new", None, |f| f.write_all(b"fresh"))
+            .expect("written without leftovers");
+        assert_eq!(task.read("new").expect("read"), b"fresh");
     }
 }

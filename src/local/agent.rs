@@ -454,7 +454,7 @@ impl Agent for LocalAgent {
         let folder = &caller.attempt.folder;
         folder
             .clear(id)
-            .and_then(|()| self.folders.copy_in(&self.store, id, folder))
+            .and_then(|()| self.folders.copy_in(&self.store, id, folder, None))
             .map_err(|e| Status::internal(format!("cannot copy the result's data: {e}")))?;
         Ok(DataResponse {
             result_id: request.result_id,

@@ -11,7 +11,7 @@ use tonic::{Code, Status};
 use super::agent::{CHUNK_SIZE, LocalAgent};
 use super::graph::{Attempt, Graph};
 use super::records::{ResultState, SessionStatus, TaskState};
-use crate::host_files::Folder;
+use crate::host_files::{Folder, Leftovers};
 use crate::proto::v1::worker::{ProcessReply, ProcessRequest};
 use crate::proto::v1::{Configuration, output};
 
@@ -30,6 +30,10 @@ pub struct Dispatch {
 pub struct Start {
     /// What the task runner gets once the folder is filled.
     dispatch: Dispatch,
+    /// The files the folder kept from its previous attempt, for the inputs.
+    leftovers: Leftovers,
+    /// The generation of copies when the attempt began (`TaskFolders::copies`).
+    copies: u64,
 }
 
 impl Start {
@@ -106,8 +110,8 @@ impl LocalAgent {
         };
         // Taken before any copy, which may read data deleted meanwhile (see `give_back`).
         let copies = self.folders.copies();
-        let folder = match self.folders.take() {
-            Ok(folder) => folder,
+        let (folder, leftovers) = match self.folders.take() {
+            Ok(taken) => taken,
             Err(error) => {
                 // Ready again, for when a folder can be made.
                 graph.readiness.put_back(task_id);
@@ -117,6 +121,7 @@ impl LocalAgent {
         let data_folder = match folder.try_clone() {
             Ok(data_folder) => data_folder,
             Err(error) => {
+                drop(leftovers);
                 self.folders.give_back(folder, false, copies);
                 graph.readiness.put_back(task_id);
                 return Err(error);
@@ -144,22 +149,32 @@ impl LocalAgent {
                 request,
                 data_folder,
             },
+            leftovers,
+            copies,
         }))
     }
 
     /// Copies the picked task's payload and dependencies into its data folder, as files named
-    /// by result id (a result completed without data is an empty file, as in ArmoniK).
+    /// by result id (a result completed without data is an empty file, as in ArmoniK), over
+    /// the files the folder kept from its previous attempt first; those not used go to the
+    /// spares, so the guest finds nothing else.
     ///
     /// # Errors
     /// A copy fails (I/O, or a stored file that is not a regular file). The attempt is still
     /// recorded: end it with [`unfilled`](Self::unfilled).
     pub fn fill(&self, start: Start) -> io::Result<Dispatch> {
-        let dispatch = start.dispatch;
+        let Start {
+            dispatch,
+            mut leftovers,
+            copies,
+        } = start;
         let request = &dispatch.request;
+        let folder = &dispatch.data_folder;
         for id in std::iter::once(&request.payload_id).chain(&request.data_dependencies) {
             self.folders
-                .copy_in(&self.store, id, &dispatch.data_folder)?;
+                .copy_in(&self.store, id, folder, Some(&mut leftovers))?;
         }
+        self.folders.settle(leftovers, folder, copies)?;
         Ok(dispatch)
     }
 

@@ -21,7 +21,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::host_files::{EmptyFiles, Folder, Spares};
+use crate::host_files::{EmptyFiles, Folder, Leftovers, Spares};
 use crate::local::result_store::{ResultData, ResultStore};
 
 /// Spare files kept at most: the inputs of a fan-in task of up to this many dependencies (the
@@ -40,6 +40,14 @@ pub(crate) const MAX_SPARES: usize = 16_384;
 /// costs less, once. (tmpfs and btrfs report a size that shrinks with the listing.)
 const MAX_REUSED_LISTING: u64 = 16 << 10;
 
+/// Files an emptied folder keeps in place for its next attempt, at most (more, and they all
+/// become spares): a task's payload, library blob, a few dependencies and outputs. Each such
+/// file then serves that attempt's inputs with at most a rename inside the folder, where a
+/// spare costs two across folders (out of the folder, then into the next), each taking the
+/// file system's rename lock and looking the name up in the spares' large folder; one that
+/// keeps its name (a task's library blob) is not renamed at all.
+const IN_PLACE: usize = 16;
+
 /// The attempts' folders (`<dir>/tasks/<n>`) and the spare files (`<dir>/spares`), which no
 /// task sees.
 pub(crate) struct TaskFolders {
@@ -53,8 +61,8 @@ pub(crate) struct TaskFolders {
 
 #[derive(Default)]
 struct Pool {
-    /// Empty folders, ready for an attempt.
-    folders: Vec<Folder>,
+    /// Emptied folders, ready for an attempt, with the files each kept in place.
+    folders: Vec<(Folder, Leftovers)>,
     /// The number in the next folder's name.
     next: u64,
     /// The listing size of a new folder, once one was made.
@@ -86,15 +94,17 @@ impl TaskFolders {
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An empty folder for an attempt, whose files are made from spares while there are
-    /// some (the attempt's inputs, and what its guest writes through the host).
+    /// A folder for an attempt, whose files are made from spares while there are some (the
+    /// attempt's inputs, and what its guest writes through the host), with the files it kept
+    /// in place from its previous attempt: they serve the inputs first ([`copy_in`](Self::copy_in)), and
+    /// must be [`settle`](Self::settle)d before the guest runs.
     ///
     /// # Errors
     /// A new folder cannot be made.
-    pub(crate) fn take(&self) -> io::Result<Folder> {
+    pub(crate) fn take(&self) -> io::Result<(Folder, Leftovers)> {
         let mut pool = self.pool();
-        if let Some(folder) = pool.folders.pop() {
-            return Ok(folder);
+        if let Some(taken) = pool.folders.pop() {
+            return Ok(taken);
         }
         pool.next += 1;
         let name = pool.next.to_string();
@@ -104,34 +114,71 @@ impl TaskFolders {
             let mut pool = self.pool();
             pool.new_listing = pool.new_listing.max(size);
         }
-        Ok(folder)
+        Ok((folder, Leftovers::none(&self.spares)))
     }
 
     /// Copies result `id`'s data from `store` into `folder` (an attempt's) as `id`, replacing
-    /// a file or link there (a directory there must be cleared first). A result completed
-    /// without data reads as empty, as in ArmoniK.
+    /// a file or link there (a directory there must be cleared first), in one of `leftovers`
+    /// (the folder's own) if one is left. A result completed without data reads as empty, as
+    /// in ArmoniK.
     ///
     /// # Errors
     /// The store's file is not a regular file, or I/O fails.
-    pub(crate) fn copy_in(&self, store: &ResultStore, id: &str, folder: &Folder) -> io::Result<()> {
+    pub(crate) fn copy_in(
+        &self,
+        store: &ResultStore,
+        id: &str,
+        folder: &Folder,
+        leftovers: Option<&mut Leftovers>,
+    ) -> io::Result<()> {
         let mut source = match store.open(id) {
             Ok(source) => Some(source),
             Err(error) if error.kind() == io::ErrorKind::NotFound => None,
             Err(error) => return Err(error),
         };
         let size = source.as_ref().map_or(0, ResultData::size);
-        folder
-            .write_with(id, Some(size), |file| match &mut source {
-                Some(source) => source.copy_to(file),
-                None => Ok(0),
-            })
-            .map(drop)
+        let fill = |file: &mut std::fs::File| match &mut source {
+            Some(source) => source.copy_to(file),
+            None => Ok(0),
+        };
+        match leftovers {
+            Some(leftovers) => leftovers.write(folder, id, Some(size), fill),
+            None => folder.write_with(id, Some(size), fill),
+        }
+        .map(drop)
+    }
+
+    /// Moves the `leftovers` of `folder` that its attempt's inputs did not use into the
+    /// spares: the guest sees only its inputs. `copies` as for [`give_back`](Self::give_back).
+    ///
+    /// # Errors
+    /// A leftover can neither be moved nor removed: the attempt must not run in this folder.
+    pub(crate) fn settle(
+        &self,
+        leftovers: Leftovers,
+        folder: &Folder,
+        copies: u64,
+    ) -> io::Result<()> {
+        if leftovers.is_empty() {
+            return Ok(());
+        }
+        leftovers.settle(folder)?;
+        // Data deleted since the attempt began: what was moved may copy it.
+        if copies != self.copies() {
+            self.spares.empty_all();
+        }
+        Ok(())
     }
 
     /// Ends the spare files: emptied into the empty files kept for the next process, before
     /// the data folder that holds them is removed (dropping the folders does it too, when
     /// nothing else holds the agent any more).
     pub(crate) fn release(&self) {
+        for (folder, leftovers) in std::mem::take(&mut self.pool().folders) {
+            if let Err(error) = leftovers.settle(&folder) {
+                tracing::warn!(folder = %folder.path().display(), %error, "cannot empty a task's data folder");
+            }
+        }
         if let Err(error) = self.spares.release_all() {
             tracing::warn!(%error, "cannot remove the spare files");
         }
@@ -143,12 +190,24 @@ impl TaskFolders {
         self.copies.load(Ordering::SeqCst)
     }
 
-    /// Empties the spare files, whose content may copy results whose data was just deleted:
-    /// it must not outlive them on disk. The folders of the attempts running now may hold
-    /// such copies too: their files are removed, not kept as spares, when they come back.
+    /// Empties the spare files and the files the emptied folders kept in place, whose content
+    /// may copy results whose data was just deleted: it must not outlive them on disk. The
+    /// folders of the attempts running now may hold such copies too: their files are
+    /// removed, not kept, when they come back.
     pub(crate) fn forget_copies(&self) {
         self.copies.fetch_add(1, Ordering::SeqCst);
         self.spares.empty_all();
+        let mut pool = self.pool();
+        for (folder, mut leftovers) in std::mem::take(&mut pool.folders) {
+            match leftovers.empty() {
+                Ok(()) => pool.folders.push((folder, leftovers)),
+                Err(error) => {
+                    tracing::warn!(folder = %folder.path().display(), %error, "cannot empty the files a task's data folder kept");
+                    drop(leftovers);
+                    self.remove(folder);
+                }
+            }
+        }
     }
 
     /// Takes back an attempt's folder once its attempt ended. With `guest_returned` (its
@@ -159,37 +218,44 @@ impl TaskFolders {
     /// data was deleted since the folder was taken in generation `copies` (its copies may
     /// hold that data), the folder is removed with its files.
     pub(crate) fn give_back(&self, folder: Folder, guest_returned: bool, copies: u64) {
-        let name = folder
-            .path()
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_owned);
         if guest_returned && copies == self.copies() {
-            let recycled = self.spares.recycle(&folder);
-            // Data deleted while the files were moved: `forget_copies` may have emptied the
-            // spares before they came, so they are emptied again.
-            if copies != self.copies() {
-                self.spares.empty_all();
-            }
+            let recycled = self
+                .spares
+                .recycle(&folder, IN_PLACE)
+                .and_then(|leftovers| Ok((leftovers, folder.listing_size()?)));
             match recycled {
-                Ok(()) => match folder.listing_size() {
-                    Ok(size) => {
-                        let mut pool = self.pool();
-                        if size <= MAX_REUSED_LISTING.max(pool.new_listing.saturating_mul(4)) {
-                            pool.folders.push(folder);
-                            return;
-                        }
-                        // Emptied, but its listing stays long: removed below.
+                Ok((mut leftovers, size)) => {
+                    let mut pool = self.pool();
+                    // Data deleted while the files were moved: `forget_copies` may have
+                    // emptied the spares before they came, so they are emptied again. Checked
+                    // under the pool's lock, which `forget_copies` takes once it counted the
+                    // new generation: the leftovers are emptied here or there.
+                    let current = copies == self.copies() || {
+                        self.spares.empty_all();
+                        leftovers.empty().is_ok()
+                    };
+                    if current && size <= MAX_REUSED_LISTING.max(pool.new_listing.saturating_mul(4))
+                    {
+                        pool.folders.push((folder, leftovers));
+                        return;
                     }
-                    Err(error) => {
-                        tracing::warn!(folder = %folder.path().display(), %error, "cannot read the size of a task's data folder");
-                    }
-                },
+                    // Its listing stays long: removed below.
+                }
                 Err(error) => {
                     tracing::warn!(folder = %folder.path().display(), %error, "cannot empty a task's data folder");
                 }
             }
         }
+        self.remove(folder);
+    }
+
+    /// Removes `folder`, an attempt's, with everything in it.
+    fn remove(&self, folder: Folder) {
+        let name = folder
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned);
         drop(folder);
         if let Some(name) = name
             && let Err(error) = self.root.clear(&name)
@@ -236,18 +302,102 @@ mod tests {
             .is_none()
     }
 
+    /// A folder taken for an attempt, with nothing left of an earlier one once settled.
+    fn take(folders: &TaskFolders) -> Folder {
+        let (folder, leftovers) = folders.take().expect("take");
+        folders
+            .settle(leftovers, &folder, folders.copies())
+            .expect("settle");
+        folder
+    }
+
     #[test]
     fn a_folder_comes_back_empty_for_the_next_attempt() {
         let (_dir, _root, folders) = folders();
-        let folder = folders.take().expect("take");
+        let folder = take(&folders);
         let first = inode(&folder);
         for name in ["payload", "dep", "out"] {
             folder.write(name, b"bytes").expect("write");
         }
         folders.give_back(folder, true, folders.copies());
-        let again = folders.take().expect("take");
+        let again = take(&folders);
         assert_eq!(inode(&again), first, "the emptied folder serves again");
         assert!(is_empty(&again));
+    }
+
+    /// The files a folder kept serve its next attempt's inputs; the guest then finds its
+    /// inputs and nothing else.
+    #[test]
+    fn kept_files_serve_the_next_inputs_and_nothing_else_stays() {
+        let (dir, root, folders) = folders();
+        let store = ResultStore::new(root.subfolder("results").expect("results"));
+        store.write("blob", b"the component").expect("write");
+        store.write("payload-2", b"").expect("write");
+        let (folder, leftovers) = folders.take().expect("take");
+        let copies = folders.copies();
+        let mut leftovers = Some(leftovers);
+        for id in ["blob", "payload-2"] {
+            folders
+                .copy_in(&store, id, &folder, leftovers.as_mut())
+                .expect("copy");
+        }
+        folders
+            .settle(leftovers.take().expect("leftovers"), &folder, copies)
+            .expect("settle");
+        folder.write("output", b"a result").expect("write");
+        folders.give_back(folder, true, folders.copies());
+
+        store.write("payload-3", b"next").expect("write");
+        let (folder, mut leftovers) = folders.take().expect("take");
+        assert!(!leftovers.is_empty(), "the files stayed in place");
+        let blob = std::fs::metadata(folder.path().join("blob"))
+            .expect("blob")
+            .ino();
+        for id in ["payload-3", "blob"] {
+            folders
+                .copy_in(&store, id, &folder, Some(&mut leftovers))
+                .expect("copy");
+        }
+        folders.settle(leftovers, &folder, copies).expect("settle");
+        let mut names = folder.file_names().expect("names");
+        names.sort();
+        assert_eq!(names, ["blob", "payload-3"]);
+        assert_eq!(folder.read("blob").expect("read"), b"the component");
+        assert_eq!(folder.read("payload-3").expect("read"), b"next");
+        assert_eq!(
+            std::fs::metadata(folder.path().join("blob"))
+                .expect("blob")
+                .ino(),
+            blob,
+            "the blob's copy is written where it was"
+        );
+        let spares = std::fs::read_dir(dir.path().join("spares"))
+            .expect("spares")
+            .count();
+        assert_eq!(spares, 1, "the file not used is a spare");
+    }
+
+    /// Results' data deleted while a folder waits in the pool: the files it kept are emptied
+    /// at once (they may copy that data), and the folder still serves.
+    #[test]
+    fn files_kept_in_place_are_emptied_when_data_is_deleted() {
+        let (dir, _root, folders) = folders();
+        let folder = take(&folders);
+        let path = folder.path().to_owned();
+        folder.write("input", b"deleted data").expect("write");
+        folders.give_back(folder, true, folders.copies());
+        folders.forget_copies();
+        assert_eq!(std::fs::read(path.join("input")).expect("kept"), b"");
+        let again = take(&folders);
+        assert_eq!(again.path(), path);
+        assert!(is_empty(&again));
+        for entry in std::fs::read_dir(dir.path().join("spares")).expect("spares") {
+            let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+            assert!(
+                bytes.is_empty(),
+                "a spare keeps the deleted data: {bytes:?}"
+            );
+        }
     }
 
     #[test]
@@ -255,7 +405,7 @@ mod tests {
         // In the repository's file system rather than `TMPDIR`, which is often a tmpfs, where
         // a listing shrinks as its entries go and the folder is rightly reused.
         let (dir, root, folders) = folders_in(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
-        let folder = folders.take().expect("take");
+        let folder = take(&folders);
         let path = folder.path().to_owned();
         // The inputs of a fan-in, named as results are.
         let inputs: Vec<String> = (0..1_000)
@@ -276,7 +426,7 @@ mod tests {
         }
         let keeps_size = probe.listing_size().expect("size") > new;
         folders.give_back(folder, true, folders.copies());
-        let next = folders.take().expect("take");
+        let next = take(&folders);
         assert!(is_empty(&next));
         assert_eq!(
             std::fs::read_dir(dir.path().join("spares"))
@@ -301,12 +451,12 @@ mod tests {
     #[test]
     fn a_folder_whose_guest_did_not_return_is_removed() {
         let (_dir, _root, folders) = folders();
-        let folder = folders.take().expect("take");
+        let folder = take(&folders);
         let path = folder.path().to_owned();
         folder.write("out", b"partial").expect("write");
         folders.give_back(folder, false, folders.copies());
         assert!(!path.exists(), "{} is left", path.display());
-        let next = folders.take().expect("take");
+        let next = take(&folders);
         assert!(is_empty(&next));
     }
 
@@ -317,7 +467,7 @@ mod tests {
     fn copies_taken_before_data_was_deleted_do_not_become_spares() {
         let (dir, _root, folders) = folders();
         let copies = folders.copies();
-        let folder = folders.take().expect("take");
+        let folder = take(&folders);
         let path = folder.path().to_owned();
         folder.write("input", b"deleted data").expect("write");
         folders.forget_copies();
@@ -332,10 +482,10 @@ mod tests {
             "a spare keeps the deleted data: {spares:?}"
         );
         // A folder taken after the deletion is kept as before.
-        let folder = folders.take().expect("take");
+        let folder = take(&folders);
         let kept = inode(&folder);
         folder.write("input", b"data").expect("write");
         folders.give_back(folder, true, folders.copies());
-        assert_eq!(inode(&folders.take().expect("take")), kept);
+        assert_eq!(inode(&take(&folders)), kept);
     }
 }

@@ -44,14 +44,15 @@ const CORE_INSTANCES_PER_TASK: u32 = 64;
 const MEMORIES_PER_TASK: u32 = 16;
 const TABLES_PER_TASK: u32 = 64;
 
-/// Bytes at the start of each pooled linear memory that are reset in place between tasks
-/// (copied back from the component's memory image, or zeroed) instead of being given back
-/// with `madvise`: they stay resident, so the next task of that slot does not fault them in
-/// again. An interpreter's heap image sits in that range (componentize-py's is 12.7 MiB,
-/// componentize-js's 9.1 MiB) and its tasks write about 200 and 80 pages scattered across it;
-/// faulting those back cost each Python task about a millisecond. A memory smaller than this
-/// (a Rust or C guest's is about 1 MiB) is reset whole; the rest of a larger one is given back.
-const MEMORY_KEEP_RESIDENT: usize = 16 << 20;
+/// The default of [`SandboxConfig::keep_resident`], 256 MiB: an interpreter's heap image
+/// (componentize-py's is 12.7 MiB, componentize-js's 9.1 MiB), whose pages its tasks write
+/// scattered across it (about 200 and 80; faulting those back cost each Python task about a
+/// millisecond), and the buffers of a task moving tens of MiB (a Python guest's 64 MiB echo
+/// grows its memory by about 130 MiB, 33,000 pages that each task faulted in afresh: the echo
+/// ran at 0.56x the Python SDK worker's throughput, 1.08x with them kept; BENCHMARKS.md). A
+/// memory that never grows past its start (a Rust or C guest's is about 1 MiB) is reset whole
+/// whatever this is, so small tasks pay nothing for it.
+pub const DEFAULT_KEEP_RESIDENT: usize = 256 << 20;
 
 /// The same for pooled tables (function references): small, 1 MiB covers them.
 const TABLE_KEEP_RESIDENT: usize = 1 << 20;
@@ -69,6 +70,14 @@ pub struct SandboxConfig {
     /// Whether to make the next instance of a component while no task needs it (see
     /// `ahead`): for a process that runs task after task, not for one that runs a single task.
     pub instantiate_ahead: bool,
+    /// Bytes at the start of each pooled linear memory kept resident between tasks: reset in
+    /// place after a task (copied back from the component's memory image, or zeroed), so the
+    /// next task of that slot does not fault those pages in again; the rest of a memory that
+    /// grew past it is given back to the kernel. The cost: a memory that grew to this size
+    /// keeps it in RAM while the worker lives (per pool slot used, so about twice this with
+    /// the instance made ahead), and the reset writes it whole after each task (about 25 ms
+    /// for 256 MiB here, after the reply). Wasmtime's `linear_memory_keep_resident`.
+    pub keep_resident: usize,
 }
 
 /// Why a task did not return normally.
@@ -381,14 +390,14 @@ fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
             .total_stacks(tasks)
             // No single memory can outgrow the task's whole budget.
             .max_memory_size(config.memory_limit)
-            .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT)
+            .linear_memory_keep_resident(config.keep_resident)
             .table_keep_resident(TABLE_KEEP_RESIDENT)
             // Not the PAGEMAP_SCAN reset (which would reset only the pages a task wrote), for
             // two reasons found in wasmtime 48's `sys/unix/pagemap.rs` (wasmtime PR #14357):
             // it leaves alone a written page that is swapped out (not `PRESENT`), so on a
             // machine with swap the next task of the slot could read what the previous one
             // wrote; and it stops after 32 runs of written pages and gives back everything
-            // after, which is every interpreter heap (see `MEMORY_KEEP_RESIDENT`).
+            // after, which is every interpreter heap (see `DEFAULT_KEEP_RESIDENT`).
             .pagemap_scan(wasmtime::Enabled::No);
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }

@@ -29,7 +29,7 @@ use crate::agent::grpc::GrpcAgent;
 use crate::host_files::Folder;
 use crate::proto::v1::worker::ProcessRequest;
 use crate::sandbox::components::Prepared;
-use crate::sandbox::{Finished, RunError, RunStats, Sandbox, SandboxConfig};
+use crate::sandbox::{DEFAULT_KEEP_RESIDENT, Finished, RunError, RunStats, Sandbox, SandboxConfig};
 use crate::worker::config::ChannelAddress;
 use crate::worker::task_runner::{Assignment, chunk_size, execute};
 use wasmtime::component::Component;
@@ -353,6 +353,8 @@ pub async fn task_process(args: TaskProcessArgs) -> anyhow::Result<()> {
         // One task per process: nothing comes after it (the preloaded component's instance
         // is made ahead below, while the child waits for its task).
         instantiate_ahead: false,
+        // No memory is reset for a next task: the process ends with its task.
+        keep_resident: DEFAULT_KEEP_RESIDENT,
     })?);
     let load = |path: &std::path::Path| -> anyhow::Result<_> {
         // SAFETY: the artifact is the worker's own: it serialized it from a component it

@@ -120,6 +120,9 @@
 //!   and a directory `taint-dir` with a file in it, and starts a 1 MiB write to the first
 //!   data dependency (or the payload) through an output stream it never finishes nor drops
 //!   (the host's blocking write may still run when the task has returned).
+//! - `taint-files`: the same survey, then spoils the folder with plain files only, which a
+//!   host may keep in place for the next task: overwrites every input with 64 KiB of `T` and
+//!   leaves files `taint-<i>`.
 //!
 //! - `data-folder [<link target>]`: calls the world's `data-folder` interface straight (without
 //!   the SDK's id check), one report line each, `<call> <name:?>[ <detail>]: <outcome>`, the
@@ -300,6 +303,11 @@ impl Task for Hostile {
             "taint" => {
                 let survey = survey(h)?;
                 taint(h)?;
+                return send_to_all(h, survey);
+            }
+            "taint-files" => {
+                let survey = survey(h)?;
+                overwrite_inputs(h)?;
                 return send_to_all(h, survey);
             }
             _ => {}
@@ -1003,21 +1011,27 @@ fn survey(h: &TaskHandler) -> Result<String, TaskError> {
     Ok(lines.join("\n"))
 }
 
-/// Spoils the data folder (see `taint` in the module documentation).
-fn taint(h: &TaskHandler) -> Result<(), TaskError> {
-    let inputs: Vec<String> = std::iter::once(h.payload_id().to_owned())
-        .chain(h.data_dependencies().iter().cloned())
-        .collect();
-    for id in &inputs {
+/// Overwrites every input with 64 KiB of `T` and leaves plain files `taint-<i>` (see
+/// `taint-files` in the module documentation).
+fn overwrite_inputs(h: &TaskHandler) -> Result<(), TaskError> {
+    let inputs =
+        std::iter::once(h.payload_id()).chain(h.data_dependencies().iter().map(String::as_str));
+    for id in inputs {
         let path = h.path_of(id);
         fs::write(&path, vec![b'T'; 64 * 1024]).map_err(|e| TaskError::io(path, e))?;
     }
-    let link = h.path_of("taint-link");
-    fs::hard_link(h.path_of(h.payload_id()), &link).map_err(|e| TaskError::io(link, e))?;
     for i in 0..3 {
         let path = h.path_of(&format!("taint-{i}"));
         fs::write(&path, b"taint").map_err(|e| TaskError::io(path, e))?;
     }
+    Ok(())
+}
+
+/// Spoils the data folder (see `taint` in the module documentation).
+fn taint(h: &TaskHandler) -> Result<(), TaskError> {
+    overwrite_inputs(h)?;
+    let link = h.path_of("taint-link");
+    fs::hard_link(h.path_of(h.payload_id()), &link).map_err(|e| TaskError::io(link, e))?;
     let dir = h.path_of("taint-dir");
     fs::create_dir(&dir).map_err(|e| TaskError::io(&dir, e))?;
     let inner = dir.join("inner");
