@@ -9,6 +9,7 @@ use armonik_wasm::telemetry::logs;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    raise_open_files_limit();
     // `serve` runs one task at a time (ArmoniK sends one; a guest yields at each epoch tick),
     // so one thread serves it without cross-thread wake-ups on every gRPC message; `run`
     // executes independent tasks in parallel, one per core.
@@ -31,6 +32,24 @@ fn main() -> std::process::ExitCode {
     // A compilation a cancelled task left running (see `components`) must not hold the exit.
     runtime.shutdown_background();
     code
+}
+
+/// Raises the soft limit of open files to the hard one, as the Go runtime does for every
+/// program: the default soft limit (1,024 on most Linux systems) is sized for `select(2)`,
+/// which nothing here uses, and a host running many tasks at once keeps several files open
+/// for each (its data folder's files, kept for the next attempt; results; connections).
+/// The hard limit stays: the administrator's bound holds.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        // Kept as it is when it cannot be raised: the host then keeps fewer files open.
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
 }
 
 async fn async_main(cli: Cli) -> std::process::ExitCode {

@@ -40,6 +40,8 @@ pub struct Spares {
     next: AtomicU64,
     /// Spares kept at most; the others are removed.
     max: usize,
+    /// Leftover files open at most, all folders together ([`max_open`]).
+    max_open: usize,
     /// Where spares go, emptied, when the process is done with them, and where its new files
     /// come from before any is made.
     empty_files: Option<EmptyFiles>,
@@ -65,6 +67,20 @@ struct List {
     names: Vec<(String, u64)>,
     /// The sum of those sizes.
     bytes: u64,
+    /// Leftover files open now, or reserved by a folder being recycled.
+    open: usize,
+}
+
+/// Leftover files kept open at most, all task folders together: a quarter of the soft limit
+/// of open files (`RLIMIT_NOFILE`), the rest being for the instances, the results' files and
+/// the connections; each idle folder keeps its files open, and a host running many attempts
+/// at once must not run out of descriptors (`EMFILE`) for them. Past it, folders keep no
+/// files in place: their files become spares, closed.
+fn max_open() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    limit.map_or(usize::MAX, |limit| {
+        usize::try_from(limit / 4).unwrap_or(usize::MAX)
+    })
 }
 
 impl Spares {
@@ -81,6 +97,7 @@ impl Spares {
             list: Mutex::default(),
             next: AtomicU64::new(0),
             max,
+            max_open: max_open(),
             empty_files,
         })
     }
@@ -99,14 +116,25 @@ impl Spares {
     /// holds at most `in_place` files, all reusable, they stay where they are: returned as
     /// [`Leftovers`], for that attempt's inputs. Otherwise its files become spares while
     /// there is room. A file whose content would pass `MAX_KEPT_BYTES`, in all, is emptied.
+    /// No file stays in place when the leftovers of all folders would then keep more than
+    /// [`max_open`] open.
     ///
     /// # Errors
     /// As `Folder::recycle_contents`, or a leftover file that cannot be emptied cannot be
     /// removed either.
     pub fn recycle(self: &Arc<Self>, folder: &Folder, in_place: usize) -> io::Result<Leftovers> {
-        let room = self.max.saturating_sub(self.list().names.len());
-        let recycled =
-            folder.recycle_contents(&self.folder, || self.next_name(), in_place, room)?;
+        let (room, in_place) = {
+            let mut list = self.list();
+            // Reserved before the files are opened, so that folders recycled at once on
+            // several threads do not pass the bound together.
+            let in_place = in_place.min(self.max_open.saturating_sub(list.open));
+            list.open += in_place;
+            (self.max.saturating_sub(list.names.len()), in_place)
+        };
+        let recycled = folder.recycle_contents(&self.folder, || self.next_name(), in_place, room);
+        let kept = recycled.as_ref().map_or(0, |r| r.in_place.len());
+        self.list().open -= in_place - kept;
+        let recycled = recycled?;
         for (name, size) in recycled.spares {
             if let Some(size) = self.count(size, || self.empty(&name)) {
                 self.list().names.push((name, size));
@@ -116,13 +144,27 @@ impl Spares {
             spares: self.clone(),
             files: Vec::new(),
         };
+        // Every file is counted or closed, even after a removal failed: the leftovers then
+        // go (their folder is not reused), and count nothing more once dropped.
+        let mut removed = Ok(());
         for (name, file, size) in recycled.in_place {
             match self.count(size, || file.set_len(0).is_ok()) {
                 Some(size) => leftovers.files.push(Leftover { name, file, size }),
-                None => folder.remove_file(&name)?,
+                None => {
+                    drop(file);
+                    self.list().open -= 1;
+                    removed = removed.and(folder.remove_file(&name));
+                }
             }
         }
-        Ok(leftovers)
+        removed.map(|()| leftovers)
+    }
+
+    /// Stops counting a leftover of `size` bytes, once it is a task's file or removed.
+    fn forget(&self, size: u64) {
+        let mut list = self.list();
+        list.bytes -= size;
+        list.open -= 1;
     }
 
     /// Counts `size` bytes more as kept, or, when that would pass `MAX_KEPT_BYTES`, empties
@@ -297,8 +339,10 @@ impl Spares {
 }
 
 /// Fills `file`, which held `size` bytes, with `fill` from its start, then cuts it where
-/// `fill` stopped: no byte of the earlier content may follow the new one's. Returns what
-/// `fill` returns.
+/// `fill` stopped: no byte of the earlier content may follow the new one's. Its access and
+/// modification times are set to now: a guest may have set them (WASI `set-times`), and a
+/// time an earlier task chose must not reach the next (64 bits each, read with `stat`).
+/// Returns what `fill` returns.
 fn fill_over<T>(
     file: &mut std::fs::File,
     size: u64,
@@ -310,6 +354,17 @@ fn fill_over<T>(
     if size > end {
         file.set_len(end)?;
     }
+    let now = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: rustix::fs::UTIME_NOW,
+    };
+    rustix::fs::futimens(
+        &*file,
+        &rustix::fs::Timestamps {
+            last_access: now,
+            last_modification: now,
+        },
+    )?;
     Ok(filled)
 }
 
@@ -318,6 +373,7 @@ fn fill_over<T>(
 /// that folder ([`write`](Self::write)), before its guest runs; what is not used then goes
 /// to the spares ([`settle`](Self::settle)), so the guest sees only its inputs.
 #[derive(Debug)]
+#[must_use = "leftovers must be settled before the guest runs, or go with their folder"]
 pub struct Leftovers {
     spares: Arc<Spares>,
     files: Vec<Leftover>,
@@ -344,12 +400,19 @@ impl Leftovers {
         self.files.is_empty()
     }
 
+    /// Whether a leftover is named `name`: a file of that name written through
+    /// [`write`](Self::write) lands on it, where it is.
+    pub fn holds(&self, name: &str) -> bool {
+        self.files.iter().any(|l| l.name == name)
+    }
+
     /// Writes `name` in `folder` (the folder these were left in) from a leftover, as
     /// [`Folder::write`] does from a spare: the leftover of that name if there is one,
     /// overwritten where it is (a task's library blob, copied into each of its attempts,
     /// lands on its previous copy); else one of `size` bytes, or the last, overwritten then
     /// renamed to `name`. With none left, as [`Folder::write`]. No reader can see a
-    /// half-written file: no guest has this folder yet.
+    /// half-written file: no guest has this folder yet. Write the names the leftovers
+    /// [`holds`](Self::holds) first: another name may take any leftover.
     ///
     /// # Errors
     /// `name` is not a plain name, `fill` fails or the rename does; the leftover is removed.
@@ -376,7 +439,7 @@ impl Leftovers {
             size: had,
         } = self.files.swap_remove(index);
         // A task's file from now on, no longer a kept one.
-        self.spares.list().bytes -= had;
+        self.spares.forget(had);
         let written = fill_over(&mut file, had, fill).and_then(|filled| {
             drop(file);
             if was != name {
@@ -397,7 +460,8 @@ impl Leftovers {
     /// A leftover can neither be moved nor removed: the folder must not serve.
     pub fn settle(mut self, folder: &Folder) -> io::Result<()> {
         let spares = self.spares.clone();
-        for Leftover { name, file, size } in std::mem::take(&mut self.files) {
+        // Popped one by one: those not reached when one fails still count until dropped.
+        while let Some(Leftover { name, file, size }) = self.files.pop() {
             drop(file);
             let room = spares.list().names.len() < spares.max;
             let spare = spares.next_name();
@@ -411,9 +475,11 @@ impl Leftovers {
                 )
                 .is_ok();
             if moved {
-                spares.list().names.push((spare, size));
+                let mut list = spares.list();
+                list.names.push((spare, size));
+                list.open -= 1;
             } else {
-                spares.list().bytes -= size;
+                spares.forget(size);
                 folder.remove_file(&name)?;
             }
         }
@@ -437,9 +503,11 @@ impl Leftovers {
 impl Drop for Leftovers {
     /// Leftovers dropped unused (their folder removed with them) no longer count as kept.
     fn drop(&mut self) {
-        let bytes: u64 = self.files.iter().map(|l| l.size).sum();
-        if bytes > 0 {
-            self.spares.list().bytes -= bytes;
+        if !self.files.is_empty() {
+            let bytes: u64 = self.files.iter().map(|l| l.size).sum();
+            let mut list = self.spares.list();
+            list.bytes -= bytes;
+            list.open -= self.files.len();
         }
     }
 }
@@ -487,7 +555,7 @@ mod tests {
         let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         task.write("long", &[7; 10_000]).expect("write");
         let long = inode(&task, "long");
-        spares.recycle(&task, 0).expect("recycle");
+        assert!(spares.recycle(&task, 0).expect("recycle").is_empty());
         assert!(is_empty(&task));
         assert_eq!(spares.list().names, [("1".to_owned(), 10_000)]);
         assert_eq!(spares.list().bytes, 10_000);
@@ -502,7 +570,7 @@ mod tests {
         assert_eq!(spares.list().bytes, 0);
 
         // Longer content over a shorter spare, and a copy through `write_with`.
-        spares.recycle(&task, 0).expect("recycle");
+        assert!(spares.recycle(&task, 0).expect("recycle").is_empty());
         let mut source = io::Cursor::new(vec![9u8; 20_000]);
         let copied = task
             .write_with("copy", None, |f| io::copy(&mut source, f))
@@ -520,11 +588,11 @@ mod tests {
         let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         let large = MAX_KEPT_BYTES - 10;
         task.write("small", b"0123456789abcdef").expect("write");
-        spares.recycle(&task, 0).expect("recycle");
+        assert!(spares.recycle(&task, 0).expect("recycle").is_empty());
         std::fs::File::create(task.path().join("large"))
             .and_then(|f| f.set_len(large))
             .expect("sparse file");
-        spares.recycle(&task, 0).expect("recycle");
+        assert!(spares.recycle(&task, 0).expect("recycle").is_empty());
         let list = spares.list();
         assert_eq!(list.names.len(), 2);
         assert_eq!(list.bytes, 16, "{:?}", list.names);
@@ -541,7 +609,7 @@ mod tests {
         let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         task.write("one", b"1").expect("write");
         task.write("two", b"2").expect("write");
-        spares.recycle(&task, 0).expect("recycle");
+        assert!(spares.recycle(&task, 0).expect("recycle").is_empty());
         let task = task.with_spares(spares.clone());
         spares.folder.remove_contents().expect("remove the spares");
         task.write("gone", b"written")
@@ -550,7 +618,7 @@ mod tests {
         assert!(spares.list().names.is_empty());
 
         task.write("kept", b"before").expect("write");
-        spares.recycle(&task, 0).expect("recycle");
+        assert!(spares.recycle(&task, 0).expect("recycle").is_empty());
         task.write("kept", b"before").expect("write");
         let failed = task.write_with("kept", None, |file| {
             file.write_all(b"half")?;
@@ -570,7 +638,7 @@ mod tests {
         let (_root, task, spares) = folders();
         let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
         task.write("secret", b"deleted data").expect("write");
-        spares.recycle(&task, 0).expect("recycle");
+        assert!(spares.recycle(&task, 0).expect("recycle").is_empty());
         spares.empty_all();
         assert_eq!(spares.list().bytes, 0);
         let (name, _) = spares.list().names[0].clone();
@@ -588,7 +656,7 @@ mod tests {
         task.write("small", b"s").expect("write");
         let blob = inode(&task, "blob");
         let small = inode(&task, "small");
-        spares.recycle(&task, 0).expect("recycle");
+        assert!(spares.recycle(&task, 0).expect("recycle").is_empty());
         let task = task.with_spares(spares.clone());
         task.write("again", &[2; 4096]).expect("write");
         assert_eq!(inode(&task, "again"), blob);
@@ -837,5 +905,138 @@ mod tests {
             .write(&task, "new", None, |f| f.write_all(b"fresh"))
             .expect("written without leftovers");
         assert_eq!(task.read("new").expect("read"), b"fresh");
+    }
+
+    /// Leftovers not used, with no room among the spares, are removed; with one that cannot
+    /// be removed either, settling fails, and what the others hold stops counting all the
+    /// same.
+    #[test]
+    fn leftovers_that_cannot_become_spares_are_removed() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 1, None).expect("spares"));
+        for name in ["a", "b", "c"] {
+            task.write(name, name.as_bytes()).expect("write");
+        }
+        let leftovers = spares.recycle(&task, 16).expect("recycle");
+        assert_eq!(spares.list().bytes, 3);
+        leftovers.settle(&task).expect("settle");
+        assert!(is_empty(&task));
+        assert_eq!(spares.list().names.len(), 1, "one spare had room");
+        assert_eq!(spares.list().bytes, 1);
+        assert_eq!(
+            std::fs::read_dir(spares.folder.path())
+                .expect("list")
+                .count(),
+            1
+        );
+
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 0, None).expect("spares"));
+        for name in ["a", "b", "c"] {
+            task.write(name, b"12345").expect("write");
+        }
+        let leftovers = spares.recycle(&task, 16).expect("recycle");
+        assert_eq!(spares.list().bytes, 15);
+        // Folders in their place (a guest cannot do this once its attempt ended; a fault in
+        // the host or another process could): they can be neither moved nor removed as files.
+        for name in ["a", "b", "c"] {
+            std::fs::remove_file(task.path().join(name)).expect("remove");
+            std::fs::create_dir(task.path().join(name)).expect("folder");
+        }
+        leftovers
+            .settle(&task)
+            .expect_err("a folder is not removed as a file");
+        assert_eq!(spares.list().bytes, 0, "what was not reached still counted");
+    }
+
+    /// A file past `MAX_KEPT_BYTES` stays in place emptied, counting nothing.
+    #[test]
+    fn a_large_file_stays_in_place_emptied() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
+        std::fs::File::create(task.path().join("large"))
+            .and_then(|f| f.set_len(MAX_KEPT_BYTES + 1))
+            .expect("sparse file");
+        let leftovers = spares.recycle(&task, 16).expect("recycle");
+        assert!(leftovers.holds("large"));
+        assert_eq!(task.file_size("large"), Some(0));
+        assert_eq!(spares.list().bytes, 0);
+    }
+
+    /// Times a guest set on a file do not reach the task its file serves next, whether it
+    /// stayed in place or was a spare.
+    #[test]
+    fn reused_files_do_not_keep_the_times_a_guest_set() {
+        let (_root, task, spares) = folders();
+        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
+        let chosen = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(0xabcd);
+        let set = |name: &str| {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(task.path().join(name))
+                .expect("open");
+            let times = std::fs::FileTimes::new()
+                .set_accessed(chosen)
+                .set_modified(chosen);
+            file.set_times(times).expect("set times");
+        };
+        task.write("kept", b"x").expect("write");
+        set("kept");
+        let mut leftovers = spares.recycle(&task, 16).expect("recycle");
+        leftovers
+            .write(&task, "next", Some(0), |_| Ok(()))
+            .expect("write");
+        leftovers.settle(&task).expect("settle");
+        let fresh = |task: &Folder, name: &str| {
+            let meta = std::fs::metadata(task.path().join(name)).expect("stat");
+            for time in [meta.accessed(), meta.modified()] {
+                assert!(
+                    time.expect("time") > chosen,
+                    "{name} kept a time a guest set"
+                );
+            }
+        };
+        fresh(&task, "next");
+        task.write("spare", b"y").expect("write");
+        set("spare");
+        set("next");
+        assert!(spares.recycle(&task, 0).expect("recycle").is_empty());
+        let task = task.with_spares(spares.clone());
+        task.write("new", b"").expect("write");
+        task.write("other", b"").expect("write");
+        assert!(is_empty(&spares.folder), "both were spares");
+        fresh(&task, "new");
+        fresh(&task, "other");
+    }
+
+    /// Past the bound on open leftover files, a folder keeps none in place: its files become
+    /// spares, closed; once leftovers are settled or dropped, folders keep theirs again.
+    #[test]
+    fn folders_keep_files_in_place_within_the_open_files_bound() {
+        let (root, task, spares) = folders();
+        let mut spares = Spares::new(spares, 10, None).expect("spares");
+        spares.max_open = 3;
+        let spares = Arc::new(spares);
+        let other = Folder::create(&root.path().join("other"), true).expect("other");
+        for name in ["a", "b"] {
+            task.write(name, b"x").expect("write");
+            other.write(name, b"y").expect("write");
+        }
+        let first = spares.recycle(&task, 16).expect("recycle");
+        assert!(first.holds("a") && first.holds("b"));
+        let second = spares.recycle(&other, 16).expect("recycle");
+        assert!(second.is_empty(), "4 files open would pass 3");
+        assert!(is_empty(&other));
+        assert_eq!(spares.list().names.len(), 2);
+        assert_eq!(spares.list().open, 2);
+        first.settle(&task).expect("settle");
+        assert_eq!(spares.list().open, 0);
+        for name in ["c", "d"] {
+            other.write(name, b"z").expect("write");
+        }
+        let third = spares.recycle(&other, 16).expect("recycle");
+        assert!(third.holds("c") && third.holds("d"));
+        drop(third);
+        assert_eq!(spares.list().open, 0, "dropped leftovers are closed");
     }
 }

@@ -170,10 +170,13 @@ impl LocalAgent {
         } = start;
         let request = &dispatch.request;
         let folder = &dispatch.data_folder;
-        for id in std::iter::once(&request.payload_id).chain(&request.data_dependencies) {
-            self.folders
-                .copy_in(&self.store, id, folder, Some(&mut leftovers))?;
-        }
+        let inputs = std::iter::once(&request.payload_id).chain(&request.data_dependencies);
+        self.folders.copy_inputs(
+            &self.store,
+            inputs.map(String::as_str),
+            folder,
+            &mut leftovers,
+        )?;
         self.folders.settle(leftovers, folder, copies)?;
         Ok(dispatch)
     }
@@ -406,7 +409,8 @@ mod tests {
 
     /// An input that cannot be copied (here the store's file of the payload became a
     /// directory) fails the attempt, not the whole graph: the task is retried as after any
-    /// agent error, then fails saying why, its output is aborted, and its folder is removed.
+    /// agent error, then fails saying why, its output is aborted, and its folder is removed,
+    /// with the files an earlier attempt left in it.
     #[test]
     fn an_input_that_cannot_be_copied_fails_the_attempt_and_is_retried() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -416,6 +420,28 @@ mod tests {
             ..TaskOptions::default()
         };
         let session = agent.create_session(options, Vec::new());
+        // An attempt that returned: its folder keeps its files for the next attempt.
+        let earlier = agent
+            .create_result(&session, "earlier", b"input")
+            .expect("payload");
+        let task = crate::local::client::TaskCreation {
+            payload_id: earlier,
+            ..Default::default()
+        };
+        agent
+            .submit_tasks(&session, None, vec![task])
+            .expect("submit");
+        let request = agent.start_next().expect("start").expect("a task").request;
+        std::fs::write(Path::new(&request.data_folder).join("left"), b"x").expect("write");
+        let ok = ProcessReply {
+            output: Some(Output {
+                r#type: Some(output::Type::Ok(Empty {})),
+            }),
+        };
+        assert_eq!(
+            agent.finish(&request.communication_token, &Ok(ok)),
+            TaskState::Completed
+        );
         // Larger than what the store keeps in memory: a file of its own.
         let payload = agent
             .create_result(&session, "payload", &[1; 100 << 10])
@@ -440,8 +466,11 @@ mod tests {
         assert!(agent.start_next().expect("nothing left").is_none());
         let tasks = agent.tasks();
         let states: Vec<TaskState> = tasks.iter().map(|t| t.state).collect();
-        assert_eq!(states, [TaskState::Retried, TaskState::Error]);
-        let message = tasks[1].message.as_deref().unwrap_or_default();
+        assert_eq!(
+            states,
+            [TaskState::Completed, TaskState::Retried, TaskState::Error]
+        );
+        let message = tasks[2].message.as_deref().unwrap_or_default();
         assert!(
             message.contains("cannot copy the task's payload"),
             "{message}"

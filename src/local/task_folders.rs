@@ -96,7 +96,7 @@ impl TaskFolders {
 
     /// A folder for an attempt, whose files are made from spares while there are some (the
     /// attempt's inputs, and what its guest writes through the host), with the files it kept
-    /// in place from its previous attempt: they serve the inputs first ([`copy_in`](Self::copy_in)), and
+    /// in place from its previous attempt: they serve the inputs first ([`copy_inputs`](Self::copy_inputs)), and
     /// must be [`settle`](Self::settle)d before the guest runs.
     ///
     /// # Errors
@@ -148,6 +148,28 @@ impl TaskFolders {
         .map(drop)
     }
 
+    /// Copies the results `ids` (an attempt's payload and data dependencies) into `folder`
+    /// (see [`copy_in`](Self::copy_in)), over `leftovers`, the folder's own: those whose
+    /// name a leftover holds first, so that no other input takes that leftover and the
+    /// file is written where it is (a task's library blob, in each of its attempts).
+    ///
+    /// # Errors
+    /// As [`copy_in`](Self::copy_in); the folder then holds some of the inputs.
+    pub(crate) fn copy_inputs<'a>(
+        &self,
+        store: &ResultStore,
+        ids: impl IntoIterator<Item = &'a str>,
+        folder: &Folder,
+        leftovers: &mut Leftovers,
+    ) -> io::Result<()> {
+        let (own, others): (Vec<&str>, Vec<&str>) =
+            ids.into_iter().partition(|id| leftovers.holds(id));
+        for id in own.into_iter().chain(others) {
+            self.copy_in(store, id, folder, Some(leftovers))?;
+        }
+        Ok(())
+    }
+
     /// Moves the `leftovers` of `folder` that its attempt's inputs did not use into the
     /// spares: the guest sees only its inputs. `copies` as for [`give_back`](Self::give_back).
     ///
@@ -162,12 +184,13 @@ impl TaskFolders {
         if leftovers.is_empty() {
             return Ok(());
         }
-        leftovers.settle(folder)?;
-        // Data deleted since the attempt began: what was moved may copy it.
+        let settled = leftovers.settle(folder);
+        // Data deleted since the attempt began: what was moved may copy it, even when a
+        // later leftover failed to move.
         if copies != self.copies() {
             self.spares.empty_all();
         }
-        Ok(())
+        settled
     }
 
     /// Ends the spare files: emptied into the empty files kept for the next process, before
@@ -333,31 +356,30 @@ mod tests {
         let store = ResultStore::new(root.subfolder("results").expect("results"));
         store.write("blob", b"the component").expect("write");
         store.write("payload-2", b"").expect("write");
-        let (folder, leftovers) = folders.take().expect("take");
+        let (folder, mut leftovers) = folders.take().expect("take");
         let copies = folders.copies();
-        let mut leftovers = Some(leftovers);
-        for id in ["blob", "payload-2"] {
-            folders
-                .copy_in(&store, id, &folder, leftovers.as_mut())
-                .expect("copy");
-        }
         folders
-            .settle(leftovers.take().expect("leftovers"), &folder, copies)
-            .expect("settle");
+            .copy_inputs(&store, ["blob", "payload-2"], &folder, &mut leftovers)
+            .expect("copy");
+        folders.settle(leftovers, &folder, copies).expect("settle");
         folder.write("output", b"a result").expect("write");
-        folders.give_back(folder, true, folders.copies());
+        folders.give_back(folder, true, copies);
 
         store.write("payload-3", b"next").expect("write");
         let (folder, mut leftovers) = folders.take().expect("take");
+        let copies = folders.copies();
         assert!(!leftovers.is_empty(), "the files stayed in place");
-        let blob = std::fs::metadata(folder.path().join("blob"))
-            .expect("blob")
-            .ino();
-        for id in ["payload-3", "blob"] {
-            folders
-                .copy_in(&store, id, &folder, Some(&mut leftovers))
-                .expect("copy");
-        }
+        let file_inode = |name: &str| {
+            std::fs::metadata(folder.path().join(name))
+                .expect("stat")
+                .ino()
+        };
+        let blob = file_inode("blob");
+        let others = [file_inode("payload-2"), file_inode("output")];
+        // The payload first: it must not take the blob's file, whatever the listing's order.
+        folders
+            .copy_inputs(&store, ["payload-3", "blob"], &folder, &mut leftovers)
+            .expect("copy");
         folders.settle(leftovers, &folder, copies).expect("settle");
         let mut names = folder.file_names().expect("names");
         names.sort();
@@ -365,11 +387,13 @@ mod tests {
         assert_eq!(folder.read("blob").expect("read"), b"the component");
         assert_eq!(folder.read("payload-3").expect("read"), b"next");
         assert_eq!(
-            std::fs::metadata(folder.path().join("blob"))
-                .expect("blob")
-                .ino(),
+            file_inode("blob"),
             blob,
             "the blob's copy is written where it was"
+        );
+        assert!(
+            others.contains(&file_inode("payload-3")),
+            "the payload is written over a file kept in place"
         );
         let spares = std::fs::read_dir(dir.path().join("spares"))
             .expect("spares")
@@ -391,6 +415,35 @@ mod tests {
         let again = take(&folders);
         assert_eq!(again.path(), path);
         assert!(is_empty(&again));
+        for entry in std::fs::read_dir(dir.path().join("spares")).expect("spares") {
+            let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
+            assert!(
+                bytes.is_empty(),
+                "a spare keeps the deleted data: {bytes:?}"
+            );
+        }
+    }
+
+    /// Results' data deleted while an attempt's inputs are copied: the files its folder kept
+    /// that it did not use go to the spares emptied.
+    #[test]
+    fn files_kept_in_place_and_not_used_are_emptied_when_data_is_deleted_meanwhile() {
+        let (dir, root, folders) = folders();
+        let store = ResultStore::new(root.subfolder("results").expect("results"));
+        store.write("payload", b"p").expect("write");
+        let folder = take(&folders);
+        for name in ["one", "two"] {
+            folder.write(name, b"deleted data").expect("write");
+        }
+        folders.give_back(folder, true, folders.copies());
+        let (folder, mut leftovers) = folders.take().expect("take");
+        let copies = folders.copies();
+        folders
+            .copy_inputs(&store, ["payload"], &folder, &mut leftovers)
+            .expect("copy");
+        folders.forget_copies();
+        folders.settle(leftovers, &folder, copies).expect("settle");
+        assert_eq!(folder.file_names().expect("names"), ["payload"]);
         for entry in std::fs::read_dir(dir.path().join("spares")).expect("spares") {
             let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
             assert!(
