@@ -35,10 +35,11 @@ fn main() -> std::process::ExitCode {
 }
 
 /// Raises the soft limit of open files to the hard one, as the Go runtime does for every
-/// program: the default soft limit (1,024 on most Linux systems) is sized for `select(2)`,
-/// which nothing here uses, and a host running many tasks at once keeps several files open
-/// for each (its data folder's files, kept for the next attempt; results; connections).
-/// The hard limit stays: the administrator's bound holds.
+/// program (since Go 1.19): the default soft limit (1,024 on most Linux systems) is sized for
+/// `select(2)`, which nothing here uses, and a host running many tasks at once keeps several
+/// files open for each (its data folder's files, kept for the next attempt; results;
+/// connections). The hard limit stays: the administrator's bound holds. (Go restores the
+/// soft limit in the programs it starts; the only program started here is this one.)
 fn raise_open_files_limit() {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);

@@ -120,8 +120,8 @@ impl Spares {
     /// [`max_open`] open.
     ///
     /// # Errors
-    /// As `Folder::recycle_contents`, or a leftover file that cannot be emptied cannot be
-    /// removed either.
+    /// As `Folder::recycle_contents`, a leftover file that cannot be emptied cannot be
+    /// removed either, or the folder's times cannot be set.
     pub fn recycle(self: &Arc<Self>, folder: &Folder, in_place: usize) -> io::Result<Leftovers> {
         let (room, in_place) = {
             let mut list = self.list();
@@ -157,7 +157,17 @@ impl Spares {
                 }
             }
         }
-        removed.map(|()| leftovers)
+        removed?;
+        // The folder serves the next attempt: times its guest set on it must not reach it
+        // (`relatime` keeps an access time set ahead of the modification time).
+        // Through ".": the folder's handle is open for lookups only (`O_PATH`).
+        rustix::fs::utimensat(
+            &folder.dir,
+            ".",
+            &NOW,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+        Ok(leftovers)
     }
 
     /// Stops counting a leftover of `size` bytes, once it is a task's file or removed.
@@ -354,19 +364,27 @@ fn fill_over<T>(
     if size > end {
         file.set_len(end)?;
     }
+    fresh_times(&*file)?;
+    Ok(filled)
+}
+
+/// Sets the access and modification times of `file`, which serves another task, to now:
+/// times the guest that had it chose must not reach the next.
+fn fresh_times(file: &std::fs::File) -> io::Result<()> {
+    Ok(rustix::fs::futimens(file, &NOW)?)
+}
+
+/// Access and modification times set to the time of the call.
+const NOW: rustix::fs::Timestamps = {
     let now = rustix::fs::Timespec {
         tv_sec: 0,
         tv_nsec: rustix::fs::UTIME_NOW,
     };
-    rustix::fs::futimens(
-        &*file,
-        &rustix::fs::Timestamps {
-            last_access: now,
-            last_modification: now,
-        },
-    )?;
-    Ok(filled)
-}
+    rustix::fs::Timestamps {
+        last_access: now,
+        last_modification: now,
+    }
+};
 
 /// The files an emptied task folder kept in place ([`Spares::recycle`]): checked as spares
 /// are, open, and counted with them against `MAX_KEPT_BYTES`. They serve the next attempt in
@@ -1005,6 +1023,26 @@ mod tests {
         task.write("new", b"").expect("write");
         task.write("other", b"").expect("write");
         assert!(is_empty(&spares.folder), "both were spares");
+        // The folder too: a time set ahead stays under `relatime`, and one set when nothing
+        // in it is then removed or renamed (the next attempt's inputs over their own names).
+        let folder = std::fs::File::open(task.path()).expect("open the folder");
+        let ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(1 << 20);
+        for time in [chosen, ahead] {
+            let times = std::fs::FileTimes::new()
+                .set_accessed(time)
+                .set_modified(time);
+            folder.set_times(times).expect("set times");
+            let leftovers = spares.recycle(&task, 16).expect("recycle");
+            drop(leftovers);
+            let meta = std::fs::metadata(task.path()).expect("stat");
+            for got in [meta.accessed(), meta.modified()] {
+                let got = got.expect("time");
+                assert!(
+                    got > chosen && got < ahead,
+                    "the folder kept a time a guest set"
+                );
+            }
+        }
         fresh(&task, "new");
         fresh(&task, "other");
     }

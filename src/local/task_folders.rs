@@ -365,7 +365,8 @@ mod tests {
         folder.write("output", b"a result").expect("write");
         folders.give_back(folder, true, copies);
 
-        store.write("payload-3", b"next").expect("write");
+        // Of the blob's size: a leftover of that size would serve it, were the blob not first.
+        store.write("payload-3", b"next payload!").expect("write");
         let (folder, mut leftovers) = folders.take().expect("take");
         let copies = folders.copies();
         assert!(!leftovers.is_empty(), "the files stayed in place");
@@ -376,7 +377,7 @@ mod tests {
         };
         let blob = file_inode("blob");
         let others = [file_inode("payload-2"), file_inode("output")];
-        // The payload first: it must not take the blob's file, whatever the listing's order.
+        // The payload listed first: it must not take the blob's file.
         folders
             .copy_inputs(&store, ["payload-3", "blob"], &folder, &mut leftovers)
             .expect("copy");
@@ -385,7 +386,7 @@ mod tests {
         names.sort();
         assert_eq!(names, ["blob", "payload-3"]);
         assert_eq!(folder.read("blob").expect("read"), b"the component");
-        assert_eq!(folder.read("payload-3").expect("read"), b"next");
+        assert_eq!(folder.read("payload-3").expect("read"), b"next payload!");
         assert_eq!(
             file_inode("blob"),
             blob,
