@@ -158,7 +158,7 @@ impl Spares {
             }
         }
         removed?;
-        // The folder serves the next attempt: times its guest set on it must not reach it
+        // The folder serves another attempt: times its guest set on it must not reach it
         // (`relatime` keeps an access time set ahead of the modification time).
         // Through ".": the folder's handle is open for lookups only (`O_PATH`).
         rustix::fs::utimensat(

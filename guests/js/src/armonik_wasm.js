@@ -389,62 +389,21 @@ export class TaskHandler {
 export function armonikWorker(processor) {
   return {
     process(ctx) {
-      return run(processor, ctx);
+      let output;
+      try {
+        output = processor(new TaskHandler(ctx));
+      } catch (e) {
+        // This module's errors, and thrown strings, fail the task for good (`err`).
+        if (e instanceof ArmoniKWasmError) throw e.message;
+        if (typeof e === 'string') throw e;
+        // Anything else traps (the binding accepts only a string), so ArmoniK retries the
+        // task, as it does when an SDK worker raises; say what it was first.
+        console.error(`uncaught exception: ${e && e.stack ? `${e}\n${e.stack}` : e}`);
+        throw e;
+      }
+      if (output && output.error !== null && output.error !== undefined) {
+        throw String(output.error);
+      }
     },
   };
 }
-
-/** One task: `processor` given the task's handler, its outcome turned into the export's. */
-function run(processor, ctx) {
-  let output;
-  try {
-    output = processor(new TaskHandler(ctx));
-  } catch (e) {
-    // This module's errors, and thrown strings, fail the task for good (`err`).
-    if (e instanceof ArmoniKWasmError) throw e.message;
-    if (typeof e === 'string') throw e;
-    // Anything else traps (the binding accepts only a string), so ArmoniK retries the
-    // task, as it does when an SDK worker raises; say what it was first.
-    console.error(`uncaught exception: ${e && e.stack ? `${e}\n${e.stack}` : e}`);
-    throw e;
-  }
-  if (output && output.error !== null && output.error !== undefined) {
-    throw String(output.error);
-  }
-}
-
-/**
- * Runs this module's code that needs no import once, at build time: componentize-js snapshots
- * the runtime after the module is evaluated, and SpiderMonkey compiles a function to bytecode
- * only when it first runs, so what runs here is compiled in the snapshot instead of in every
- * task (each task starts from the snapshot). It leaves no state behind: only garbage.
- */
-function warmUp() {
-  const ctx = {
-    sessionId: 's',
-    taskId: 't',
-    options: { options: [['k', 'v']], maxDurationMs: 1n, maxRetries: 0, priority: 0 },
-    expectedOutputIds: ['o'],
-    payloadId: 'p',
-    dataDependencies: ['d'],
-    dataFolder: '/data',
-    dataChunkMaxSize: 1,
-  };
-  for (const output of [new Output(), new Output('failed'), undefined]) {
-    try {
-      run((handler) => {
-        handler.dataDependencies.has('d');
-        checkId(handler.payloadId);
-        toBytes('text');
-        entriesOf({ o: '' });
-        taskOptionsToWit(handler.taskOptions);
-        return output;
-      }, ctx);
-    } catch (e) {
-      if (e !== 'failed') throw e;
-    }
-  }
-  new TextDecoder().decode(toBytes('text'));
-}
-
-warmUp();
