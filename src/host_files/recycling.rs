@@ -24,10 +24,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cap_std::fs::OpenOptions;
-use rustix::fs::RenameFlags;
 
 use super::reuse::unreachable_by_others;
-use super::{EmptyFiles, Folder, plain_name};
+use super::{EmptyFiles, Folder};
+
+mod leftovers;
+
+use leftovers::Leftover;
+pub use leftovers::Leftovers;
 
 /// Files kept for reuse, in a folder no task sees: files of task folders taken by
 /// [`Spares::recycle`], handed out again, overwritten, by [`Folder::write`] and its kin in the
@@ -140,19 +144,16 @@ impl Spares {
                 self.list().names.push((name, size));
             }
         }
-        let mut leftovers = Leftovers {
-            spares: self.clone(),
-            files: Vec::new(),
-        };
+        let mut leftovers = Leftovers::none(self);
         // Every file is counted or closed, even after a removal failed: the leftovers then
         // go (their folder is not reused), and count nothing more once dropped.
         let mut removed = Ok(());
         for (name, file, size) in recycled.in_place {
             match self.count(size, || file.set_len(0).is_ok()) {
-                Some(size) => leftovers.files.push(Leftover { name, file, size }),
+                Some(size) => leftovers.keep(Leftover::new(name, file, size)),
                 None => {
                     drop(file);
-                    self.list().open -= 1;
+                    self.forget(0, 1);
                     removed = removed.and(folder.remove_file(&name));
                 }
             }
@@ -170,11 +171,12 @@ impl Spares {
         Ok(leftovers)
     }
 
-    /// Stops counting a leftover of `size` bytes, once it is a task's file or removed.
-    fn forget(&self, size: u64) {
+    /// Stops counting `files` leftovers holding `bytes` in all, once they are a task's files,
+    /// removed or closed.
+    fn forget(&self, bytes: u64, files: usize) {
         let mut list = self.list();
-        list.bytes -= size;
-        list.open -= 1;
+        list.bytes -= bytes;
+        list.open -= files;
     }
 
     /// Counts `size` bytes more as kept, or, when that would pass `MAX_KEPT_BYTES`, empties
@@ -364,14 +366,8 @@ fn fill_over<T>(
     if size > end {
         file.set_len(end)?;
     }
-    fresh_times(&*file)?;
+    rustix::fs::futimens(&*file, &NOW)?;
     Ok(filled)
-}
-
-/// Sets the access and modification times of `file`, which serves another task, to now:
-/// times the guest that had it chose must not reach the next.
-fn fresh_times(file: &std::fs::File) -> io::Result<()> {
-    Ok(rustix::fs::futimens(file, &NOW)?)
 }
 
 /// Access and modification times set to the time of the call.
@@ -386,150 +382,6 @@ const NOW: rustix::fs::Timestamps = {
     }
 };
 
-/// The files an emptied task folder kept in place ([`Spares::recycle`]): checked as spares
-/// are, open, and counted with them against `MAX_KEPT_BYTES`. They serve the next attempt in
-/// that folder ([`write`](Self::write)), before its guest runs; what is not used then goes
-/// to the spares ([`settle`](Self::settle)), so the guest sees only its inputs.
-#[derive(Debug)]
-#[must_use = "leftovers must be settled before the guest runs, or go with their folder"]
-pub struct Leftovers {
-    spares: Arc<Spares>,
-    files: Vec<Leftover>,
-}
-
-#[derive(Debug)]
-struct Leftover {
-    name: String,
-    file: std::fs::File,
-    size: u64,
-}
-
-impl Leftovers {
-    /// No leftovers: a new folder's.
-    pub fn none(spares: &Arc<Spares>) -> Self {
-        Self {
-            spares: spares.clone(),
-            files: Vec::new(),
-        }
-    }
-
-    /// Whether none is left.
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
-    /// Whether a leftover is named `name`: a file of that name written through
-    /// [`write`](Self::write) lands on it, where it is.
-    pub fn holds(&self, name: &str) -> bool {
-        self.files.iter().any(|l| l.name == name)
-    }
-
-    /// Writes `name` in `folder` (the folder these were left in) from a leftover, as
-    /// [`Folder::write`] does from a spare: the leftover of that name if there is one,
-    /// overwritten where it is (a task's library blob, copied into each of its attempts,
-    /// lands on its previous copy); else one of `size` bytes, or the last, overwritten then
-    /// renamed to `name`. With none left, as [`Folder::write`]. No reader can see a
-    /// half-written file: no guest has this folder yet. Write the names the leftovers
-    /// [`holds`](Self::holds) first: another name may take any leftover.
-    ///
-    /// # Errors
-    /// `name` is not a plain name, `fill` fails or the rename does; the leftover is removed.
-    pub fn write<T>(
-        &mut self,
-        folder: &Folder,
-        name: &str,
-        size: Option<u64>,
-        fill: impl FnOnce(&mut std::fs::File) -> io::Result<T>,
-    ) -> io::Result<T> {
-        let name = plain_name(name)?;
-        let files = &self.files;
-        let Some(index) = files
-            .iter()
-            .position(|l| l.name == name)
-            .or_else(|| size.and_then(|size| files.iter().rposition(|l| l.size == size)))
-            .or_else(|| files.len().checked_sub(1))
-        else {
-            return folder.write_with(name, size, fill);
-        };
-        let Leftover {
-            name: was,
-            mut file,
-            size: had,
-        } = self.files.swap_remove(index);
-        // A task's file from now on, no longer a kept one.
-        self.spares.forget(had);
-        let written = fill_over(&mut file, had, fill).and_then(|filled| {
-            drop(file);
-            if was != name {
-                rustix::fs::renameat(&folder.dir, was.as_str(), &folder.dir, name)?;
-            }
-            Ok(filled)
-        });
-        if written.is_err() {
-            let _ = folder.remove_file(&was);
-        }
-        written
-    }
-
-    /// Moves the leftovers not used into the spares (removed when the spares are full), so
-    /// that the folder holds only what its attempt was given.
-    ///
-    /// # Errors
-    /// A leftover can neither be moved nor removed: the folder must not serve.
-    pub fn settle(mut self, folder: &Folder) -> io::Result<()> {
-        let spares = self.spares.clone();
-        // Popped one by one: those not reached when one fails still count until dropped.
-        while let Some(Leftover { name, file, size }) = self.files.pop() {
-            drop(file);
-            let room = spares.list().names.len() < spares.max;
-            let spare = spares.next_name();
-            let moved = room
-                && rustix::fs::renameat_with(
-                    &folder.dir,
-                    name.as_str(),
-                    &spares.folder.dir,
-                    spare.as_str(),
-                    RenameFlags::NOREPLACE,
-                )
-                .is_ok();
-            if moved {
-                let mut list = spares.list();
-                list.names.push((spare, size));
-                list.open -= 1;
-            } else {
-                spares.forget(size);
-                folder.remove_file(&name)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Empties every leftover (their content may copy results that were just deleted).
-    ///
-    /// # Errors
-    /// One cannot be emptied: the folder must not serve.
-    pub fn empty(&mut self) -> io::Result<()> {
-        for leftover in &mut self.files {
-            leftover.file.set_len(0)?;
-            self.spares.list().bytes -= leftover.size;
-            leftover.size = 0;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Leftovers {
-    /// Leftovers dropped unused (their folder removed with them) no longer count as kept.
-    fn drop(&mut self) {
-        if !self.files.is_empty() {
-            let bytes: u64 = self.files.iter().map(|l| l.size).sum();
-            let mut list = self.spares.list();
-            list.bytes -= bytes;
-            list.open -= self.files.len();
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::{Seek as _, Write as _};
@@ -538,7 +390,7 @@ mod tests {
 
     use super::*;
 
-    fn folders() -> (tempfile::TempDir, Folder, Folder) {
+    pub(super) fn folders() -> (tempfile::TempDir, Folder, Folder) {
         let root = tempfile::tempdir().expect("tempdir");
         let task = Folder::create(&root.path().join("task"), true).expect("task");
         let spares = Folder::create(&root.path().join("spares"), true).expect("spares");
@@ -552,14 +404,14 @@ mod tests {
         }
     }
 
-    fn is_empty(folder: &Folder) -> bool {
+    pub(super) fn is_empty(folder: &Folder) -> bool {
         std::fs::read_dir(folder.path())
             .expect("list")
             .next()
             .is_none()
     }
 
-    fn inode(folder: &Folder, name: &str) -> u64 {
+    pub(super) fn inode(folder: &Folder, name: &str) -> u64 {
         std::fs::metadata(folder.path().join(name))
             .expect("stat")
             .ino()
@@ -783,94 +635,6 @@ mod tests {
         assert_eq!(task.read("more").expect("read"), b"more");
     }
 
-    /// The sizes of the files in `folder`, by name.
-    fn sizes(folder: &Folder) -> Vec<(String, u64)> {
-        let mut sizes: Vec<(String, u64)> = std::fs::read_dir(folder.path())
-            .expect("list")
-            .map(|entry| {
-                let entry = entry.expect("entry");
-                let name = entry.file_name().into_string().expect("UTF-8");
-                (name, entry.metadata().expect("stat").len())
-            })
-            .collect();
-        sizes.sort();
-        sizes
-    }
-
-    /// A folder of a few reusable files keeps them in place: the next attempt's inputs are
-    /// written over them (the one of the same name where it is, the others renamed), and what
-    /// is not used goes to the spares, so the folder holds only the new inputs, byte-exact.
-    /// What they hold counts with the spares' bytes all along.
-    #[test]
-    fn files_kept_in_place_serve_the_next_inputs() {
-        let (_root, task, spares) = folders();
-        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
-        task.write("blob", &[1; 4096]).expect("write");
-        task.write("payload", b"a long earlier payload")
-            .expect("write");
-        task.write("output", b"out").expect("write");
-        let blob = inode(&task, "blob");
-        let payload = inode(&task, "payload");
-        let mut leftovers = spares.recycle(&task, 16).expect("recycle");
-        assert_eq!(leftovers.files.len(), 3);
-        assert_eq!(spares.list().bytes, 4096 + 22 + 3);
-        assert!(is_empty(&spares.folder));
-
-        // Shorter than before, and the same name: where it was, cut.
-        leftovers
-            .write(&task, "blob", Some(100), |f| f.write_all(&[2; 100]))
-            .expect("blob");
-        assert_eq!(
-            inode(&task, "blob"),
-            blob,
-            "the blob is written where it was"
-        );
-        // Another name, of the earlier payload's size: that file, renamed.
-        leftovers
-            .write(&task, "next", Some(22), |f| {
-                f.write_all(b"the next payload, 22 b")
-            })
-            .expect("payload");
-        assert_eq!(inode(&task, "next"), payload);
-        assert_eq!(spares.list().bytes, 3, "only the leftover not used counts");
-        leftovers.settle(&task).expect("settle");
-        assert_eq!(
-            sizes(&task),
-            [("blob".to_owned(), 100), ("next".to_owned(), 22)]
-        );
-        assert_eq!(task.read("blob").expect("read"), [2; 100]);
-        assert_eq!(task.read("next").expect("read"), b"the next payload, 22 b");
-        assert_eq!(spares.list().names, [("1".to_owned(), 3)]);
-        assert_eq!(spares.folder.read("1").expect("spare"), b"out");
-        assert_eq!(spares.list().bytes, 3);
-    }
-
-    /// Leftovers that are emptied or dropped unused hold and count nothing more; a name that
-    /// is not plain is refused without using one.
-    #[test]
-    fn leftovers_emptied_or_dropped_count_nothing() {
-        let (_root, task, spares) = folders();
-        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
-        task.write("secret", b"deleted data").expect("write");
-        task.write("other", b"more").expect("write");
-        let mut leftovers = spares.recycle(&task, 16).expect("recycle");
-        leftovers.empty().expect("empty");
-        assert_eq!(spares.list().bytes, 0);
-        assert_eq!(task.file_size("secret"), Some(0));
-        let refused = leftovers.write(&task, "../escape", None, |f| f.write_all(b"x"));
-        refused.expect_err("not a plain name");
-        assert_eq!(leftovers.files.len(), 2);
-        drop(leftovers);
-        assert_eq!(spares.list().bytes, 0);
-
-        task.write("secret", b"deleted data").expect("write");
-        let leftovers = spares.recycle(&task, 16).expect("recycle");
-        // `other` still there, emptied above.
-        assert_eq!(spares.list().bytes, 12);
-        drop(leftovers);
-        assert_eq!(spares.list().bytes, 0, "dropped leftovers count no more");
-    }
-
     /// Files that cannot all stay (one is still open elsewhere, or there are more than
     /// `in_place`) all leave the folder: the reusable ones as spares.
     #[test]
@@ -898,73 +662,6 @@ mod tests {
         assert!(is_empty(&task));
         assert_eq!(spares.list().names.len(), 4);
         assert_eq!(spares.list().bytes, 4);
-    }
-
-    /// A leftover whose fill fails is removed, and the target name is untouched or gone;
-    /// with no leftover left, a write takes a spare as before.
-    #[test]
-    fn a_leftover_that_cannot_serve_is_removed() {
-        let (_root, task, spares) = folders();
-        let spares = Arc::new(Spares::new(spares, 10, None).expect("spares"));
-        task.write("kept", b"before").expect("write");
-        let mut leftovers = spares.recycle(&task, 16).expect("recycle");
-        let failed = leftovers.write(&task, "new", None, |file| {
-            file.write_all(b"half")?;
-            Err::<(), _>(io::Error::other("the source broke"))
-        });
-        assert_eq!(
-            failed.expect_err("fill failed").to_string(),
-            "the source broke"
-        );
-        assert!(is_empty(&task), "the leftover was removed");
-        assert_eq!(spares.list().bytes, 0);
-        let task = task.with_spares(spares.clone());
-        leftovers
-            .write(&task, "new", None, |f| f.write_all(b"fresh"))
-            .expect("written without leftovers");
-        assert_eq!(task.read("new").expect("read"), b"fresh");
-    }
-
-    /// Leftovers not used, with no room among the spares, are removed; with one that cannot
-    /// be removed either, settling fails, and what the others hold stops counting all the
-    /// same.
-    #[test]
-    fn leftovers_that_cannot_become_spares_are_removed() {
-        let (_root, task, spares) = folders();
-        let spares = Arc::new(Spares::new(spares, 1, None).expect("spares"));
-        for name in ["a", "b", "c"] {
-            task.write(name, name.as_bytes()).expect("write");
-        }
-        let leftovers = spares.recycle(&task, 16).expect("recycle");
-        assert_eq!(spares.list().bytes, 3);
-        leftovers.settle(&task).expect("settle");
-        assert!(is_empty(&task));
-        assert_eq!(spares.list().names.len(), 1, "one spare had room");
-        assert_eq!(spares.list().bytes, 1);
-        assert_eq!(
-            std::fs::read_dir(spares.folder.path())
-                .expect("list")
-                .count(),
-            1
-        );
-
-        let (_root, task, spares) = folders();
-        let spares = Arc::new(Spares::new(spares, 0, None).expect("spares"));
-        for name in ["a", "b", "c"] {
-            task.write(name, b"12345").expect("write");
-        }
-        let leftovers = spares.recycle(&task, 16).expect("recycle");
-        assert_eq!(spares.list().bytes, 15);
-        // Folders in their place (a guest cannot do this once its attempt ended; a fault in
-        // the host or another process could): they can be neither moved nor removed as files.
-        for name in ["a", "b", "c"] {
-            std::fs::remove_file(task.path().join(name)).expect("remove");
-            std::fs::create_dir(task.path().join(name)).expect("folder");
-        }
-        leftovers
-            .settle(&task)
-            .expect_err("a folder is not removed as a file");
-        assert_eq!(spares.list().bytes, 0, "what was not reached still counted");
     }
 
     /// A file past `MAX_KEPT_BYTES` stays in place emptied, counting nothing.

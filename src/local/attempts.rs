@@ -407,6 +407,16 @@ mod tests {
         }
     }
 
+    /// Ends the attempt of `request` as its worker would on success.
+    fn finish_ok(agent: &LocalAgent, request: &ProcessRequest) -> TaskState {
+        let ok = ProcessReply {
+            output: Some(Output {
+                r#type: Some(output::Type::Ok(Empty {})),
+            }),
+        };
+        agent.finish(&request.communication_token, &Ok(ok))
+    }
+
     /// An input that cannot be copied (here the store's file of the payload became a
     /// directory) fails the attempt, not the whole graph: the task is retried as after any
     /// agent error, then fails saying why, its output is aborted, and its folder is removed,
@@ -433,15 +443,7 @@ mod tests {
             .expect("submit");
         let request = agent.start_next().expect("start").expect("a task").request;
         std::fs::write(Path::new(&request.data_folder).join("left"), b"x").expect("write");
-        let ok = ProcessReply {
-            output: Some(Output {
-                r#type: Some(output::Type::Ok(Empty {})),
-            }),
-        };
-        assert_eq!(
-            agent.finish(&request.communication_token, &Ok(ok)),
-            TaskState::Completed
-        );
+        assert_eq!(finish_ok(&agent, &request), TaskState::Completed);
         // Larger than what the store keeps in memory: a file of its own.
         let payload = agent
             .create_result(&session, "payload", &[1; 100 << 10])
@@ -484,5 +486,70 @@ mod tests {
             .expect("task folders")
             .count();
         assert_eq!(left, 0, "a failed attempt's folder is left");
+    }
+
+    /// An attempt's input copies stay in its folder, once it ended, for the next attempt in
+    /// that folder: the library blob's copy is written where it was, the payload over the
+    /// earlier payload's file, and the attempt finds its inputs and nothing else. No copy
+    /// passes through the spares.
+    #[test]
+    fn input_copies_stay_in_place_for_the_next_attempt() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let agent = LocalAgent::new(dir.path(), None).expect("agent");
+        let session = agent.create_session(TaskOptions::default(), Vec::new());
+        let blob = agent
+            .create_result(&session, "blob", &[7; 4096])
+            .expect("blob");
+        let files = |folder: &Path| {
+            let mut files: Vec<(String, u64)> = std::fs::read_dir(folder)
+                .expect("list")
+                .map(|entry| {
+                    let entry = entry.expect("entry");
+                    let name = entry.file_name().into_string().expect("UTF-8");
+                    (name, entry.metadata().expect("stat").ino())
+                })
+                .collect();
+            files.sort();
+            files
+        };
+        let mut attempts = Vec::new();
+        for (n, bytes) in [b"first".as_slice(), b"the second"].into_iter().enumerate() {
+            let payload = agent
+                .create_result(&session, &format!("payload-{n}"), bytes)
+                .expect("payload");
+            let task = crate::local::client::TaskCreation {
+                payload_id: payload.clone(),
+                data_dependencies: vec![blob.clone()],
+                ..Default::default()
+            };
+            agent
+                .submit_tasks(&session, None, vec![task])
+                .expect("submit");
+            let request = agent.start_next().expect("start").expect("a task").request;
+            let folder = std::path::PathBuf::from(&request.data_folder);
+            let inputs = files(&folder);
+            let mut names = vec![blob.as_str(), payload.as_str()];
+            names.sort_unstable();
+            assert!(inputs.iter().map(|(name, _)| name).eq(names), "{inputs:?}");
+            assert_eq!(std::fs::read(folder.join(&payload)).expect("read"), bytes);
+            assert_eq!(finish_ok(&agent, &request), TaskState::Completed);
+            assert_eq!(files(&folder), inputs, "the copies stay in place");
+            let inode = |id: &str| inputs.iter().find(|(name, _)| name == id).map(|f| f.1);
+            attempts.push((folder, inode(&blob), inode(&payload)));
+        }
+        let [(first, blob_1, payload_1), (second, blob_2, payload_2)] = &attempts[..] else {
+            unreachable!("two attempts");
+        };
+        assert_eq!(first, second, "the folder serves again");
+        assert_eq!(blob_1, blob_2, "the blob is written where it was");
+        assert_eq!(
+            payload_1, payload_2,
+            "the payload over the earlier one's file"
+        );
+        let spares = std::fs::read_dir(dir.path().join("spares"))
+            .expect("spares")
+            .count();
+        assert_eq!(spares, 0, "no copy passed through the spares");
     }
 }

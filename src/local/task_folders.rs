@@ -96,8 +96,9 @@ impl TaskFolders {
 
     /// A folder for an attempt, whose files are made from spares while there are some (the
     /// attempt's inputs, and what its guest writes through the host), with the files it kept
-    /// in place from its previous attempt: they serve the inputs first ([`copy_inputs`](Self::copy_inputs)), and
-    /// must be [`settle`](Self::settle)d before the guest runs.
+    /// in place from its previous attempt: they serve the inputs
+    /// ([`copy_inputs`](Self::copy_inputs)), and must be [`settle`](Self::settle)d before the
+    /// guest runs.
     ///
     /// # Errors
     /// A new folder cannot be made.
@@ -149,22 +150,26 @@ impl TaskFolders {
     }
 
     /// Copies the results `ids` (an attempt's payload and data dependencies) into `folder`
-    /// (see [`copy_in`](Self::copy_in)), over `leftovers`, the folder's own: those whose
-    /// name a leftover holds first, so that no other input takes that leftover and the
-    /// file is written where it is (a task's library blob, in each of its attempts).
+    /// (see [`copy_in`](Self::copy_in)), over `leftovers`, the folder's own: a leftover
+    /// named as an input serves that input only, where it is (a task's library blob, in
+    /// each of its attempts; `Leftovers::reserve`).
     ///
     /// # Errors
     /// As [`copy_in`](Self::copy_in); the folder then holds some of the inputs.
-    pub(crate) fn copy_inputs<'a>(
+    pub(crate) fn copy_inputs<'a, I>(
         &self,
         store: &ResultStore,
-        ids: impl IntoIterator<Item = &'a str>,
+        ids: I,
         folder: &Folder,
         leftovers: &mut Leftovers,
-    ) -> io::Result<()> {
-        let (own, others): (Vec<&str>, Vec<&str>) =
-            ids.into_iter().partition(|id| leftovers.holds(id));
-        for id in own.into_iter().chain(others) {
+    ) -> io::Result<()>
+    where
+        I: IntoIterator<Item = &'a str>,
+        I::IntoIter: Clone,
+    {
+        let ids = ids.into_iter();
+        leftovers.reserve(ids.clone());
+        for id in ids {
             self.copy_in(store, id, folder, Some(leftovers))?;
         }
         Ok(())
@@ -541,5 +546,78 @@ mod tests {
         folder.write("input", b"data").expect("write");
         folders.give_back(folder, true, folders.copies());
         assert_eq!(inode(&take(&folders)), kept);
+    }
+
+    /// A folder given back gets fresh times: those its guest set (ahead of now, which
+    /// `relatime` keeps) do not reach its next attempt, even when its files stay in place.
+    #[test]
+    fn a_folder_given_back_does_not_keep_the_times_its_guest_set() {
+        let (_dir, _root, folders) = folders();
+        let folder = take(&folders);
+        folder.write("kept", b"x").expect("write");
+        let ahead = std::time::SystemTime::now() + std::time::Duration::from_secs(1 << 20);
+        std::fs::File::open(folder.path())
+            .and_then(|dir| {
+                let times = std::fs::FileTimes::new()
+                    .set_accessed(ahead)
+                    .set_modified(ahead);
+                dir.set_times(times)
+            })
+            .expect("set times");
+        folders.give_back(folder, true, folders.copies());
+        let (folder, leftovers) = folders.take().expect("take");
+        assert!(!leftovers.is_empty(), "the file stayed in place");
+        let meta = std::fs::metadata(folder.path()).expect("stat");
+        for time in [meta.accessed(), meta.modified()] {
+            assert!(
+                time.expect("time") < ahead,
+                "the folder kept its guest's time"
+            );
+        }
+        drop(leftovers);
+    }
+
+    /// Results' data deleted while an attempt's inputs are copied, and a leftover that can
+    /// neither be moved nor removed: settling fails, and the spares are emptied all the same.
+    #[test]
+    fn a_failed_settle_still_empties_the_spares_after_a_deletion() {
+        let (dir, _root, folders) = folders();
+        let folder = take(&folders);
+        folder.write("kept", b"x").expect("write");
+        folders.give_back(folder, true, folders.copies());
+        let (folder, leftovers) = folders.take().expect("take");
+        assert!(!leftovers.is_empty(), "the file stayed in place");
+        let copies = folders.copies();
+        folders.forget_copies();
+        // Spares holding data, made after the deletion: more files than stay in place.
+        let other = take(&folders);
+        for i in 0..=IN_PLACE {
+            other.write(&i.to_string(), b"data").expect("write");
+        }
+        folders.give_back(other, true, folders.copies());
+        // A folder in the leftover's place, not removed as a file, and every name a spare
+        // could take next already used (spares are numbered): it cannot move either.
+        std::fs::remove_file(folder.path().join("kept")).expect("remove");
+        std::fs::create_dir(folder.path().join("kept")).expect("folder");
+        let spares = dir.path().join("spares");
+        for n in 1..=1_000 {
+            if !spares.join(n.to_string()).exists() {
+                std::fs::create_dir(spares.join(n.to_string())).expect("taken name");
+            }
+        }
+        folders
+            .settle(leftovers, &folder, copies)
+            .expect_err("a folder is not removed as a file");
+        let spares: Vec<_> = std::fs::read_dir(spares)
+            .expect("spares")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.is_file())
+            .map(|path| std::fs::read(path).expect("read"))
+            .collect();
+        assert_eq!(spares.len(), IN_PLACE + 1);
+        assert!(
+            spares.iter().all(Vec::is_empty),
+            "a spare keeps data: {spares:?}"
+        );
     }
 }
