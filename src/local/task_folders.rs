@@ -152,7 +152,8 @@ impl TaskFolders {
     /// Copies the results `ids` (an attempt's payload and data dependencies) into `folder`
     /// (see [`copy_in`](Self::copy_in)), over `leftovers`, the folder's own: a leftover
     /// named as an input serves that input only, where it is (a task's library blob, in
-    /// each of its attempts; `Leftovers::reserve`).
+    /// each of its attempts; `Leftovers::reserve`). An id listed twice (a payload that is
+    /// also a data dependency) is copied once.
     ///
     /// # Errors
     /// As [`copy_in`](Self::copy_in); the folder then holds some of the inputs.
@@ -169,8 +170,11 @@ impl TaskFolders {
     {
         let ids = ids.into_iter();
         leftovers.reserve(ids.clone());
+        let mut copied = std::collections::HashSet::new();
         for id in ids {
-            self.copy_in(store, id, folder, Some(leftovers))?;
+            if copied.insert(id) {
+                self.copy_in(store, id, folder, Some(leftovers))?;
+            }
         }
         Ok(())
     }
@@ -370,7 +374,7 @@ mod tests {
         folder.write("output", b"a result").expect("write");
         folders.give_back(folder, true, copies);
 
-        // Of the blob's size: a leftover of that size would serve it, were the blob not first.
+        // Of the blob's size: the blob's file would serve it, were it not reserved for the blob.
         store.write("payload-3", b"next payload!").expect("write");
         let (folder, mut leftovers) = folders.take().expect("take");
         let copies = folders.copies();
@@ -619,5 +623,31 @@ mod tests {
             spares.iter().all(Vec::is_empty),
             "a spare keeps data: {spares:?}"
         );
+    }
+
+    /// An input listed twice (a payload that is also a data dependency) is copied once: it
+    /// uses one kept file, and the other goes to the spares.
+    #[test]
+    fn an_input_listed_twice_is_copied_once() {
+        let (dir, root, folders) = folders();
+        let store = ResultStore::new(root.subfolder("results").expect("results"));
+        store.write("input", b"i").expect("write");
+        let folder = take(&folders);
+        for name in ["one", "two"] {
+            folder.write(name, b"x").expect("write");
+        }
+        folders.give_back(folder, true, folders.copies());
+        let (folder, mut leftovers) = folders.take().expect("take");
+        let copies = folders.copies();
+        folders
+            .copy_inputs(&store, ["input", "input"], &folder, &mut leftovers)
+            .expect("copy");
+        folders.settle(leftovers, &folder, copies).expect("settle");
+        assert_eq!(folder.file_names().expect("names"), ["input"]);
+        assert_eq!(folder.read("input").expect("read"), b"i");
+        let spares = std::fs::read_dir(dir.path().join("spares"))
+            .expect("spares")
+            .count();
+        assert_eq!(spares, 1, "one kept file served, the other is a spare");
     }
 }

@@ -87,9 +87,9 @@ impl Leftovers {
     /// Writes `name` in `folder` (the folder these were left in) from a leftover, as
     /// [`Folder::write`] does from a spare: the leftover of that name if there is one,
     /// overwritten where it is; else, among those not [`reserve`](Self::reserve)d, one of
-    /// `size` bytes, or the last, overwritten then renamed to `name`. With none left, as
-    /// [`Folder::write`]. No reader can see a half-written file: no guest has this folder
-    /// yet.
+    /// `size` bytes, or the last, overwritten then renamed to `name`. With none that may
+    /// serve it (none left, or only others' reserved ones), as [`Folder::write`]. No reader
+    /// can see a half-written file: no guest has this folder yet.
     ///
     /// # Errors
     /// `name` is not a plain name, `fill` fails or the rename does; the leftover is removed.
@@ -288,6 +288,7 @@ mod tests {
         assert_eq!(spares.list().bytes, 12);
         drop(leftovers);
         assert_eq!(spares.list().bytes, 0, "dropped leftovers count no more");
+        assert_eq!(spares.list().open, 0, "dropped leftovers are closed");
     }
 
     /// A leftover whose fill fails is removed, and the target name is untouched or gone;
@@ -307,6 +308,7 @@ mod tests {
             "the source broke"
         );
         assert!(is_empty(&task), "the leftover was removed");
+        assert_eq!(spares.list().open, 0);
         assert_eq!(spares.list().bytes, 0);
         let task = task.with_spares(spares.clone());
         leftovers
@@ -355,6 +357,7 @@ mod tests {
             .settle(&task)
             .expect_err("a folder is not removed as a file");
         assert_eq!(spares.list().bytes, 0, "what was not reached still counted");
+        assert_eq!(spares.list().open, 0, "and was closed");
     }
 
     /// A leftover reserved for an input of its name serves only it, whatever order the
@@ -394,15 +397,27 @@ mod tests {
         assert_eq!(task.read("payload").expect("read"), b"payload");
         assert_eq!(task.read("extra").expect("read"), b"extra..");
 
-        // Not reserved: the payload of the blob's size takes the blob's file.
+        // Not reserved: the payload of the blob's size takes the blob's file, not another.
         task.remove_file("extra").expect("remove");
-        task.remove_file("payload").expect("remove");
+        task.write("payload", b"1").expect("write");
         let mut leftovers = spares.recycle(&task, 16).expect("recycle");
         leftovers
-            .write(&task, "payload", Some(7), fill(b"payload"))
+            .write(&task, "next", Some(7), fill(b"payload"))
             .expect("payload");
-        assert_eq!(inode(&task, "payload"), blob);
+        assert_eq!(inode(&task, "next"), blob);
         leftovers.settle(&task).expect("settle");
         assert_eq!(spares.list().open, 0);
+
+        // A reserved leftover whose fill fails is removed, and counts nothing more.
+        let mut leftovers = spares.recycle(&task, 16).expect("recycle");
+        leftovers.reserve(["next"]);
+        let failed = leftovers.write(&task, "next", Some(7), |_| {
+            Err::<(), _>(io::Error::other("the source broke"))
+        });
+        failed.expect_err("fill failed");
+        assert_eq!(task.file_size("next"), None, "the leftover was removed");
+        assert!(leftovers.is_empty());
+        assert_eq!(spares.list().open, 0);
+        assert_eq!(spares.list().bytes, 1, "the spare alone counts");
     }
 }
