@@ -334,6 +334,29 @@ mod tests {
             .is_none()
     }
 
+    /// The content of each file among the spares of the task folders in `dir`.
+    fn spare_contents(dir: &std::path::Path) -> Vec<Vec<u8>> {
+        std::fs::read_dir(dir.join("spares"))
+            .expect("spares")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.is_file())
+            .map(|path| std::fs::read(path).expect("read"))
+            .collect()
+    }
+
+    /// A folder taken again after an attempt that left `names` in it, each holding `bytes`:
+    /// with those files kept in place.
+    fn taken_with_kept(folders: &TaskFolders, names: &[&str], bytes: &[u8]) -> (Folder, Leftovers) {
+        let folder = take(folders);
+        for name in names {
+            folder.write(name, bytes).expect("write");
+        }
+        folders.give_back(folder, true, folders.copies());
+        let (folder, leftovers) = folders.take().expect("take");
+        assert!(!leftovers.is_empty(), "the files stayed in place");
+        (folder, leftovers)
+    }
+
     /// A folder taken for an attempt, with nothing left of an earlier one once settled.
     fn take(folders: &TaskFolders) -> Folder {
         let (folder, leftovers) = folders.take().expect("take");
@@ -425,13 +448,11 @@ mod tests {
         let again = take(&folders);
         assert_eq!(again.path(), path);
         assert!(is_empty(&again));
-        for entry in std::fs::read_dir(dir.path().join("spares")).expect("spares") {
-            let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
-            assert!(
-                bytes.is_empty(),
-                "a spare keeps the deleted data: {bytes:?}"
-            );
-        }
+        let spares = spare_contents(dir.path());
+        assert!(
+            spares.iter().all(Vec::is_empty),
+            "a spare keeps the deleted data: {spares:?}"
+        );
     }
 
     /// Results' data deleted while an attempt's inputs are copied: the files its folder kept
@@ -441,12 +462,7 @@ mod tests {
         let (dir, root, folders) = folders();
         let store = ResultStore::new(root.subfolder("results").expect("results"));
         store.write("payload", b"p").expect("write");
-        let folder = take(&folders);
-        for name in ["one", "two"] {
-            folder.write(name, b"deleted data").expect("write");
-        }
-        folders.give_back(folder, true, folders.copies());
-        let (folder, mut leftovers) = folders.take().expect("take");
+        let (folder, mut leftovers) = taken_with_kept(&folders, &["one", "two"], b"deleted data");
         let copies = folders.copies();
         folders
             .copy_inputs(&store, ["payload"], &folder, &mut leftovers)
@@ -454,13 +470,11 @@ mod tests {
         folders.forget_copies();
         folders.settle(leftovers, &folder, copies).expect("settle");
         assert_eq!(folder.file_names().expect("names"), ["payload"]);
-        for entry in std::fs::read_dir(dir.path().join("spares")).expect("spares") {
-            let bytes = std::fs::read(entry.expect("entry").path()).expect("read");
-            assert!(
-                bytes.is_empty(),
-                "a spare keeps the deleted data: {bytes:?}"
-            );
-        }
+        let spares = spare_contents(dir.path());
+        assert!(
+            spares.iter().all(Vec::is_empty),
+            "a spare keeps the deleted data: {spares:?}"
+        );
     }
 
     #[test]
@@ -536,10 +550,7 @@ mod tests {
         folders.forget_copies();
         folders.give_back(folder, true, copies);
         assert!(!path.exists(), "{} is left", path.display());
-        let spares: Vec<_> = std::fs::read_dir(dir.path().join("spares"))
-            .expect("spares")
-            .map(|entry| std::fs::read(entry.expect("entry").path()).expect("read"))
-            .collect();
+        let spares = spare_contents(dir.path());
         assert!(
             spares.iter().all(Vec::is_empty),
             "a spare keeps the deleted data: {spares:?}"
@@ -586,11 +597,7 @@ mod tests {
     #[test]
     fn a_failed_settle_still_empties_the_spares_after_a_deletion() {
         let (dir, _root, folders) = folders();
-        let folder = take(&folders);
-        folder.write("kept", b"x").expect("write");
-        folders.give_back(folder, true, folders.copies());
-        let (folder, leftovers) = folders.take().expect("take");
-        assert!(!leftovers.is_empty(), "the file stayed in place");
+        let (folder, leftovers) = taken_with_kept(&folders, &["kept"], b"x");
         let copies = folders.copies();
         folders.forget_copies();
         // Spares holding data, made after the deletion: more files than stay in place.
@@ -612,12 +619,7 @@ mod tests {
         folders
             .settle(leftovers, &folder, copies)
             .expect_err("a folder is not removed as a file");
-        let spares: Vec<_> = std::fs::read_dir(spares)
-            .expect("spares")
-            .map(|entry| entry.expect("entry").path())
-            .filter(|path| path.is_file())
-            .map(|path| std::fs::read(path).expect("read"))
-            .collect();
+        let spares = spare_contents(dir.path());
         assert_eq!(spares.len(), IN_PLACE + 1);
         assert!(
             spares.iter().all(Vec::is_empty),
@@ -632,12 +634,7 @@ mod tests {
         let (dir, root, folders) = folders();
         let store = ResultStore::new(root.subfolder("results").expect("results"));
         store.write("input", b"i").expect("write");
-        let folder = take(&folders);
-        for name in ["one", "two"] {
-            folder.write(name, b"x").expect("write");
-        }
-        folders.give_back(folder, true, folders.copies());
-        let (folder, mut leftovers) = folders.take().expect("take");
+        let (folder, mut leftovers) = taken_with_kept(&folders, &["one", "two"], b"x");
         let copies = folders.copies();
         folders
             .copy_inputs(&store, ["input", "input"], &folder, &mut leftovers)
