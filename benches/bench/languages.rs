@@ -140,7 +140,8 @@ pub(super) async fn languages(sizes: &Sizes, one_gib: bool) -> anyhow::Result<()
         "  per-task start in the sandbox (pooling, p50 of {}; the `fail` guest: reads its empty \
          payload, returns an error, no agent call): store + instance, back to back; then, \
          {} ms apart as ArmoniK sends tasks, the task with its instance made with it and the \
-         task with its instance made ahead (issue 14: <= 100 µs)",
+         task with its instance made ahead, on a guest thread as `serve` runs it (issue 14: <= \
+         100 µs)",
         sizes.language_tasks,
         BETWEEN_TASKS.as_millis()
     );

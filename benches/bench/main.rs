@@ -41,7 +41,7 @@ use armonik_wasm::sandbox::guest_log::TaskIds;
 use armonik_wasm::sandbox::{
     DEFAULT_KEEP_RESIDENT, Sandbox, SandboxConfig, TaskRun, TaskState, wasi_context,
 };
-use armonik_wasm::worker::task_runner::{RunnerConfig, TaskRunner};
+use armonik_wasm::worker::task_runner::{GuestThread, RunnerConfig, TaskRunner};
 use common::polyglot::Lang;
 use common::python::find_python;
 use common::*;

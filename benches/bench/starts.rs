@@ -95,8 +95,10 @@ pub(super) async fn task_starts(
 pub(super) const BETWEEN_TASKS: Duration = Duration::from_millis(5);
 
 /// `n` tasks (after 100 not counted) calling `wasm`'s `process` with `context`, one at a time
-/// through [`Sandbox::run`] as the worker runs them, with the instance made ahead in the pause
-/// between tasks: the time of each run (binding the instance made ahead to the task, the call,
+/// through [`Sandbox::run`] as `serve` runs them: on a [`GuestThread`] (a current-thread
+/// runtime, where the finished store's teardown and the next instance's making are queued
+/// behind the task rather than woken on another thread), with the instance made ahead in the
+/// pause between tasks: the time of each run (binding the instance made ahead to the task, the call,
 /// the checks after it), their sum, the minor page faults per task during the runs, and this
 /// process's CPU time per task over the whole loop: the runs, and in the pauses the reset of
 /// the finished task's memory and the making of the next instance, which the runs' times
@@ -114,6 +116,28 @@ pub(super) async fn made_ahead_starts(
         keep_resident: DEFAULT_KEEP_RESIDENT,
     })?);
     let setup = Setup::new(&sandbox, wasm, Some(&context.payload_id)).await?;
+    let guest_thread = GuestThread::start()?;
+    let looped = {
+        let _guest = guest_thread.enter();
+        tokio::spawn(starts_loop(
+            sandbox,
+            setup,
+            wasm.to_owned(),
+            n,
+            context.clone(),
+        ))
+    };
+    looped.await?
+}
+
+/// The loop of [`made_ahead_starts`], on the runtime it is spawned on.
+async fn starts_loop(
+    sandbox: Arc<Sandbox>,
+    setup: Setup,
+    wasm: PathBuf,
+    n: usize,
+    context: TaskContext,
+) -> anyhow::Result<(Vec<Duration>, Duration, u64, Duration)> {
     let (mut samples, mut busy, mut faults) = (Vec::with_capacity(n), Duration::ZERO, 0);
     let mut cpu_before = Duration::ZERO;
     for i in 0..n + 100 {
