@@ -241,3 +241,39 @@ fn logs_into_a_pipe_carry_no_colour_codes() {
     assert!(ran.stderr.contains("fails on purpose"), "{}", ran.stderr);
     assert!(!ran.stderr.contains('\x1b'), "{:?}", ran.stderr);
 }
+
+#[test]
+fn on_off_variables_take_the_usual_spellings_and_refuse_the_rest() {
+    let echo = guest("echo");
+    let inspect = |variable: &str, value: &str| {
+        let output = armonik_wasm_command(&["inspect", path(&echo)])
+            .env(variable, value)
+            .output()
+            .expect("armonik-wasm runs");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for (variable, flag) in [
+        ("ArmonikWasm__NoPooling", "--no-pooling"),
+        ("ArmonikWasm__NoInstantiateAhead", "--no-instantiate-ahead"),
+    ] {
+        // What operators write: .NET's `True`, shell's `1`, and their negations.
+        for value in [
+            "true", "True", "TRUE", "1", "yes", "on", "false", "False", "0", "no", "off",
+        ] {
+            let (status, stderr) = inspect(variable, value);
+            assert!(status.success(), "{variable}={value}: {status}: {stderr}");
+        }
+        for value in ["maybe", "2", "enabled"] {
+            let (status, stderr) = inspect(variable, value);
+            assert_eq!(status.code(), Some(2), "{variable}={value}: {stderr}");
+            assert_no_panic(&stderr);
+            assert!(
+                stderr.contains(&format!("invalid value '{value}' for '{flag}'")),
+                "{variable}={value}: {stderr}"
+            );
+        }
+    }
+}

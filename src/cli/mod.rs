@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::agent::grpc::GrpcAgent;
@@ -82,7 +83,9 @@ pub enum Command {
     Submit(crate::cli::submit::SubmitArgs),
 }
 
-/// Sandbox settings shared by the commands that run tasks.
+/// Sandbox settings shared by the commands that run tasks. An on/off flag set by its
+/// environment variable takes any case of `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`
+/// (clap's `BoolishValueParser`): operators write `True`, as .NET configuration does, or `1`.
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// Linear memory one task may use, in MiB: half of what wasm32 can address, so a task
@@ -125,12 +128,12 @@ pub struct SandboxArgs {
 
     /// Allocate instances on demand instead of from the pooling allocator (which reserves
     /// address space up front, and is faster to instantiate from).
-    #[arg(long, env = "ArmonikWasm__NoPooling")]
+    #[arg(long, env = "ArmonikWasm__NoPooling", value_parser = BoolishValueParser::new())]
     pub no_pooling: bool,
 
     /// Instantiate each task's component when the task arrives, instead of making the next
     /// instance while the worker waits for it (which keeps one idle instance in memory).
-    #[arg(long, env = "ArmonikWasm__NoInstantiateAhead")]
+    #[arg(long, env = "ArmonikWasm__NoInstantiateAhead", value_parser = BoolishValueParser::new())]
     pub no_instantiate_ahead: bool,
 
     /// Components by application: DIR/<application_name>/<application_version>.wasm, chosen
