@@ -251,33 +251,43 @@ impl TaskFolders {
     /// hold that data), the folder is removed with its files.
     pub(crate) fn give_back(&self, folder: Folder, guest_returned: bool, copies: u64) {
         if guest_returned && copies == self.copies() {
-            let recycled = self
-                .spares
-                .recycle(&folder, IN_PLACE)
-                .and_then(|leftovers| Ok((leftovers, folder.listing_size()?)));
-            match recycled {
-                Ok((mut leftovers, size)) => {
-                    let mut pool = self.pool();
-                    // Data deleted while the files were moved: `forget_copies` may have
-                    // emptied the spares before they came, so they are emptied again. Checked
-                    // under the pool's lock, which `forget_copies` takes once it counted the
-                    // new generation: the leftovers are emptied here or there.
-                    let current = copies == self.copies() || {
-                        self.spares.empty_all();
-                        leftovers.empty().is_ok()
-                    };
-                    if current && size <= MAX_REUSED_LISTING.max(pool.new_listing.saturating_mul(4))
-                    {
-                        pool.folders.push((folder, leftovers));
-                        return;
-                    }
-                    // Its listing stays long: removed below.
-                }
+            match self.empty(&folder) {
+                Ok(emptied) => return self.keep(folder, emptied, copies),
                 Err(error) => {
                     tracing::warn!(folder = %folder.path().display(), %error, "cannot empty a task's data folder");
                 }
             }
         }
+        self.remove(folder);
+    }
+
+    /// Empties `folder` for its next attempt (see `Spares::recycle`): the files it keeps in
+    /// place, and the size of its listing then, in bytes.
+    fn empty(&self, folder: &Folder) -> io::Result<(Leftovers, u64)> {
+        let leftovers = self.spares.recycle(folder, IN_PLACE)?;
+        Ok((leftovers, folder.listing_size()?))
+    }
+
+    /// Puts `folder`, emptied by [`empty`](Self::empty) since it was taken in generation
+    /// `copies`, in the pool; removes it instead when its listing stays long, or when data
+    /// was deleted meanwhile and its leftovers cannot be emptied.
+    fn keep(&self, folder: Folder, (mut leftovers, size): (Leftovers, u64), copies: u64) {
+        {
+            let mut pool = self.pool();
+            // Data deleted while the files were moved: `forget_copies` may have emptied the
+            // spares before they came, so they are emptied again. Checked under the pool's
+            // lock, which `forget_copies` takes once it counted the new generation: the
+            // leftovers are emptied here or there.
+            let current = copies == self.copies() || {
+                self.spares.empty_all();
+                leftovers.empty().is_ok()
+            };
+            if current && size <= MAX_REUSED_LISTING.max(pool.new_listing.saturating_mul(4)) {
+                pool.folders.push((folder, leftovers));
+                return;
+            }
+        }
+        // Its listing stays long, or its leftovers keep deleted data.
         self.remove(folder);
     }
 

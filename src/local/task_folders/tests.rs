@@ -254,6 +254,31 @@ fn copies_taken_before_data_was_deleted_do_not_become_spares() {
     assert_eq!(inode(&take(&folders)), kept);
 }
 
+/// Results' data deleted while a folder given back is being emptied (after `give_back`
+/// checked its generation, before the folder joins the pool): the file it kept in place is
+/// emptied, and the folder still serves.
+#[test]
+fn data_deleted_while_a_folder_is_emptied_does_not_stay_in_its_files() {
+    let (dir, _root, folders) = folders();
+    let copies = folders.copies();
+    let folder = take(&folders);
+    let path = folder.path().to_owned();
+    folder.write("input", b"deleted data").expect("write");
+    let emptied = folders.empty(&folder).expect("empty");
+    assert!(!emptied.0.is_empty(), "the file stays in place");
+    folders.forget_copies();
+    folders.keep(folder, emptied, copies);
+    assert_eq!(std::fs::read(path.join("input")).expect("kept"), b"");
+    let spares = spare_contents(dir.path());
+    assert!(
+        spares.iter().all(Vec::is_empty),
+        "a spare keeps the deleted data: {spares:?}"
+    );
+    let again = take(&folders);
+    assert_eq!(again.path(), path, "the folder still serves");
+    assert!(is_empty(&again));
+}
+
 /// A folder given back gets fresh times: those its guest set (ahead of now, which
 /// `relatime` keeps) do not reach its next attempt, even when its files stay in place.
 #[test]
