@@ -277,3 +277,112 @@ fn on_off_variables_take_the_usual_spellings_and_refuse_the_rest() {
         }
     }
 }
+
+/// A command's arguments, its environment, and what its error must say.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+/// Settings out of their range stop the command at once with the flag named, never a worker
+/// that looks healthy and refuses every task (0 tasks at once), a panic on overflow (a pool
+/// of 4,294,967,295 tasks), a silent fall-back (a memory above wasm32's 4 GiB) or a default
+/// time budget of nothing.
+#[test]
+fn settings_out_of_range_are_refused_with_the_flag_named() {
+    let echo = guest("echo");
+    let echo = path(&echo);
+    let cases: [Case; 9] = [
+        (
+            &["inspect", echo, "--memory-limit-mib", "0"],
+            &[],
+            "invalid value '0' for '--memory-limit-mib",
+        ),
+        (
+            &["inspect", echo],
+            &[("ArmonikWasm__MemoryLimitMiB", "4097")],
+            "invalid value '4097' for '--memory-limit-mib",
+        ),
+        (
+            &[
+                "inspect",
+                echo,
+                "--keep-resident-mib",
+                "18446744073709551615",
+            ],
+            &[],
+            "for '--keep-resident-mib",
+        ),
+        (
+            &["serve", "--max-concurrent-tasks", "0"],
+            &[],
+            "invalid value '0' for '--max-concurrent-tasks",
+        ),
+        (
+            &["serve"],
+            &[("ArmonikWasm__MaxConcurrentTasks", "4294967295")],
+            "invalid value '4294967295' for '--max-concurrent-tasks",
+        ),
+        (
+            &["run", echo, "--parallelism", "0"],
+            &[],
+            "invalid value '0' for '--parallelism",
+        ),
+        (
+            &["dev", "--parallelism", "100000"],
+            &[],
+            "invalid value '100000' for '--parallelism",
+        ),
+        (
+            &["run", echo, "--default-max-duration", "0"],
+            &[],
+            "--default-max-duration must be more than 0 seconds",
+        ),
+        (
+            &["run", echo],
+            &[("ArmonikWasm__DefaultMaxDurationSeconds", "-1")],
+            "--default-max-duration must be a positive number of seconds",
+        ),
+    ];
+    for (args, envs, expected) in cases {
+        let output = armonik_wasm_command(args)
+            .envs(envs.iter().copied())
+            .output()
+            .expect("armonik-wasm runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} {envs:?}: {stderr}");
+        assert_no_panic(&stderr);
+        assert!(stderr.contains(expected), "{args:?} {envs:?}: {stderr}");
+    }
+}
+
+/// `--isolation` (`ArmonikWasm__Isolation`) takes any case, as the other named settings do,
+/// and .NET's spelling `InProcess`.
+#[test]
+fn isolation_takes_any_case() {
+    // A bad socket type stops `serve` right after its settings were read: reaching it means
+    // the isolation was taken.
+    let serve = |isolation: &str| {
+        let output = armonik_wasm_command(&["serve", "--worker-socket-type", "pipe"])
+            .env("ArmonikWasm__Isolation", isolation)
+            .output()
+            .expect("armonik-wasm runs");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    for isolation in [
+        "in-process",
+        "InProcess",
+        "inprocess",
+        "IN-PROCESS",
+        "process",
+        "Process",
+    ] {
+        let stderr = serve(isolation);
+        assert!(
+            stderr.contains("unknown socket type"),
+            "{isolation}: {stderr}"
+        );
+    }
+    let stderr = serve("proc");
+    assert!(
+        stderr.contains("invalid value 'proc' for '--isolation"),
+        "{stderr}"
+    );
+}

@@ -367,6 +367,45 @@ fn compiled_components_are_cached_on_disk_and_a_damaged_entry_is_recompiled() {
     );
 }
 
+/// A host whose settings refuse a component (a memory limit below the component's memory)
+/// leaves the cache entry that hosts with fitting settings compiled: the next of those loads
+/// it as it is.
+#[test]
+fn a_cache_entry_survives_a_host_whose_settings_refuse_its_component() {
+    use std::os::unix::fs::MetadataExt as _;
+    let (dir, out) = outputs();
+    let cache = dir.path().join("cache");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_armonik-wasm"))
+            .args(["run", path(&guest("echo")), "--payload-text", "cached"])
+            .args(["--outputs", path(&out), "--cache-dir", path(&cache)])
+            .args(extra)
+            .output()
+            .expect("armonik-wasm starts")
+    };
+    let entry = || -> (PathBuf, u64) {
+        let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+            .expect("cache root")
+            .flat_map(|engine| {
+                std::fs::read_dir(engine.expect("entry").path()).expect("engine dir")
+            })
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        let inode = std::fs::metadata(&entries[0]).expect("entry").ino();
+        (entries[0].clone(), inode)
+    };
+    assert!(run(&[]).status.success());
+    let compiled = entry();
+    // The echo guest's memory is more than one MiB: this host refuses it.
+    let refused = run(&["--memory-limit-mib", "1"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    assert_eq!(entry(), compiled, "the entry is left as it was");
+    let again = run(&[]);
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(entry(), compiled, "loaded, not compiled and replaced");
+}
+
 /// The embedded agent answers the guest's agent calls as ArmoniK's does: results and tasks
 /// are created, unknown ids, results the task does not own and missing data are refused,
 /// Get{Common,Direct}Data do not exist.

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::os::unix::fs::FileTypeExt as _;
 use std::time::{Duration, Instant};
 
 use armonik::Output;
@@ -528,8 +529,8 @@ async fn configuration_comes_from_armonik_environment_keys() {
     let agent = FakeAgent::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let socket = dir.path().join("worker.sock");
-    // A stale socket file from a previous run is replaced.
-    std::fs::write(&socket, b"stale").expect("stale file");
+    // A stale socket file from a previous run (bound, then left behind) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("stale socket"));
     let echo = guest("echo");
     let mut worker = Worker::spawn_with(
         &["serve"],
@@ -570,12 +571,65 @@ async fn configuration_comes_from_armonik_environment_keys() {
     assert!(!socket.exists());
 }
 
+/// A worker address that names something other than a socket (a typo, another program's
+/// file): `serve` does not start, and leaves it as it was.
+#[tokio::test]
+async fn a_worker_address_that_is_not_a_socket_is_left_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("precious.txt");
+    std::fs::write(&file, b"precious").expect("file");
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).expect("folder");
+    let link = dir.path().join("link.sock");
+    std::os::unix::fs::symlink(&file, &link).expect("link");
+    let dangling = dir.path().join("dangling.sock");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).expect("link");
+    let socket = dir.path().join("real.sock");
+    let _live = std::os::unix::net::UnixListener::bind(&socket).expect("socket");
+    let socket_link = dir.path().join("socket-link.sock");
+    std::os::unix::fs::symlink(&socket, &socket_link).expect("link");
+    let cases = [
+        (&file, "a regular file"),
+        (&folder, "a folder"),
+        (&link, "a symbolic link"),
+        (&dangling, "a symbolic link"),
+        (&socket_link, "a symbolic link"),
+    ];
+    for (address, what) in cases {
+        let mut worker = Worker::spawn_with(&["serve", "--worker-address", path(address)], &[]);
+        let status = worker.wait_exit(Duration::from_secs(20)).await;
+        let log = worker.log();
+        assert!(status.is_some_and(|s| !s.success()), "{address:?}: {log}");
+        assert!(
+            log.contains(&format!("is {what}, not a socket")),
+            "{address:?}: {log}"
+        );
+        assert!(!log.contains("panicked"), "{log}");
+    }
+    assert_eq!(std::fs::read(&file).expect("file"), b"precious");
+    assert!(folder.is_dir());
+    for link in [&link, &dangling, &socket_link] {
+        assert!(link.symlink_metadata().expect("link").is_symlink());
+    }
+    assert!(
+        socket
+            .symlink_metadata()
+            .expect("socket")
+            .file_type()
+            .is_socket()
+    );
+}
+
 #[tokio::test]
 async fn bad_start_up_settings_fail_with_a_clear_message() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["serve", "--component", "/nonexistent.wasm"],
             "cannot read the component",
+        ),
+        (
+            &["serve", "--components-dir", "/nonexistent-components"],
+            "cannot open the components folder /nonexistent-components (--components-dir)",
         ),
         (
             &["serve", "--worker-socket-type", "pipe"],

@@ -90,14 +90,14 @@ pub enum Command {
 pub struct SandboxArgs {
     /// Linear memory one task may use, in MiB: half of what wasm32 can address, so a task
     /// still being stopped and the next one fit in a 4 GiB worker.
-    #[arg(long, env = "ArmonikWasm__MemoryLimitMiB", default_value_t = 2048)]
+    #[arg(long, env = "ArmonikWasm__MemoryLimitMiB", default_value_t = 2048, value_parser = mib(1))]
     pub memory_limit_mib: usize,
 
     /// Linear memory kept resident between tasks, in MiB per memory: reset in place rather
     /// than given back and faulted in again by the next task. Higher speeds up tasks that
     /// move large data (their buffers stay mapped), at the cost of that much RAM kept per
     /// pool slot once a task grew its memory so far.
-    #[arg(long, env = "ArmonikWasm__KeepResidentMiB", default_value_t = DEFAULT_KEEP_RESIDENT >> 20)]
+    #[arg(long, env = "ArmonikWasm__KeepResidentMiB", default_value_t = DEFAULT_KEEP_RESIDENT >> 20, value_parser = mib(0))]
     pub keep_resident_mib: usize,
 
     /// Time budget, in seconds, of a task whose options set no max_duration.
@@ -177,8 +177,16 @@ impl SandboxArgs {
         Ok((sandbox, disk))
     }
 
+    /// # Errors
+    /// Not a positive number of seconds: zero would stop every task that sets no duration of
+    /// its own at once (a task's own zero means "the default").
     pub(crate) fn default_max_duration(&self) -> anyhow::Result<Duration> {
-        seconds(self.default_max_duration, "--default-max-duration")
+        let duration = seconds(self.default_max_duration, "--default-max-duration")?;
+        anyhow::ensure!(
+            !duration.is_zero(),
+            "--default-max-duration must be more than 0 seconds"
+        );
+        Ok(duration)
     }
 }
 
@@ -224,7 +232,7 @@ pub struct ServeArgs {
 
     /// Tasks that may run at once; one more is refused with UNAVAILABLE. ArmoniK sends one at
     /// a time; the spare slots cover a guest still being stopped after a timeout.
-    #[arg(long, env = "ArmonikWasm__MaxConcurrentTasks", default_value_t = 4)]
+    #[arg(long, env = "ArmonikWasm__MaxConcurrentTasks", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_TASKS_AT_ONCE)))]
     pub max_concurrent_tasks: u32,
 
     /// Sandbox settings.
@@ -247,6 +255,7 @@ pub struct ServeArgs {
         long,
         env = "ArmonikWasm__Isolation",
         value_enum,
+        ignore_case = true,
         default_value_t = Isolation::InProcess
     )]
     pub isolation: Isolation,
@@ -260,7 +269,9 @@ pub struct ServeArgs {
 /// Where `serve` runs a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Isolation {
-    /// In this process: a fresh store and instance per task.
+    /// In this process: a fresh store and instance per task. Also spelt `InProcess`, as
+    /// .NET configuration would.
+    #[value(alias = "inprocess")]
     InProcess,
     /// In a fresh child process per task, which instantiates the component this process
     /// compiled.
@@ -352,6 +363,21 @@ pub async fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()>
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Tasks at once a host takes at most (`--max-concurrent-tasks`, `--parallelism`): far more
+/// than its cores can run, and small enough that the pool's counts, a multiple of it, cannot
+/// overflow.
+pub(crate) const MAX_TASKS_AT_ONCE: u32 = 4096;
+
+/// A count of tasks at once, from 1 to [`MAX_TASKS_AT_ONCE`].
+pub(crate) fn tasks_at_once() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=u64::from(MAX_TASKS_AT_ONCE))
+}
+
+/// A size in MiB of linear memory, from `min` to 4,096 (what wasm32 addresses).
+fn mib(min: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(min..=4096)
 }
 
 /// A duration given in seconds on the command line.

@@ -55,9 +55,9 @@ impl Applications {
     /// Opens the folder.
     ///
     /// # Errors
-    /// [`LoadError::Read`] when it cannot be opened.
+    /// [`LoadError::ComponentsDir`] when it cannot be opened.
     pub fn open(path: &Path) -> Result<Self, LoadError> {
-        let folder = Folder::open(path).map_err(|error| LoadError::Read {
+        let folder = Folder::open(path).map_err(|error| LoadError::ComponentsDir {
             path: path.to_owned(),
             error,
         })?;

@@ -102,8 +102,11 @@ impl DiskCache {
     }
 
     /// The cached compilation of the component with this content digest, if there is one the
-    /// host wrote. A damaged entry is removed, so it gets recompiled; one that is not the
-    /// host's own is left alone and ignored (the next compilation replaces it).
+    /// host wrote and this engine can load. An entry it cannot load is left in place: a
+    /// damaged one is replaced by the next compilation's [`store`](Self::store), and one this
+    /// engine refuses for its own settings (a memory limit below the component's memory, as
+    /// the source would be refused too) stays for the hosts whose settings fit. One that is
+    /// not the host's own is ignored likewise.
     pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
         let name = Self::entry(digest);
         let bytes = match self.folder.open_own_file(&name).and_then(|mut file| {
@@ -127,8 +130,7 @@ impl DiskCache {
         match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(error) => {
-                tracing::warn!(entry = %name, %error, "dropping an unusable cache entry");
-                let _ = self.folder.remove_file(&name);
+                tracing::warn!(entry = %name, %error, "ignoring a cache entry this engine cannot load");
                 None
             }
         }

@@ -70,6 +70,14 @@ pub enum LoadError {
         /// Why.
         error: std::io::Error,
     },
+    /// The operator's folder of components by application could not be opened.
+    #[error("cannot open the components folder {} (--components-dir): {error}", path.display())]
+    ComponentsDir {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        error: std::io::Error,
+    },
     /// Not WebAssembly at all.
     #[error("{origin} is not a WebAssembly component (it does not start with the `\\0asm` header)")]
     NotWasm {

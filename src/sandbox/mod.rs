@@ -380,13 +380,17 @@ fn engine_config(config: &SandboxConfig, pooling: bool) -> Config {
     // Deadlines: cheaper than fuel (~10% vs 2-3x) and enough to stop any loop.
     wasm.epoch_interruption(true);
     if pooling {
-        // One more than the tasks: the instance made ahead.
-        let tasks = config.max_concurrent_tasks.max(1) + u32::from(config.instantiate_ahead);
+        // One more than the tasks: the instance made ahead. Saturated rather than wrapped:
+        // a pool too large to reserve falls back to on-demand allocation (`Sandbox::new`).
+        let tasks = config
+            .max_concurrent_tasks
+            .max(1)
+            .saturating_add(u32::from(config.instantiate_ahead));
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(tasks)
-            .total_core_instances(tasks * CORE_INSTANCES_PER_TASK)
-            .total_memories(tasks * MEMORIES_PER_TASK)
-            .total_tables(tasks * TABLES_PER_TASK)
+            .total_core_instances(tasks.saturating_mul(CORE_INSTANCES_PER_TASK))
+            .total_memories(tasks.saturating_mul(MEMORIES_PER_TASK))
+            .total_tables(tasks.saturating_mul(TABLES_PER_TASK))
             .total_stacks(tasks)
             // No single memory can outgrow the task's whole budget.
             .max_memory_size(config.memory_limit)

@@ -17,8 +17,7 @@ pub enum LogFormat {
     /// One JSON object per line, `tracing-subscriber`'s layout (fields flattened, spans
     /// listed), for collectors that take any JSON.
     Json,
-    /// CLEF, the layout of ArmoniK's own workers, for its Fluent Bit and Seq stack (see
-    /// [`Clef`]).
+    /// CLEF, the layout of ArmoniK's own workers, for its Fluent Bit and Seq stack.
     Clef,
 }
 

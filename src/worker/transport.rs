@@ -58,7 +58,8 @@ impl Worker for WorkerService {
 }
 
 /// Serves `service` at `address` until `shutdown` resolves, then lets running calls finish.
-/// A stale unix socket file is replaced at start and the socket file is removed at the end.
+/// A stale unix socket file is replaced at start (anything else at that path stops the start)
+/// and the socket file is removed at the end.
 pub async fn serve(
     address: &ChannelAddress,
     service: WorkerService,
@@ -73,15 +74,7 @@ pub async fn serve(
     );
     match address {
         ChannelAddress::Unix(path) => {
-            match std::fs::remove_file(path) {
-                Ok(()) => tracing::info!(path = %path.display(), "removed a stale socket file"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("cannot remove the old socket file {}", path.display())
-                    });
-                }
-            }
+            remove_stale_socket(path)?;
             let listener = tokio::net::UnixListener::bind(path)
                 .with_context(|| format!("cannot listen on {}", path.display()))?;
             // Removed however serving ends, also when the caller stops waiting for it.
@@ -96,10 +89,60 @@ pub async fn serve(
             let listener = tokio::net::TcpListener::bind(("0.0.0.0", *port))
                 .await
                 .with_context(|| format!("cannot listen on TCP port {port}"))?;
-            tracing::info!(%address, "worker listening");
+            // What is bound, not what was asked: the host is not used, and port 0 is chosen
+            // by the system.
+            let listening = listener.local_addr()?;
+            tracing::info!(%address, %listening, "worker listening on every interface");
             router
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
                 .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the socket file a previous run left at `path`, so that the worker can listen
+/// there. Anything else at that path (a file, a folder, a symbolic link: a typo in the
+/// address, or another program's) is left as it is and the worker does not start: an
+/// address is the operator's to fix, never a file for the worker to delete.
+///
+/// # Errors
+/// Something other than a socket is at `path`, or the old socket cannot be removed.
+fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::FileTypeExt as _;
+    // Not followed: a link to a socket is not the worker's own socket file.
+    let found = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata.file_type(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot look at {}", path.display()));
+        }
+    };
+    if !found.is_socket() {
+        let what = if found.is_dir() {
+            "a folder"
+        } else if found.is_symlink() {
+            "a symbolic link"
+        } else if found.is_file() {
+            "a regular file"
+        } else {
+            "a special file"
+        };
+        anyhow::bail!(
+            "the worker address {} is {what}, not a socket: it is left as it is; set \
+             ComputePlane__WorkerChannel__Address (--worker-address) to a free path or to an old \
+             socket of this worker",
+            path.display()
+        );
+    }
+    // Between the look and the removal the path could be replaced; it is the operator's
+    // own worker path (the agent's shared folder), not a guest's or a client's name.
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(path = %path.display(), "removed a stale socket file"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot remove the old socket file {}", path.display()));
         }
     }
     Ok(())
