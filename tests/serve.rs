@@ -571,8 +571,9 @@ async fn configuration_comes_from_armonik_environment_keys() {
     assert!(!socket.exists());
 }
 
-/// A worker address that names something other than a socket (a typo, another program's
-/// file): `serve` does not start, and leaves it as it was.
+/// A worker address that names something other than a stale socket (a typo, another
+/// program's file, the socket of a worker that is serving): `serve` does not start, and
+/// leaves it as it was.
 #[tokio::test]
 async fn a_worker_address_that_is_not_a_socket_is_left_alone() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -618,6 +619,17 @@ async fn a_worker_address_that_is_not_a_socket_is_left_alone() {
             .file_type()
             .is_socket()
     );
+
+    // A socket a process listens on (another worker given the same address) is not taken.
+    let mut worker = Worker::spawn_with(&["serve", "--worker-address", path(&socket)], &[]);
+    let status = worker.wait_exit(Duration::from_secs(20)).await;
+    let log = worker.log();
+    assert!(status.is_some_and(|s| !s.success()), "{log}");
+    assert!(
+        log.contains("is the socket of a process that is listening on it"),
+        "{log}"
+    );
+    let _still_served = std::os::unix::net::UnixStream::connect(&socket).expect("still served");
 }
 
 #[tokio::test]

@@ -103,11 +103,12 @@ pub async fn serve(
 
 /// Removes the socket file a previous run left at `path`, so that the worker can listen
 /// there. Anything else at that path (a file, a folder, a symbolic link: a typo in the
-/// address, or another program's) is left as it is and the worker does not start: an
-/// address is the operator's to fix, never a file for the worker to delete.
+/// address, or another program's), and a socket a process still listens on, is left as it
+/// is and the worker does not start: an address is the operator's to fix, never a file for
+/// the worker to delete.
 ///
 /// # Errors
-/// Something other than a socket is at `path`, or the old socket cannot be removed.
+/// Something other than a stale socket is at `path`, or the old socket cannot be removed.
 fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::FileTypeExt as _;
     // Not followed: a link to a socket is not the worker's own socket file.
@@ -134,6 +135,25 @@ fn remove_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
              socket of this worker",
             path.display()
         );
+    }
+    // A socket some process still listens on is not stale: a second worker given the same
+    // address would take it from a worker that is serving.
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => anyhow::bail!(
+            "the worker address {} is the socket of a process that is listening on it: it is \
+             left to that process; stop it, or set ComputePlane__WorkerChannel__Address \
+             (--worker-address) to another path",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot tell whether the socket {} is in use",
+                    path.display()
+                )
+            });
+        }
     }
     // Between the look and the removal the path could be replaced; it is the operator's
     // own worker path (the agent's shared folder), not a guest's or a client's name.
