@@ -242,19 +242,21 @@ fn logs_into_a_pipe_carry_no_colour_codes() {
     assert!(!ran.stderr.contains('\x1b'), "{:?}", ran.stderr);
 }
 
+/// `armonik-wasm <args>` with `envs` added: how it exited, and its standard error.
+fn with_env(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let output = armonik_wasm_command(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("armonik-wasm runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status, stderr)
+}
+
 #[test]
 fn on_off_variables_take_the_usual_spellings_and_refuse_the_rest() {
     let echo = guest("echo");
-    let inspect = |variable: &str, value: &str| {
-        let output = armonik_wasm_command(&["inspect", path(&echo)])
-            .env(variable, value)
-            .output()
-            .expect("armonik-wasm runs");
-        (
-            output.status,
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
-    };
+    let inspect =
+        |variable: &str, value: &str| with_env(&["inspect", path(&echo)], &[(variable, value)]);
     for (variable, flag) in [
         ("ArmonikWasm__NoPooling", "--no-pooling"),
         ("ArmonikWasm__NoInstantiateAhead", "--no-instantiate-ahead"),
@@ -342,12 +344,8 @@ fn settings_out_of_range_are_refused_with_the_flag_named() {
         ),
     ];
     for (args, envs, expected) in cases {
-        let output = armonik_wasm_command(args)
-            .envs(envs.iter().copied())
-            .output()
-            .expect("armonik-wasm runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{args:?} {envs:?}: {stderr}");
+        let (status, stderr) = with_env(args, envs);
+        assert!(!status.success(), "{args:?} {envs:?}: {stderr}");
         assert_no_panic(&stderr);
         assert!(stderr.contains(expected), "{args:?} {envs:?}: {stderr}");
     }
@@ -360,11 +358,11 @@ fn isolation_takes_any_case() {
     // A bad socket type stops `serve` right after its settings were read: reaching it means
     // the isolation was taken.
     let serve = |isolation: &str| {
-        let output = armonik_wasm_command(&["serve", "--worker-socket-type", "pipe"])
-            .env("ArmonikWasm__Isolation", isolation)
-            .output()
-            .expect("armonik-wasm runs");
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        with_env(
+            &["serve", "--worker-socket-type", "pipe"],
+            &[("ArmonikWasm__Isolation", isolation)],
+        )
+        .1
     };
     for isolation in [
         "in-process",

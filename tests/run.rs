@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Ran, armonik_wasm, guest, path};
@@ -339,6 +339,15 @@ fn the_pricer_demo_matches_black_scholes() {
     }
 }
 
+/// The entries of the compile cache at `cache`, all engines' folders together.
+fn cache_entries(cache: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(cache)
+        .expect("cache root")
+        .flat_map(|engine| std::fs::read_dir(engine.expect("entry").path()).expect("engine dir"))
+        .map(|e| e.expect("entry").path())
+        .collect()
+}
+
 #[test]
 fn compiled_components_are_cached_on_disk_and_a_damaged_entry_is_recompiled() {
     let (dir, out) = outputs();
@@ -352,11 +361,7 @@ fn compiled_components_are_cached_on_disk_and_a_damaged_entry_is_recompiled() {
         assert!(output.status.success(), "{output:?}");
     };
     run();
-    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
-        .expect("cache root")
-        .flat_map(|engine| std::fs::read_dir(engine.expect("entry").path()).expect("engine dir"))
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let entries = cache_entries(&cache);
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert!(entries[0].extension().is_some_and(|e| e == "cwasm"));
     std::fs::write(&entries[0], b"damaged").expect("damage the entry");
@@ -384,13 +389,7 @@ fn a_cache_entry_survives_a_host_whose_settings_refuse_its_component() {
             .expect("armonik-wasm starts")
     };
     let entry = || -> (PathBuf, u64) {
-        let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
-            .expect("cache root")
-            .flat_map(|engine| {
-                std::fs::read_dir(engine.expect("entry").path()).expect("engine dir")
-            })
-            .map(|e| e.expect("entry").path())
-            .collect();
+        let entries = cache_entries(&cache);
         assert_eq!(entries.len(), 1, "{entries:?}");
         let inode = std::fs::metadata(&entries[0]).expect("entry").ino();
         (entries[0].clone(), inode)
@@ -400,6 +399,8 @@ fn a_cache_entry_survives_a_host_whose_settings_refuse_its_component() {
     // The echo guest's memory is more than one MiB: this host refuses it.
     let refused = run(&["--memory-limit-mib", "1"]);
     assert!(!refused.status.success(), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("exceeds the limit"), "{stderr}");
     assert_eq!(entry(), compiled, "the entry is left as it was");
     let again = run(&[]);
     assert!(again.status.success(), "{again:?}");

@@ -589,8 +589,12 @@ async fn a_worker_address_that_is_not_a_socket_is_left_alone() {
     let _live = std::os::unix::net::UnixListener::bind(&socket).expect("socket");
     let socket_link = dir.path().join("socket-link.sock");
     std::os::unix::fs::symlink(&socket, &socket_link).expect("link");
+    let fifo = dir.path().join("fifo.sock");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.as_ref().is_ok_and(|s| s.success()), "mkfifo: {made:?}");
     let cases = [
         (&file, "a regular file"),
+        (&fifo, "a special file"),
         (&folder, "a folder"),
         (&link, "a symbolic link"),
         (&dangling, "a symbolic link"),
@@ -609,6 +613,7 @@ async fn a_worker_address_that_is_not_a_socket_is_left_alone() {
     }
     assert_eq!(std::fs::read(&file).expect("file"), b"precious");
     assert!(folder.is_dir());
+    assert!(fifo.symlink_metadata().expect("fifo").file_type().is_fifo());
     for link in [&link, &dangling, &socket_link] {
         assert!(link.symlink_metadata().expect("link").is_symlink());
     }

@@ -232,7 +232,7 @@ pub struct ServeArgs {
 
     /// Tasks that may run at once; one more is refused with UNAVAILABLE. ArmoniK sends one at
     /// a time; the spare slots cover a guest still being stopped after a timeout.
-    #[arg(long, env = "ArmonikWasm__MaxConcurrentTasks", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_TASKS_AT_ONCE)))]
+    #[arg(long, env = "ArmonikWasm__MaxConcurrentTasks", default_value_t = 4, value_parser = tasks_at_once::<u32>())]
     pub max_concurrent_tasks: u32,
 
     /// Sandbox settings.
@@ -370,8 +370,9 @@ pub async fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()>
 /// overflow.
 pub(crate) const MAX_TASKS_AT_ONCE: u32 = 4096;
 
-/// A count of tasks at once, from 1 to [`MAX_TASKS_AT_ONCE`].
-pub(crate) fn tasks_at_once() -> clap::builder::RangedU64ValueParser<usize> {
+/// A count of tasks at once, from 1 to [`MAX_TASKS_AT_ONCE`], as `T`.
+pub(crate) fn tasks_at_once<T: TryFrom<u64> + Clone + Send + Sync + 'static>()
+-> clap::builder::RangedU64ValueParser<T> {
     clap::builder::RangedU64ValueParser::new().range(1..=u64::from(MAX_TASKS_AT_ONCE))
 }
 

@@ -35,6 +35,27 @@ fn spare_contents(dir: &std::path::Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// No spare of the task folders in `dir` keeps any byte (of data deleted meanwhile).
+fn assert_no_spare_keeps_data(dir: &std::path::Path) {
+    let spares = spare_contents(dir);
+    assert!(
+        spares.iter().all(Vec::is_empty),
+        "a spare keeps the deleted data: {spares:?}"
+    );
+}
+
+/// After a deletion: the file `input` that the folder at `path` kept in place is empty, the
+/// folder still serves, empty, and no spare keeps data, before or after it was taken again
+/// (which sends its unused files to the spares).
+fn assert_kept_input_emptied(dir: &std::path::Path, folders: &TaskFolders, path: &std::path::Path) {
+    assert_eq!(std::fs::read(path.join("input")).expect("kept"), b"");
+    assert_no_spare_keeps_data(dir);
+    let again = take(folders);
+    assert_eq!(again.path(), path, "the folder still serves");
+    assert!(is_empty(&again));
+    assert_no_spare_keeps_data(dir);
+}
+
 /// A folder taken again after an attempt that left `names` in it, each holding `bytes`:
 /// with those files kept in place.
 fn taken_with_kept(folders: &TaskFolders, names: &[&str], bytes: &[u8]) -> (Folder, Leftovers) {
@@ -135,15 +156,7 @@ fn files_kept_in_place_are_emptied_when_data_is_deleted() {
     folder.write("input", b"deleted data").expect("write");
     folders.give_back(folder, true, folders.copies());
     folders.forget_copies();
-    assert_eq!(std::fs::read(path.join("input")).expect("kept"), b"");
-    let again = take(&folders);
-    assert_eq!(again.path(), path);
-    assert!(is_empty(&again));
-    let spares = spare_contents(dir.path());
-    assert!(
-        spares.iter().all(Vec::is_empty),
-        "a spare keeps the deleted data: {spares:?}"
-    );
+    assert_kept_input_emptied(dir.path(), &folders, &path);
 }
 
 /// Results' data deleted while an attempt's inputs are copied: the files its folder kept
@@ -161,11 +174,7 @@ fn files_kept_in_place_and_not_used_are_emptied_when_data_is_deleted_meanwhile()
     folders.forget_copies();
     folders.settle(leftovers, &folder, copies).expect("settle");
     assert_eq!(folder.file_names().expect("names"), ["payload"]);
-    let spares = spare_contents(dir.path());
-    assert!(
-        spares.iter().all(Vec::is_empty),
-        "a spare keeps the deleted data: {spares:?}"
-    );
+    assert_no_spare_keeps_data(dir.path());
 }
 
 #[test]
@@ -241,11 +250,7 @@ fn copies_taken_before_data_was_deleted_do_not_become_spares() {
     folders.forget_copies();
     folders.give_back(folder, true, copies);
     assert!(!path.exists(), "{} is left", path.display());
-    let spares = spare_contents(dir.path());
-    assert!(
-        spares.iter().all(Vec::is_empty),
-        "a spare keeps the deleted data: {spares:?}"
-    );
+    assert_no_spare_keeps_data(dir.path());
     // A folder taken after the deletion is kept as before.
     let folder = take(&folders);
     let kept = inode(&folder);
@@ -268,15 +273,7 @@ fn data_deleted_while_a_folder_is_emptied_does_not_stay_in_its_files() {
     assert!(!emptied.0.is_empty(), "the file stays in place");
     folders.forget_copies();
     folders.keep(folder, emptied, copies);
-    assert_eq!(std::fs::read(path.join("input")).expect("kept"), b"");
-    let spares = spare_contents(dir.path());
-    assert!(
-        spares.iter().all(Vec::is_empty),
-        "a spare keeps the deleted data: {spares:?}"
-    );
-    let again = take(&folders);
-    assert_eq!(again.path(), path, "the folder still serves");
-    assert!(is_empty(&again));
+    assert_kept_input_emptied(dir.path(), &folders, &path);
 }
 
 /// A folder given back gets fresh times: those its guest set (ahead of now, which
