@@ -1,14 +1,16 @@
 //! The `armonik-wasm` binary: see `armonik-wasm --help`.
 
-use clap::Parser;
-
 use armonik_wasm::cli::console;
-use armonik_wasm::cli::{self, Cli, Command};
+use armonik_wasm::cli::{self, Cli, Command, settings};
 use armonik_wasm::errln;
 use armonik_wasm::telemetry::logs;
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match settings::parse(&args) {
+        Ok(cli) => cli,
+        Err(error) => return settings::report(&error, &args),
+    };
     raise_open_files_limit();
     // `serve` runs one task at a time (ArmoniK sends one; a guest yields at each epoch tick),
     // so one thread serves it without cross-thread wake-ups on every gRPC message; `run`

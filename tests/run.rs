@@ -400,7 +400,11 @@ fn a_cache_entry_survives_a_host_whose_settings_refuse_its_component() {
     let refused = run(&["--memory-limit-mib", "1"]);
     assert!(!refused.status.success(), "{refused:?}");
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("exceeds the limit"), "{stderr}");
+    assert!(
+        stderr.contains("needs more linear memory than this host lets a task have (--memory-limit-mib, ArmonikWasm__MemoryLimitMiB)")
+            && stderr.contains("exceeds the limit"),
+        "{stderr}"
+    );
     assert_eq!(entry(), compiled, "the entry is left as it was");
     let again = run(&[]);
     assert!(again.status.success(), "{again:?}");

@@ -6,6 +6,7 @@ pub mod dev;
 pub mod progress;
 mod run;
 pub mod run_outputs;
+pub mod settings;
 #[cfg(feature = "control-plane")]
 pub mod submit;
 
@@ -25,7 +26,7 @@ use crate::sandbox::components::{self, Components, Origin, check_header};
 use crate::sandbox::{DEFAULT_KEEP_RESIDENT, Sandbox, SandboxConfig};
 use crate::telemetry::logs::LogFormat;
 use crate::telemetry::metrics;
-use crate::worker::config::ChannelAddress;
+use crate::worker::config::{ChannelAddress, SocketType};
 use crate::worker::isolation::ProcessIsolation;
 use crate::worker::task_runner::{GuestThread, RunnerConfig, TaskRunner};
 use crate::worker::transport::{self, WorkerService};
@@ -96,9 +97,10 @@ pub struct SandboxArgs {
     /// Linear memory kept resident between tasks, in MiB per memory: reset in place rather
     /// than given back and faulted in again by the next task. Higher speeds up tasks that
     /// move large data (their buffers stay mapped), at the cost of that much RAM kept per
-    /// pool slot once a task grew its memory so far.
-    #[arg(long, env = "ArmonikWasm__KeepResidentMiB", default_value_t = DEFAULT_KEEP_RESIDENT >> 20, value_parser = mib(0))]
-    pub keep_resident_mib: usize,
+    /// pool slot once a task grew its memory so far. Only with the pooling allocator, and at
+    /// most the memory limit [default: 256].
+    #[arg(long, env = "ArmonikWasm__KeepResidentMiB", value_parser = mib(0))]
+    pub keep_resident_mib: Option<usize>,
 
     /// Time budget, in seconds, of a task whose options set no max_duration.
     #[arg(
@@ -114,16 +116,17 @@ pub struct SandboxArgs {
     pub cache_dir: Option<PathBuf>,
 
     /// Compile components in memory only, without the on-disk cache.
-    #[arg(long)]
+    #[arg(long, env = "ArmonikWasm__NoCache", value_parser = BoolishValueParser::new())]
     pub no_cache: bool,
 
     /// Size of the on-disk cache, in MiB, past which the least recently used entries are
-    /// evicted: about 30 Python components.
-    #[arg(long, env = "ArmonikWasm__CacheMaxMiB", default_value_t = compile_cache::DEFAULT_MAX_MIB)]
+    /// evicted: about 30 Python components. At least 1 (`--no-cache` turns the cache off).
+    #[arg(long, env = "ArmonikWasm__CacheMaxMiB", default_value_t = compile_cache::DEFAULT_MAX_MIB, value_parser = cache_limit::<u64>)]
     pub cache_max_mib: u64,
 
-    /// Entries of the on-disk cache past which the least recently used are evicted.
-    #[arg(long, env = "ArmonikWasm__CacheMaxEntries", default_value_t = compile_cache::DEFAULT_MAX_ENTRIES)]
+    /// Entries of the on-disk cache past which the least recently used are evicted. At
+    /// least 1 (`--no-cache` turns the cache off).
+    #[arg(long, env = "ArmonikWasm__CacheMaxEntries", default_value_t = compile_cache::DEFAULT_MAX_ENTRIES, value_parser = cache_limit::<usize>)]
     pub cache_max_entries: usize,
 
     /// Allocate instances on demand instead of from the pooling allocator (which reserves
@@ -149,12 +152,31 @@ impl SandboxArgs {
         &self,
         max_concurrent_tasks: u32,
     ) -> anyhow::Result<(Arc<Sandbox>, Option<DiskCache>)> {
+        let keep_resident_mib = self
+            .keep_resident_mib
+            .unwrap_or(DEFAULT_KEEP_RESIDENT >> 20);
+        // Taken, but without effect: said once, so that an operator tuning it knows.
+        if let Some(asked) = self.keep_resident_mib {
+            if self.no_pooling {
+                tracing::warn!(
+                    "--keep-resident-mib (ArmonikWasm__KeepResidentMiB) has no effect with \
+                     --no-pooling: memory allocated on demand is given back after each task"
+                );
+            } else if asked > self.memory_limit_mib {
+                tracing::warn!(
+                    keep_resident_mib = asked,
+                    memory_limit_mib = self.memory_limit_mib,
+                    "--keep-resident-mib (ArmonikWasm__KeepResidentMiB) is above \
+                     --memory-limit-mib: at most the memory limit stays resident"
+                );
+            }
+        }
         let sandbox = Arc::new(Sandbox::new(SandboxConfig {
             max_concurrent_tasks,
             memory_limit: self.memory_limit_mib.saturating_mul(1024 * 1024),
             pooling: !self.no_pooling,
             instantiate_ahead: !self.no_instantiate_ahead,
-            keep_resident: self.keep_resident_mib.saturating_mul(1024 * 1024),
+            keep_resident: keep_resident_mib.saturating_mul(1024 * 1024),
         })?);
         let root = if self.no_cache {
             None
@@ -209,9 +231,11 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ComputePlane__WorkerChannel__SocketType",
+        value_enum,
+        ignore_case = true,
         default_value = "UnixDomainSocket"
     )]
-    pub worker_socket_type: String,
+    pub worker_socket_type: SocketType,
 
     /// Where the agent listens: a unix socket path, or http://host:port for TCP. Connected on
     /// first use, so the worker may start before the agent.
@@ -226,9 +250,11 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ComputePlane__AgentChannel__SocketType",
+        value_enum,
+        ignore_case = true,
         default_value = "UnixDomainSocket"
     )]
-    pub agent_socket_type: String,
+    pub agent_socket_type: SocketType,
 
     /// Tasks that may run at once; one more is refused with UNAVAILABLE. ArmoniK sends one at
     /// a time; the spare slots cover a guest still being stopped after a timeout.
@@ -280,10 +306,12 @@ pub enum Isolation {
 
 /// `serve`: the production worker; `log_format` is passed on to task processes.
 pub async fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
-    let worker_address = ChannelAddress::parse(&args.worker_address, &args.worker_socket_type)
-        .context("invalid worker channel")?;
-    let agent_address = ChannelAddress::parse(&args.agent_address, &args.agent_socket_type)
-        .context("invalid agent channel")?;
+    let worker_address = ChannelAddress::parse(&args.worker_address, args.worker_socket_type)
+        .context(
+            "invalid worker channel (--worker-address, ComputePlane__WorkerChannel__Address)",
+        )?;
+    let agent_address = ChannelAddress::parse(&args.agent_address, args.agent_socket_type)
+        .context("invalid agent channel (--agent-address, ComputePlane__AgentChannel__Address)")?;
     let default_max_duration = args.sandbox.default_max_duration()?;
     let grace = seconds(args.shutdown_grace, "--shutdown-grace")?;
     if let Some(address) = args.metrics_address {
@@ -307,15 +335,10 @@ pub async fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()>
     };
     let isolation = match args.isolation {
         Isolation::InProcess => None,
-        Isolation::Process => {
-            let name = clap::ValueEnum::to_possible_value(&log_format)
-                .map(|value| value.get_name().to_owned())
-                .unwrap_or_default();
-            Some(
-                ProcessIsolation::new(&agent_address, sandbox.config(), &name)
-                    .context("cannot set up process isolation")?,
-            )
-        }
+        Isolation::Process => Some(
+            ProcessIsolation::new(&agent_address, sandbox.config(), log_format)
+                .context("cannot set up process isolation")?,
+        ),
     };
     let mut runner = TaskRunner::new(
         sandbox,
@@ -379,6 +402,22 @@ pub(crate) fn tasks_at_once<T: TryFrom<u64> + Clone + Send + Sync + 'static>()
 /// A size in MiB of linear memory, from `min` to 4,096 (what wasm32 addresses).
 fn mib(min: u64) -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::new().range(min..=4096)
+}
+
+/// A limit of the on-disk cache: a whole number of at least 1. Zero would evict every entry
+/// as it is written, a cache turned off without saying so.
+fn cache_limit<T: std::str::FromStr + PartialEq + From<u8>>(value: &str) -> Result<T, String> {
+    let limit: T = value
+        .parse()
+        .map_err(|_| format!("`{value}` is not a whole number"))?;
+    if limit == T::from(0) {
+        return Err(
+            "0 would keep nothing: to compile without the cache, use --no-cache \
+             (ArmonikWasm__NoCache=true)"
+                .to_owned(),
+        );
+    }
+    Ok(limit)
 }
 
 /// A duration given in seconds on the command line.

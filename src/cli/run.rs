@@ -118,7 +118,7 @@ pub struct RunArgs {
     pub max_retries: i32,
 
     /// Tasks run at once [default: the number of CPUs].
-    #[arg(long, value_parser = super::tasks_at_once::<usize>())]
+    #[arg(long, env = "ArmonikWasm__Parallelism", value_parser = super::tasks_at_once::<usize>())]
     pub parallelism: Option<usize>,
 
     /// Sandbox settings.

@@ -100,6 +100,18 @@ pub enum LoadError {
         /// wasmtime's reason.
         reason: String,
     },
+    /// A component whose memory starts larger than this host lets one task have: refused by
+    /// the pooling allocator, whose memory slots are that size.
+    #[error(
+        "{origin} needs more linear memory than this host lets a task have \
+         (--memory-limit-mib, ArmonikWasm__MemoryLimitMiB): {reason}"
+    )]
+    MemoryLimit {
+        /// Where the bytes came from.
+        origin: Origin,
+        /// wasmtime's reason, with both sizes in bytes.
+        reason: String,
+    },
     /// A precompiled artifact this host cannot use.
     #[error("{origin} is a precompiled artifact that this host cannot use: {reason}")]
     Precompiled {
@@ -420,12 +432,12 @@ pub fn compile(
             // trust this binary (see `Origin::File`); wasmtime checks that it was made by a
             // compatible engine.
             return unsafe { Component::deserialize(engine, bytes) }.map_err(|e| {
-                LoadError::Precompiled {
+                refused(e, origin, |reason| LoadError::Precompiled {
                     origin: origin.clone(),
                     reason: format!(
-                        "{e:#}; compile it again with this host's `armonik-wasm compile`"
+                        "{reason}; compile it again with this host's `armonik-wasm compile`"
                     ),
-                }
+                })
             });
         }
         Some(kind) => {
@@ -445,15 +457,36 @@ pub fn compile(
     }
     metrics::cache_lookup(CacheLookup::Miss);
     let started = std::time::Instant::now();
-    let component = Component::new(engine, bytes).map_err(|e| LoadError::Invalid {
-        origin: origin.clone(),
-        reason: format!("{e:#}"),
+    let component = Component::new(engine, bytes).map_err(|e| {
+        refused(e, origin, |reason| LoadError::Invalid {
+            origin: origin.clone(),
+            reason,
+        })
     })?;
     tracing::info!(elapsed = ?started.elapsed(), "component compiled");
     if let Some((disk, digest)) = disk {
         disk.store(digest, &component);
     }
     Ok(component)
+}
+
+/// Why wasmtime refused a component: [`LoadError::MemoryLimit`] when its memory does not fit
+/// the pooling allocator's slots (wasmtime 48's `MemoryPool::validate_memory`, matched by its
+/// message: the error has no type of its own), else what `other` makes of the reason.
+fn refused(
+    error: wasmtime::Error,
+    origin: &Origin,
+    other: impl FnOnce(String) -> LoadError,
+) -> LoadError {
+    let reason = format!("{error:#}");
+    if reason.contains("memory has a minimum byte size of") && reason.contains("exceeds the limit")
+    {
+        return LoadError::MemoryLimit {
+            origin: origin.clone(),
+            reason,
+        };
+    }
+    other(reason)
 }
 
 /// Tells a core module or random bytes from a component before wasmtime gives a less direct

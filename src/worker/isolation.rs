@@ -30,7 +30,8 @@ use crate::host_files::Folder;
 use crate::proto::v1::worker::ProcessRequest;
 use crate::sandbox::components::Prepared;
 use crate::sandbox::{DEFAULT_KEEP_RESIDENT, Finished, RunError, RunStats, Sandbox, SandboxConfig};
-use crate::worker::config::ChannelAddress;
+use crate::telemetry::logs::LogFormat;
+use crate::worker::config::{ChannelAddress, SocketType};
 use crate::worker::task_runner::{Assignment, chunk_size, execute};
 use wasmtime::component::Component;
 
@@ -109,7 +110,7 @@ impl ProcessIsolation {
     pub fn new(
         agent: &ChannelAddress,
         sandbox: &SandboxConfig,
-        log_format: &str,
+        log_format: LogFormat,
     ) -> anyhow::Result<Self> {
         let executable = std::env::current_exe()?;
         std::fs::read_dir(format!("/proc/{}/fd", std::process::id())).map_err(|error| {
@@ -118,15 +119,16 @@ impl ProcessIsolation {
                  through /proc/<worker pid>/fd ({error})"
             )
         })?;
-        let (agent_address, agent_socket_type) = match agent {
-            ChannelAddress::Unix(path) => (path.display().to_string(), "UnixDomainSocket"),
-            ChannelAddress::Tcp { uri, .. } => (uri.clone(), "Tcp"),
+        let agent_address = match agent {
+            ChannelAddress::Unix(path) => path.display().to_string(),
+            ChannelAddress::Tcp { uri, .. } => uri.clone(),
         };
+
         let mut arguments = vec![
-            format!("--log-format={log_format}"),
+            format!("--log-format={}", value_name(&log_format)),
             SUBCOMMAND.to_owned(),
             format!("--agent-address={agent_address}"),
-            format!("--agent-socket-type={agent_socket_type}"),
+            format!("--agent-socket-type={}", value_name(&agent.socket_type())),
             format!("--memory-limit-bytes={}", sandbox.memory_limit),
         ];
         if !sandbox.pooling {
@@ -317,9 +319,9 @@ pub struct TaskProcessArgs {
     /// Where the agent listens.
     #[arg(long)]
     agent_address: String,
-    /// UnixDomainSocket or Tcp.
-    #[arg(long)]
-    agent_socket_type: String,
+    /// How the agent's channel is carried.
+    #[arg(long, value_enum)]
+    agent_socket_type: SocketType,
     /// Linear memory the task may use, in bytes.
     #[arg(long)]
     memory_limit_bytes: usize,
@@ -377,7 +379,7 @@ pub async fn task_process(args: TaskProcessArgs) -> anyhow::Result<()> {
     if let (true, Some((_, pre))) = (ahead, &preloaded) {
         sandbox.make_ahead(pre);
     }
-    let agent_address = ChannelAddress::parse(&args.agent_address, &args.agent_socket_type)?;
+    let agent_address = ChannelAddress::parse(&args.agent_address, args.agent_socket_type)?;
     let agent = Arc::new(GrpcAgent::connect_lazy(&agent_address)?);
     // The task's calls find the connection made, or wait for it on the same channel.
     tokio::spawn({
@@ -527,4 +529,12 @@ impl From<Report> for Finished {
             },
         }
     }
+}
+
+/// How a setting is spelt on a task process's command line.
+fn value_name(value: &impl clap::ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|value| value.get_name().to_owned())
+        .unwrap_or_default()
 }

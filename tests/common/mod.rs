@@ -239,6 +239,13 @@ pub fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// Fails if `stderr` holds what a panic leaves there.
+pub fn assert_no_panic(stderr: &str) {
+    for text in ["panicked", "RUST_BACKTRACE", "Broken pipe"] {
+        assert!(!stderr.contains(text), "{text} in: {stderr}");
+    }
+}
+
 /// What one `armonik-wasm` command did.
 pub struct Ran {
     /// Whether it exited with 0.

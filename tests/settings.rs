@@ -1,0 +1,418 @@
+//! The settings an operator gives a host, most often by environment variable (ArmoniK's
+//! `ComputePlane__*` keys, this host's `ArmonikWasm__*`): the spellings taken, the values
+//! refused with the flag and the variable named, empty variables, and settings taken but
+//! without effect.
+
+mod common;
+
+use common::{armonik_wasm_command, assert_no_panic, guest, path};
+
+/// What a command says when its settings were read and it then checks `--default-max-duration
+/// 0`: seeing it means that parsing went through.
+const AFTER_PARSING: &str = "--default-max-duration must be more than 0 seconds";
+
+/// `armonik-wasm <args>` with `envs` added: how it exited, and its standard error.
+fn with_env(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let output = armonik_wasm_command(args)
+        .envs(envs.iter().copied())
+        .output()
+        .expect("armonik-wasm runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status, stderr)
+}
+
+#[test]
+fn on_off_variables_take_the_usual_spellings_and_refuse_the_rest() {
+    let echo = guest("echo");
+    let inspect =
+        |variable: &str, value: &str| with_env(&["inspect", path(&echo)], &[(variable, value)]);
+    for (variable, flag) in [
+        ("ArmonikWasm__NoPooling", "--no-pooling"),
+        ("ArmonikWasm__NoInstantiateAhead", "--no-instantiate-ahead"),
+    ] {
+        // What operators write: .NET's `True`, shell's `1`, and their negations.
+        for value in [
+            "true", "True", "TRUE", "1", "yes", "on", "false", "False", "0", "no", "off",
+        ] {
+            let (status, stderr) = inspect(variable, value);
+            assert!(status.success(), "{variable}={value}: {status}: {stderr}");
+        }
+        for value in ["maybe", "2", "enabled"] {
+            let (status, stderr) = inspect(variable, value);
+            assert_eq!(status.code(), Some(2), "{variable}={value}: {stderr}");
+            assert_no_panic(&stderr);
+            assert!(
+                stderr.contains(&format!("invalid value '{value}' for '{flag}'")),
+                "{variable}={value}: {stderr}"
+            );
+        }
+    }
+}
+
+/// A command's arguments, its environment, and what its error must say.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+/// Settings out of their range stop the command at once with the flag named, never a worker
+/// that looks healthy and refuses every task (0 tasks at once), a panic on overflow (a pool
+/// of 4,294,967,295 tasks), a silent fall-back (a memory above wasm32's 4 GiB) or a default
+/// time budget of nothing.
+#[test]
+fn settings_out_of_range_are_refused_with_the_flag_named() {
+    let echo = guest("echo");
+    let echo = path(&echo);
+    let cases: [Case; 9] = [
+        (
+            &["inspect", echo, "--memory-limit-mib", "0"],
+            &[],
+            "invalid value '0' for '--memory-limit-mib",
+        ),
+        (
+            &["inspect", echo],
+            &[("ArmonikWasm__MemoryLimitMiB", "4097")],
+            "invalid value '4097' for '--memory-limit-mib",
+        ),
+        (
+            &[
+                "inspect",
+                echo,
+                "--keep-resident-mib",
+                "18446744073709551615",
+            ],
+            &[],
+            "for '--keep-resident-mib",
+        ),
+        (
+            &["serve", "--max-concurrent-tasks", "0"],
+            &[],
+            "invalid value '0' for '--max-concurrent-tasks",
+        ),
+        (
+            &["serve"],
+            &[("ArmonikWasm__MaxConcurrentTasks", "4294967295")],
+            "invalid value '4294967295' for '--max-concurrent-tasks",
+        ),
+        (
+            &["run", echo, "--parallelism", "0"],
+            &[],
+            "invalid value '0' for '--parallelism",
+        ),
+        (
+            &["dev", "--parallelism", "100000"],
+            &[],
+            "invalid value '100000' for '--parallelism",
+        ),
+        (
+            &["run", echo, "--default-max-duration", "0"],
+            &[],
+            "--default-max-duration must be more than 0 seconds",
+        ),
+        (
+            &["run", echo],
+            &[("ArmonikWasm__DefaultMaxDurationSeconds", "-1")],
+            "--default-max-duration must be a positive number of seconds",
+        ),
+    ];
+    for (args, envs, expected) in cases {
+        let (status, stderr) = with_env(args, envs);
+        assert!(!status.success(), "{args:?} {envs:?}: {stderr}");
+        assert_no_panic(&stderr);
+        assert!(stderr.contains(expected), "{args:?} {envs:?}: {stderr}");
+    }
+}
+
+/// `--isolation` (`ArmonikWasm__Isolation`) takes any case, as the other named settings do,
+/// and .NET's spelling `InProcess`.
+#[test]
+fn isolation_takes_any_case() {
+    let serve = |isolation: &str| {
+        with_env(
+            &["serve", "--default-max-duration", "0"],
+            &[("ArmonikWasm__Isolation", isolation)],
+        )
+        .1
+    };
+    for isolation in [
+        "in-process",
+        "InProcess",
+        "inprocess",
+        "IN-PROCESS",
+        "process",
+        "Process",
+    ] {
+        let stderr = serve(isolation);
+        assert!(stderr.contains(AFTER_PARSING), "{isolation}: {stderr}");
+    }
+    let stderr = serve("proc");
+    assert!(
+        stderr.contains("invalid value 'proc' for '--isolation"),
+        "{stderr}"
+    );
+}
+
+/// Every environment variable `armonik-wasm <command>` reads, from its help.
+fn variables(command: &str) -> Vec<String> {
+    let output = armonik_wasm_command(&[command, "--help"])
+        .output()
+        .expect("armonik-wasm runs");
+    assert!(output.status.success(), "{output:?}");
+    let help = String::from_utf8_lossy(&output.stdout).into_owned();
+    let variables: Vec<String> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split('=').next())
+        .map(str::to_owned)
+        .collect();
+    assert!(variables.len() > 5, "{help}");
+    variables
+}
+
+/// An empty variable counts as unset: Helm templates and compose files write `KEY=` for a
+/// value left out, which must not stop a worker ("a value is required") or stand for an
+/// empty path. Every variable of every command that runs tasks, all empty at once.
+#[test]
+fn empty_variables_count_as_unset() {
+    let echo = guest("echo");
+    let echo = path(&echo);
+    for (command, args) in [
+        ("serve", vec!["serve", "--default-max-duration", "0"]),
+        ("run", vec!["run", echo, "--default-max-duration", "0"]),
+        ("dev", vec!["dev", "--default-max-duration", "0"]),
+    ] {
+        let variables = variables(command);
+        let empty: Vec<(&str, &str)> = variables.iter().map(|v| (v.as_str(), "")).collect();
+        let (status, stderr) = with_env(&args, &empty);
+        assert!(!status.success());
+        assert!(stderr.contains(AFTER_PARSING), "{command}: {stderr}");
+    }
+    // And a command that succeeds does, with the defaults.
+    let variables = variables("inspect");
+    let empty: Vec<(&str, &str)> = variables.iter().map(|v| (v.as_str(), "")).collect();
+    let (status, stderr) = with_env(&["inspect", echo], &empty);
+    assert!(status.success(), "{stderr}");
+}
+
+/// A value refused at parse time names the variable it came from (the flag clap names is
+/// one the operator never wrote), and only then: a flag on the command line wins over its
+/// variable, so the error is the flag's.
+#[test]
+fn a_value_refused_from_a_variable_names_the_variable() {
+    let echo = guest("echo");
+    let echo = path(&echo);
+    let cases: [Case; 5] = [
+        (
+            &["inspect", echo],
+            &[("ArmonikWasm__MemoryLimitMiB", "0")],
+            "ArmonikWasm__MemoryLimitMiB",
+        ),
+        (
+            &["inspect", echo],
+            &[("ArmonikWasm__NoPooling", "maybe")],
+            "ArmonikWasm__NoPooling",
+        ),
+        (
+            &["run", echo],
+            &[("ArmonikWasm__CacheMaxEntries", "many")],
+            "ArmonikWasm__CacheMaxEntries",
+        ),
+        (
+            &["serve"],
+            &[("ComputePlane__WorkerChannel__SocketType", "pipe")],
+            "ComputePlane__WorkerChannel__SocketType",
+        ),
+        (
+            &["serve"],
+            &[("ArmonikWasm__MetricsAddress", "9090")],
+            "ArmonikWasm__MetricsAddress",
+        ),
+    ];
+    for (args, envs, variable) in cases {
+        let (status, stderr) = with_env(args, envs);
+        assert_eq!(status.code(), Some(2), "{envs:?}: {stderr}");
+        assert_no_panic(&stderr);
+        assert!(
+            stderr.contains(&format!(
+                "tip: the value comes from the environment variable {variable}"
+            )),
+            "{envs:?}: {stderr}"
+        );
+    }
+    // The socket type's error lists what it takes.
+    let (_, stderr) = with_env(
+        &["serve"],
+        &[("ComputePlane__AgentChannel__SocketType", "pipe")],
+    );
+    assert!(
+        stderr.contains("invalid value 'pipe' for '--agent-socket-type")
+            && stderr.contains("[possible values: UnixDomainSocket, Tcp]"),
+        "{stderr}"
+    );
+    // The flag given too, in either spelling: the error is the flag's, no tip.
+    for args in [
+        &["inspect", echo, "--memory-limit-mib", "0"][..],
+        &["inspect", echo, "--memory-limit-mib=0"][..],
+    ] {
+        let (status, stderr) = with_env(args, &[("ArmonikWasm__MemoryLimitMiB", "0")]);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("for '--memory-limit-mib"), "{stderr}");
+        assert!(
+            !stderr.contains("tip: the value comes from"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// A host that logs JSON or CLEF reports settings it refuses as one record of that format,
+/// at the error level, so its log collector keeps the message whole; `--help` stays text.
+#[test]
+fn refused_settings_are_one_record_in_the_log_format() {
+    let echo = guest("echo");
+    // CLEF gives an error its `@x` (exception) property.
+    for (format, level_key, level, error_key) in [
+        ("json", "level", "ERROR", "error"),
+        ("clef", "@l", "Error", "@x"),
+    ] {
+        for (args, envs) in [
+            (
+                vec!["inspect", path(&echo)],
+                vec![
+                    ("ArmonikWasm__LogFormat", format),
+                    ("ArmonikWasm__MemoryLimitMiB", "0"),
+                ],
+            ),
+            (
+                vec![
+                    "--log-format",
+                    format,
+                    "serve",
+                    "--worker-socket-type",
+                    "pipe",
+                ],
+                vec![],
+            ),
+        ] {
+            let (status, stderr) = with_env(&args, &envs);
+            assert_eq!(status.code(), Some(2), "{stderr}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{format}: {stderr}");
+            let record: serde_json::Value =
+                serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+            assert_eq!(record[level_key], level, "{record}");
+            let error = record[error_key].as_str().unwrap_or_default();
+            assert!(error.starts_with("error: invalid value"), "{record}");
+        }
+    }
+    let help = armonik_wasm_command(&["--help"])
+        .env("ArmonikWasm__LogFormat", "json")
+        .output()
+        .expect("armonik-wasm runs");
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: armonik-wasm"));
+}
+
+/// A URL as a unix socket path is an operator who left the socket type at its default: the
+/// error says so and names the setting, instead of "No such file or directory".
+#[test]
+fn a_url_for_a_unix_socket_asks_for_the_tcp_socket_type() {
+    for (args, variable) in [
+        (
+            &["serve", "--worker-address", "http://0.0.0.0:10667"][..],
+            "ComputePlane__WorkerChannel__Address",
+        ),
+        (
+            &["serve", "--agent-address", "http://localhost:10666"][..],
+            "ComputePlane__AgentChannel__Address",
+        ),
+    ] {
+        let (status, stderr) = with_env(args, &[]);
+        assert!(!status.success());
+        assert!(
+            stderr
+                .contains("is a URL, not a unix socket path (for TCP, set the socket type to Tcp)")
+                && stderr.contains(variable),
+            "{stderr}"
+        );
+    }
+}
+
+/// A cache limit of 0 would evict each entry as it is written: refused, pointing at
+/// `--no-cache`, which its variable also sets.
+#[test]
+fn the_cache_is_turned_off_by_saying_so_not_by_a_zero_limit() {
+    let echo = guest("echo");
+    let echo = path(&echo);
+    for (args, envs) in [
+        (&["inspect", echo, "--cache-max-mib", "0"][..], &[][..]),
+        (
+            &["inspect", echo][..],
+            &[("ArmonikWasm__CacheMaxEntries", "0")][..],
+        ),
+    ] {
+        let (status, stderr) = with_env(args, envs);
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains("0 would keep nothing: to compile without the cache, use --no-cache"),
+            "{stderr}"
+        );
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    for value in ["true", "1", "False"] {
+        let (status, stderr) = with_env(
+            &[
+                "run",
+                echo,
+                "--payload-text",
+                "x",
+                "--outputs",
+                path(&dir.path().join(value)),
+                "--cache-dir",
+                path(&cache),
+            ],
+            &[("ArmonikWasm__NoCache", value)],
+        );
+        assert!(status.success(), "{stderr}");
+        // Off: the cache folder is never made. On (False): made, with the one entry.
+        let entries = std::fs::read_dir(&cache).map(Iterator::count).unwrap_or(0);
+        assert_eq!(entries > 0, value == "False", "{value}");
+    }
+}
+
+/// Memory kept resident is a setting of the pooling allocator, up to the memory limit: set
+/// where it has no effect, it is taken and the host says so; left at its default, nothing.
+#[test]
+fn memory_kept_resident_without_effect_is_said() {
+    let echo = guest("echo");
+    let echo = path(&echo);
+    let no_effect = "has no effect with --no-pooling";
+    let above = "is above --memory-limit-mib";
+    for (args, expected) in [
+        (
+            &["inspect", echo, "--no-pooling", "--keep-resident-mib", "8"][..],
+            Some(no_effect),
+        ),
+        (
+            &[
+                "inspect",
+                echo,
+                "--memory-limit-mib",
+                "64",
+                "--keep-resident-mib",
+                "128",
+            ][..],
+            Some(above),
+        ),
+        (&["inspect", echo, "--no-pooling"][..], None),
+        (&["inspect", echo, "--memory-limit-mib", "64"][..], None),
+        (&["inspect", echo, "--keep-resident-mib", "64"][..], None),
+    ] {
+        let (status, stderr) = with_env(args, &[]);
+        assert!(status.success(), "{args:?}: {stderr}");
+        for warning in [no_effect, above] {
+            assert_eq!(
+                stderr.contains(warning),
+                expected == Some(warning),
+                "{args:?}: {stderr}"
+            );
+        }
+    }
+}
