@@ -88,7 +88,7 @@ async fn async_main(cli: Cli) -> std::process::ExitCode {
         }
         // A collector reading JSON gets the failure as a record of its own.
         Err(error) if log_format != logs::LogFormat::Text => {
-            tracing::error!(error = format!("{error:#}"), "the command failed");
+            tracing::error!(target: logs::COMMAND_TARGET, error = format!("{error:#}"), "the command failed");
             std::process::ExitCode::FAILURE
         }
         Err(error) => {

@@ -159,7 +159,7 @@ fn submit_refuses_bad_arguments_before_connecting() {
     // No control plane anywhere: each of these must fail on its own terms first.
     let endpoint = format!("http://127.0.0.1:{}", free_port());
     let echo = guest("echo");
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["--dep", "dir=/tmp"],
             "the file of --dep dir: /tmp is not a regular file",
@@ -178,7 +178,18 @@ fn submit_refuses_bad_arguments_before_connecting() {
             "cannot read the file of --dep input: /nonexistent/input.bin",
         ),
         (&["--option", "LibraryBlobId=x"], "set by submit itself"),
-        (&["--max-duration=-1"], "--max-duration must be"),
+        (
+            &["--max-duration=-1"],
+            "invalid value '-1' for '--max-duration <SECS>': -1 is not a duration",
+        ),
+        (
+            &["--connect-timeout", "abc"],
+            "invalid value 'abc' for '--connect-timeout <DURATION>': `abc` is not a duration",
+        ),
+        (
+            &["--connect-timeout=nan"],
+            "invalid value 'nan' for '--connect-timeout <DURATION>': nan is not a duration",
+        ),
     ];
     for (extra, expected) in cases {
         let mut args = vec!["submit", "--endpoint", &endpoint, path(&echo)];

@@ -646,11 +646,11 @@ async fn bad_start_up_settings_fail_with_a_clear_message() {
         ),
         (
             &["serve", "--components-dir", "/nonexistent-components"],
-            "cannot open the components folder /nonexistent-components (--components-dir)",
+            "cannot open the components folder /nonexistent-components (--components-dir, ArmonikWasm__ComponentsDir)",
         ),
         (
             &["serve", "--worker-socket-type", "pipe"],
-            "unknown socket type",
+            "invalid value 'pipe' for '--worker-socket-type",
         ),
         (
             &[

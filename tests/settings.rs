@@ -7,9 +7,12 @@ mod common;
 
 use common::{armonik_wasm_command, assert_no_panic, guest, path};
 
-/// What a command says when its settings were read and it then checks `--default-max-duration
-/// 0`: seeing it means that parsing went through.
-const AFTER_PARSING: &str = "--default-max-duration must be more than 0 seconds";
+/// A component that is not there: a command given it (`run`, or `--component` of `serve` and
+/// `dev`) says [`AFTER_PARSING`] once it has read its settings and goes to load it.
+const MISSING: &str = "/nonexistent-component.wasm";
+
+/// What a command given [`MISSING`] says: seeing it means that parsing went through.
+const AFTER_PARSING: &str = "cannot read the component /nonexistent-component.wasm";
 
 /// `armonik-wasm <args>` with `envs` added: how it exited, and its standard error.
 fn with_env(args: &[&str], envs: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
@@ -60,7 +63,7 @@ type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 fn settings_out_of_range_are_refused_with_the_flag_named() {
     let echo = guest("echo");
     let echo = path(&echo);
-    let cases: [Case; 9] = [
+    let cases: [Case; 11] = [
         (
             &["inspect", echo, "--memory-limit-mib", "0"],
             &[],
@@ -104,12 +107,22 @@ fn settings_out_of_range_are_refused_with_the_flag_named() {
         (
             &["run", echo, "--default-max-duration", "0"],
             &[],
-            "--default-max-duration must be more than 0 seconds",
+            "invalid value '0' for '--default-max-duration <DEFAULT_MAX_DURATION>': must be more than 0 seconds",
         ),
         (
             &["run", echo],
             &[("ArmonikWasm__DefaultMaxDurationSeconds", "-1")],
-            "--default-max-duration must be a positive number of seconds",
+            "invalid value '-1' for '--default-max-duration <DEFAULT_MAX_DURATION>': -1 is not a duration",
+        ),
+        (
+            &["serve"],
+            &[("ArmonikWasm__ShutdownGraceSeconds", "NaN")],
+            "invalid value 'NaN' for '--shutdown-grace <SHUTDOWN_GRACE>': NaN is not a duration",
+        ),
+        (
+            &["serve", "--shutdown-grace", "1e400"],
+            &[],
+            "invalid value '1e400' for '--shutdown-grace",
         ),
     ];
     for (args, envs, expected) in cases {
@@ -126,7 +139,7 @@ fn settings_out_of_range_are_refused_with_the_flag_named() {
 fn isolation_takes_any_case() {
     let serve = |isolation: &str| {
         with_env(
-            &["serve", "--default-max-duration", "0"],
+            &["serve", "--component", MISSING],
             &[("ArmonikWasm__Isolation", isolation)],
         )
         .1
@@ -174,9 +187,9 @@ fn empty_variables_count_as_unset() {
     let echo = guest("echo");
     let echo = path(&echo);
     for (command, args) in [
-        ("serve", vec!["serve", "--default-max-duration", "0"]),
-        ("run", vec!["run", echo, "--default-max-duration", "0"]),
-        ("dev", vec!["dev", "--default-max-duration", "0"]),
+        ("serve", vec!["serve", "--component", MISSING]),
+        ("run", vec!["run", MISSING]),
+        ("dev", vec!["dev", "--component", MISSING]),
     ] {
         let variables = variables(command);
         let empty: Vec<(&str, &str)> = variables.iter().map(|v| (v.as_str(), "")).collect();
@@ -262,43 +275,82 @@ fn a_value_refused_from_a_variable_names_the_variable() {
 }
 
 /// A host that logs JSON or CLEF reports settings it refuses as one record of that format,
-/// at the error level, so its log collector keeps the message whole; `--help` stays text.
+/// at the error level, so its log collector keeps the message whole: with the format given
+/// by variable, or by flag before or after the refused value, and whatever `RUST_LOG` keeps
+/// (empty, or a filter that leaves the host's errors out). `--help` stays text.
 #[test]
 fn refused_settings_are_one_record_in_the_log_format() {
     let echo = guest("echo");
+    let echo = path(&echo);
     // CLEF gives an error its `@x` (exception) property.
     for (format, level_key, level, error_key) in [
         ("json", "level", "ERROR", "error"),
         ("clef", "@l", "Error", "@x"),
     ] {
-        for (args, envs) in [
+        let cases: [Case; 6] = [
             (
-                vec!["inspect", path(&echo)],
-                vec![
+                &["inspect", echo],
+                &[
                     ("ArmonikWasm__LogFormat", format),
                     ("ArmonikWasm__MemoryLimitMiB", "0"),
                 ],
+                "error: invalid value '0'",
             ),
             (
-                vec![
+                &[
                     "--log-format",
                     format,
                     "serve",
                     "--worker-socket-type",
                     "pipe",
                 ],
-                vec![],
+                &[],
+                "error: invalid value 'pipe'",
             ),
-        ] {
-            let (status, stderr) = with_env(&args, &envs);
-            assert_eq!(status.code(), Some(2), "{stderr}");
+            (
+                &[
+                    "serve",
+                    "--worker-socket-type",
+                    "pipe",
+                    &format!("--log-format={format}"),
+                ],
+                &[],
+                "error: invalid value 'pipe'",
+            ),
+            (
+                &["inspect", "--bogus", echo, "--log-format", format],
+                &[("RUST_LOG", "")],
+                "error: unexpected argument '--bogus'",
+            ),
+            (
+                &[
+                    "inspect",
+                    echo,
+                    "--memory-limit-mib",
+                    "0",
+                    "--log-format",
+                    format,
+                ],
+                &[("RUST_LOG", "armonik_wasm::sandbox=debug")],
+                "error: invalid value '0'",
+            ),
+            // Refused after parsing: the command's failure, also kept at any RUST_LOG.
+            (
+                &["inspect", MISSING, "--log-format", format],
+                &[("RUST_LOG", "armonik_wasm::sandbox=debug")],
+                "cannot read /nonexistent-component.wasm",
+            ),
+        ];
+        for (args, envs, expected) in cases {
+            let (status, stderr) = with_env(args, envs);
+            assert!(!status.success(), "{args:?}: {stderr}");
             let lines: Vec<&str> = stderr.lines().collect();
-            assert_eq!(lines.len(), 1, "{format}: {stderr}");
+            assert_eq!(lines.len(), 1, "{args:?} {envs:?}: {stderr}");
             let record: serde_json::Value =
                 serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {stderr}"));
             assert_eq!(record[level_key], level, "{record}");
             let error = record[error_key].as_str().unwrap_or_default();
-            assert!(error.starts_with("error: invalid value"), "{record}");
+            assert!(error.starts_with(expected), "{args:?}: {record}");
         }
     }
     let help = armonik_wasm_command(&["--help"])
@@ -309,18 +361,76 @@ fn refused_settings_are_one_record_in_the_log_format() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("Usage: armonik-wasm"));
 }
 
+/// An empty `RUST_LOG` counts as unset, as every variable does: the default filter applies
+/// (an empty filter would drop every record, the warnings of a failed task included).
+#[test]
+fn an_empty_rust_log_keeps_the_default_records() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fail = guest("fail");
+    let args = [
+        "run",
+        path(&fail),
+        "--payload-text",
+        "fails on purpose",
+        "--outputs",
+        path(dir.path()),
+    ];
+    let (status, stderr) = with_env(&args, &[("RUST_LOG", "")]);
+    assert!(!status.success());
+    assert!(stderr.contains("fails on purpose"), "{stderr}");
+}
+
+/// A variable's name matches in any case, as .NET configuration keys do (ArmoniK's agent,
+/// beside the worker, reads `ComputePlane__*` that way); the exact spelling wins.
+#[test]
+fn variable_names_match_in_any_case() {
+    let echo = guest("echo");
+    let echo = path(&echo);
+    let (status, stderr) = with_env(&["inspect", echo], &[("ARMONIKWASM__MEMORYLIMITMIB", "0")]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "tip: the value comes from the environment variable ARMONIKWASM__MEMORYLIMITMIB"
+        ),
+        "{stderr}"
+    );
+    let (status, stderr) = with_env(
+        &["inspect", echo],
+        &[
+            ("ArmonikWasm__MemoryLimitMiB", "64"),
+            ("armonikwasm__memorylimitmib", "0"),
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    let (_, stderr) = with_env(
+        &["serve", "--component", MISSING],
+        &[("computeplane__workerchannel__sockettype", "pipe")],
+    );
+    assert!(
+        stderr.contains("invalid value 'pipe' for '--worker-socket-type"),
+        "{stderr}"
+    );
+}
+
 /// A URL as a unix socket path is an operator who left the socket type at its default: the
-/// error says so and names the setting, instead of "No such file or directory".
+/// error says so and names the settings, instead of "No such file or directory". gRPC's own
+/// `unix:PATH` is a path.
 #[test]
 fn a_url_for_a_unix_socket_asks_for_the_tcp_socket_type() {
-    for (args, variable) in [
+    for (args, variables) in [
         (
             &["serve", "--worker-address", "http://0.0.0.0:10667"][..],
-            "ComputePlane__WorkerChannel__Address",
+            [
+                "ComputePlane__WorkerChannel__Address",
+                "ComputePlane__WorkerChannel__SocketType",
+            ],
         ),
         (
-            &["serve", "--agent-address", "http://localhost:10666"][..],
-            "ComputePlane__AgentChannel__Address",
+            &["serve", "--agent-address", "HTTPS://localhost:10666"][..],
+            [
+                "ComputePlane__AgentChannel__Address",
+                "ComputePlane__AgentChannel__SocketType",
+            ],
         ),
     ] {
         let (status, stderr) = with_env(args, &[]);
@@ -328,10 +438,61 @@ fn a_url_for_a_unix_socket_asks_for_the_tcp_socket_type() {
         assert!(
             stderr
                 .contains("is a URL, not a unix socket path (for TCP, set the socket type to Tcp)")
-                && stderr.contains(variable),
+                && variables.iter().all(|variable| stderr.contains(variable)),
             "{stderr}"
         );
     }
+    // Taken as the path it names: the command goes on to load its component.
+    let (_, stderr) = with_env(
+        &[
+            "serve",
+            "--agent-address",
+            "unix:///tmp/agent.sock",
+            "--component",
+            MISSING,
+        ],
+        &[],
+    );
+    assert!(stderr.contains(AFTER_PARSING), "{stderr}");
+}
+
+/// A component whose memory starts above the memory limit is refused as it is loaded, with
+/// the setting named, whichever the allocator: without pooling it used to pass `inspect` and
+/// then fail every task as a trap, retried.
+#[test]
+fn a_component_above_the_memory_limit_is_refused_with_either_allocator() {
+    let echo = guest("echo");
+    let echo = path(&echo);
+    let named = "needs more linear memory than this host lets a task have (--memory-limit-mib, ArmonikWasm__MemoryLimitMiB)";
+    for pooling in [&[][..], &["--no-pooling"][..]] {
+        let mut args = vec!["inspect", echo, "--no-cache", "--memory-limit-mib", "1"];
+        args.extend_from_slice(pooling);
+        let (status, stderr) = with_env(&args, &[]);
+        assert!(!status.success(), "{args:?}: {stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = armonik_wasm_command(&[
+        "run",
+        echo,
+        "--no-pooling",
+        "--memory-limit-mib",
+        "1",
+        "--payload-text",
+        "x",
+        "--outputs",
+        path(dir.path()),
+    ])
+    .output()
+    .expect("armonik-wasm runs");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success());
+    assert!(all.contains(named), "{all}");
+    assert!(!all.contains("retried"), "{all}");
 }
 
 /// A cache limit of 0 would evict each entry as it is written: refused, pointing at

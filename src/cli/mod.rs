@@ -102,13 +102,15 @@ pub struct SandboxArgs {
     #[arg(long, env = "ArmonikWasm__KeepResidentMiB", value_parser = mib(0))]
     pub keep_resident_mib: Option<usize>,
 
-    /// Time budget, in seconds, of a task whose options set no max_duration.
+    /// Time budget, in seconds, of a task whose options set no max_duration. More than 0:
+    /// zero would stop every such task at once (a task's own zero means "the default").
     #[arg(
         long,
         env = "ArmonikWasm__DefaultMaxDurationSeconds",
-        default_value_t = 3600.0
+        default_value = "3600",
+        value_parser = seconds_above_zero
     )]
-    pub default_max_duration: f64,
+    pub default_max_duration: Duration,
 
     /// Where compiled components are cached [default: $ARMONIK_WASM_CACHE_DIR, else
     /// $XDG_CACHE_HOME/armonik-wasm, else ~/.cache/armonik-wasm].
@@ -198,18 +200,6 @@ impl SandboxArgs {
         );
         Ok((sandbox, disk))
     }
-
-    /// # Errors
-    /// Not a positive number of seconds: zero would stop every task that sets no duration of
-    /// its own at once (a task's own zero means "the default").
-    pub(crate) fn default_max_duration(&self) -> anyhow::Result<Duration> {
-        let duration = seconds(self.default_max_duration, "--default-max-duration")?;
-        anyhow::ensure!(
-            !duration.is_zero(),
-            "--default-max-duration must be more than 0 seconds"
-        );
-        Ok(duration)
-    }
 }
 
 /// Settings of `serve`; each flag can also be set by the environment variable shown.
@@ -270,9 +260,10 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ArmonikWasm__ShutdownGraceSeconds",
-        default_value_t = 15.0
+        default_value = "15",
+        value_parser = seconds_from_zero
     )]
-    pub shutdown_grace: f64,
+    pub shutdown_grace: Duration,
 
     /// Where a task runs: in-process (a fresh store and instance in this process), or process
     /// (besides, a fresh child process of this binary per task: an OS process boundary, for a
@@ -308,12 +299,16 @@ pub enum Isolation {
 pub async fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()> {
     let worker_address = ChannelAddress::parse(&args.worker_address, args.worker_socket_type)
         .context(
-            "invalid worker channel (--worker-address, ComputePlane__WorkerChannel__Address)",
+            "invalid worker channel (--worker-address with --worker-socket-type; \
+             ComputePlane__WorkerChannel__Address with ComputePlane__WorkerChannel__SocketType)",
         )?;
     let agent_address = ChannelAddress::parse(&args.agent_address, args.agent_socket_type)
-        .context("invalid agent channel (--agent-address, ComputePlane__AgentChannel__Address)")?;
-    let default_max_duration = args.sandbox.default_max_duration()?;
-    let grace = seconds(args.shutdown_grace, "--shutdown-grace")?;
+        .context(
+            "invalid agent channel (--agent-address with --agent-socket-type; \
+             ComputePlane__AgentChannel__Address with ComputePlane__AgentChannel__SocketType)",
+        )?;
+    let default_max_duration = args.sandbox.default_max_duration;
+    let grace = args.shutdown_grace;
     if let Some(address) = args.metrics_address {
         let bound = metrics::serve(address).await?;
         tracing::info!(address = %bound, "metrics endpoint: http://{bound}/metrics");
@@ -420,10 +415,23 @@ fn cache_limit<T: std::str::FromStr + PartialEq + From<u8>>(value: &str) -> Resu
     Ok(limit)
 }
 
-/// A duration given in seconds on the command line.
-pub(crate) fn seconds(value: f64, flag: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .with_context(|| format!("{flag} must be a positive number of seconds"))
+/// A duration given in seconds (`3600`, `0.5`), 0 or more.
+pub(crate) fn seconds_from_zero(value: &str) -> Result<Duration, String> {
+    let seconds: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{value} is not a duration: 0 seconds or more, finite"))
+}
+
+/// A duration given in seconds, more than 0.
+pub(crate) fn seconds_above_zero(value: &str) -> Result<Duration, String> {
+    let duration = seconds_from_zero(value)?;
+    if duration.is_zero() {
+        return Err("must be more than 0 seconds".into());
+    }
+    Ok(duration)
 }
 
 /// Listens for SIGTERM, SIGINT and SIGHUP from this call on (not from the first poll: a
@@ -527,7 +535,7 @@ pub async fn inspect(args: InspectArgs) -> anyhow::Result<bool> {
     let bytes = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let origin = Origin::File(args.file.clone());
-    let component = components::compile(sandbox.engine(), &bytes, &origin, None)?;
+    let component = components::compile(&sandbox, &bytes, &origin, None)?;
     let kind = match wasmtime::Engine::detect_precompiled(&bytes) {
         Some(_) => "a precompiled component",
         None => "a WebAssembly component",

@@ -46,7 +46,7 @@ impl LocalRunner {
         let parallelism = parallelism
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1);
-        let default_max_duration = args.default_max_duration()?;
+        let default_max_duration = args.default_max_duration;
         let (sandbox, disk) = args.build(u32::try_from(parallelism)?)?;
         let components = Components::new(
             sandbox.clone(),

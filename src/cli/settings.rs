@@ -2,11 +2,11 @@
 //! configures a worker by environment (ArmoniK's `ComputePlane__*` keys, this host's
 //! `ArmonikWasm__*`) relies on, beyond clap's own.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::process::ExitCode;
 
 use clap::error::{ContextKind, ContextValue};
-use clap::{Command, CommandFactory, FromArgMatches};
+use clap::{Command, CommandFactory, FromArgMatches, ValueEnum};
 
 use crate::cli::Cli;
 use crate::telemetry::logs::{self, LogFormat};
@@ -14,6 +14,9 @@ use crate::telemetry::logs::{self, LogFormat};
 /// Parses `args` (the program's name first) and the process's environment.
 ///
 /// Beyond clap:
+/// - A variable's name matches in any case (`COMPUTEPLANE__WORKERCHANNEL__ADDRESS`), as
+///   .NET's configuration keys do: ArmoniK's polling agent, beside this worker, reads the same
+///   `ComputePlane__*` keys that way. The exact spelling wins over another.
 /// - An empty variable counts as unset, so the setting keeps its default. Helm templates and
 ///   compose files write `KEY=` for a value left out; clap would stop the worker with "a
 ///   value is required" (or take an empty path).
@@ -45,17 +48,18 @@ pub fn parse(args: &[OsString]) -> Result<Cli, clap::Error> {
 /// Reports what [`parse`] refused, and returns the exit code (clap's: 2 for an error, 0 for
 /// `--help` and `--version`).
 ///
-/// A host logging JSON or CLEF (`--log-format` or `ArmonikWasm__LogFormat`) reports an error
-/// as one record in that format, so that its log collector keeps it whole and at the error
-/// level; help and version stay plain text for the person who asked.
+/// A host logging JSON or CLEF (`--log-format` anywhere on the command line, or
+/// `ArmonikWasm__LogFormat`) reports an error as one record in that format, whatever
+/// `RUST_LOG` keeps, so that its log collector has it whole and at the error level; help and
+/// version stay plain text for the person who asked.
 pub fn report(error: &clap::Error, args: &[OsString]) -> ExitCode {
     let code = ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
     if error.use_stderr()
         && let Some(format) = log_format(args).filter(|format| *format != LogFormat::Text)
     {
-        logs::init(format, "error");
+        logs::init_with(format, "error");
         let message = error.render().to_string();
-        tracing::error!(error = message.trim_end(), "invalid settings");
+        tracing::error!(target: logs::COMMAND_TARGET, error = message.trim_end(), "invalid settings");
         return code;
     }
     // Nothing more to do when stderr or stdout is closed.
@@ -63,25 +67,42 @@ pub fn report(error: &clap::Error, args: &[OsString]) -> ExitCode {
     code
 }
 
-/// The command line's definition, with every variable set to the empty string left out.
+/// The command line's definition, each variable under the spelling set in the environment
+/// and those set to the empty string left out.
 fn command() -> Command {
-    unset_empty_variables(Cli::command())
+    let names: Vec<OsString> = std::env::vars_os().map(|(name, _)| name).collect();
+    resolve_variables(Cli::command(), &names)
 }
 
-fn unset_empty_variables(command: Command) -> Command {
+fn resolve_variables(command: Command, names: &[OsString]) -> Command {
     let command = command.mut_args(|arg| {
-        let empty = arg
-            .get_env()
-            .and_then(std::env::var_os)
-            .is_some_and(|value| value.is_empty());
-        if empty { arg.env(None::<&str>) } else { arg }
+        let Some(wanted) = arg.get_env().map(OsStr::to_owned) else {
+            return arg;
+        };
+        let set = if std::env::var_os(&wanted).is_some() {
+            Some(wanted)
+        } else {
+            let mut spellings: Vec<&OsString> = names
+                .iter()
+                .filter(|name| name.eq_ignore_ascii_case(&wanted))
+                .collect();
+            spellings.sort();
+            spellings.first().map(|name| (*name).clone())
+        };
+        match set {
+            Some(name) if std::env::var_os(&name).is_some_and(|value| value.is_empty()) => {
+                arg.env(None::<&str>)
+            }
+            Some(name) => arg.env(name),
+            None => arg,
+        }
     });
-    let names: Vec<String> = command
+    let subcommands: Vec<String> = command
         .get_subcommands()
         .map(|subcommand| subcommand.get_name().to_owned())
         .collect();
-    names.into_iter().fold(command, |command, name| {
-        command.mut_subcommand(name, unset_empty_variables)
+    subcommands.into_iter().fold(command, |command, name| {
+        command.mut_subcommand(name, |sub| resolve_variables(sub, names))
     })
 }
 
@@ -94,17 +115,35 @@ fn variable_behind(error: &clap::Error, command: &Command, args: &[OsString]) ->
     // `--memory-limit-mib <MEMORY_LIMIT_MIB>`, `--no-pooling`.
     let flag = invalid.split([' ', '=']).next()?;
     let long = flag.strip_prefix("--")?;
-    let on_the_command_line = args.iter().filter_map(|arg| arg.to_str()).any(|arg| {
-        arg == flag
-            || arg
-                .strip_prefix(flag)
-                .is_some_and(|rest| rest.starts_with('='))
-    });
-    if on_the_command_line {
+    if flag_value(args, flag).is_some() {
         return None;
     }
     let variable = variable_of(command, long)?;
     std::env::var_os(&variable).is_some().then_some(variable)
+}
+
+/// The value given to `flag` on the command line (`--flag VALUE` or `--flag=VALUE`; the
+/// last, as clap takes it), up to `--`, after which arguments are not flags. Arguments that
+/// are not UTF-8 are read lossily: a flag's name always is.
+fn flag_value(args: &[OsString], flag: &str) -> Option<String> {
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .take_while(|arg| arg != "--")
+        .collect();
+    let mut found = None;
+    for (i, arg) in args.iter().enumerate() {
+        if arg == flag {
+            found = Some(args.get(i + 1).cloned().unwrap_or_default());
+        } else if let Some(value) = arg
+            .strip_prefix(flag)
+            .and_then(|rest| rest.strip_prefix('='))
+        {
+            found = Some(value.to_owned());
+        }
+    }
+    found
 }
 
 /// The environment variable of the flag `--long`, in `command` or one of its subcommands
@@ -122,14 +161,14 @@ fn variable_of(command: &Command, long: &str) -> Option<String> {
         })
 }
 
-/// The log format the refused command line asked for, as far as it can be read.
+/// The log format a refused command line asked for: its `--log-format`, else its variable,
+/// read apart from the rest, which may hold the error.
 fn log_format(args: &[OsString]) -> Option<LogFormat> {
-    command()
-        .ignore_errors(true)
-        .try_get_matches_from(args)
-        .ok()?
-        .get_one::<LogFormat>("log_format")
-        .copied()
+    let value = flag_value(args, "--log-format").or_else(|| {
+        let variable = variable_of(&command(), "log-format")?;
+        std::env::var(variable).ok()
+    })?;
+    LogFormat::from_str(value.trim(), true).ok()
 }
 
 #[cfg(test)]
@@ -157,5 +196,40 @@ mod tests {
         let mut seen = HashMap::new();
         walk(&Cli::command(), &mut seen);
         assert!(seen.contains_key("memory-limit-mib"));
+    }
+
+    #[test]
+    fn a_flag_value_is_read_as_clap_reads_it() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let args = |list: &[&str]| -> Vec<OsString> {
+            std::iter::once("armonik-wasm")
+                .chain(list.iter().copied())
+                .map(OsString::from)
+                .collect()
+        };
+        let value = |list: &[&str]| flag_value(&args(list), "--log-format");
+        assert_eq!(
+            value(&["serve", "--log-format", "json"]).as_deref(),
+            Some("json")
+        );
+        assert_eq!(
+            value(&["--log-format=clef", "serve"]).as_deref(),
+            Some("clef")
+        );
+        // The last one given; nothing after `--`; not a longer flag that starts alike.
+        assert_eq!(
+            value(&["--log-format=text", "serve", "--log-format", "json"]).as_deref(),
+            Some("json")
+        );
+        assert_eq!(
+            value(&["run", "x.wasm", "--", "--log-format", "json"]),
+            None
+        );
+        assert_eq!(value(&["--log-formats=json"]), None);
+        assert_eq!(value(&["--log-format"]).as_deref(), Some(""));
+        // An argument that is not UTF-8 still shows the flag it sets.
+        let mut raw = args(&["serve"]);
+        raw.push(OsString::from_vec(b"--log-format=\xff".to_vec()));
+        assert!(flag_value(&raw, "--log-format").is_some());
     }
 }

@@ -71,7 +71,7 @@ pub enum LoadError {
         error: std::io::Error,
     },
     /// The operator's folder of components by application could not be opened.
-    #[error("cannot open the components folder {} (--components-dir): {error}", path.display())]
+    #[error("cannot open the components folder {} (--components-dir, ArmonikWasm__ComponentsDir): {error}", path.display())]
     ComponentsDir {
         /// The folder.
         path: PathBuf,
@@ -379,7 +379,7 @@ impl Components {
             let _span = span.enter();
             let task_digest = digest;
             let cache = disk.as_ref().map(|disk| (disk, task_digest.as_str()));
-            let component = compile(sandbox.engine(), &bytes, &origin, cache)?;
+            let component = compile(&sandbox, &bytes, &origin, cache)?;
             let pre = sandbox
                 .prepare(&component)
                 .map_err(|e| LoadError::WrongWorld {
@@ -418,9 +418,42 @@ pub fn library_blob(options: &HashMap<String, String>) -> Result<Option<&str>, L
     Ok(Some(blob))
 }
 
-/// A component from `bytes`: deserialized if it is a precompiled artifact `origin` may
-/// provide, else taken from the disk cache under its digest, else compiled (and cached).
+/// A component from `bytes` that `sandbox` can run: deserialized if it is a precompiled
+/// artifact `origin` may provide, else taken from the disk cache under its digest, else
+/// compiled (and cached).
+///
+/// # Errors
+/// Not a component, not one wasmtime accepts, or one whose memory starts above the
+/// sandbox's memory limit ([`LoadError::MemoryLimit`], with either allocator: the pooling
+/// one refuses it as it compiles, on-demand allocation only as each task instantiates it).
 pub fn compile(
+    sandbox: &Sandbox,
+    bytes: &[u8],
+    origin: &Origin,
+    disk: Option<(&DiskCache, &str)>,
+) -> Result<Component, LoadError> {
+    let component = load(sandbox.engine(), bytes, origin, disk)?;
+    let limit = sandbox.config().memory_limit as u64;
+    let pages = component
+        .resources_required()
+        .and_then(|required| required.max_initial_memory_size)
+        .unwrap_or(0);
+    let initial = pages.saturating_mul(WASM_PAGE_BYTES);
+    if initial > limit {
+        return Err(LoadError::MemoryLimit {
+            origin: origin.clone(),
+            reason: format!(
+                "a memory starts at {initial} bytes, which exceeds the limit of {limit} bytes"
+            ),
+        });
+    }
+    Ok(component)
+}
+
+/// Bytes in a page of wasm32 linear memory.
+const WASM_PAGE_BYTES: u64 = 64 * 1024;
+
+fn load(
     engine: &Engine,
     bytes: &[u8],
     origin: &Origin,

@@ -22,10 +22,33 @@ pub enum LogFormat {
 }
 
 /// Installs the process's subscriber: records at `RUST_LOG`'s levels, else at
-/// `default_filter`'s, written to stderr in `format`.
+/// `default_filter`'s, written to stderr in `format`. An empty `RUST_LOG` counts as unset,
+/// as every variable does (see `cli::settings`): an empty filter would drop every record,
+/// errors included.
 pub fn init(format: LogFormat, default_filter: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|directives| !directives.trim().is_empty())
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_filter));
+    // Whatever `RUST_LOG` keeps, the reason a command stopped is written.
+    let filter = match format!("{COMMAND_TARGET}=error").parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    install(format, filter);
+}
+
+/// The target of the record that says why a command stopped: kept at any `RUST_LOG`.
+pub const COMMAND_TARGET: &str = "armonik_wasm::command";
+
+/// Installs the process's subscriber with `filter` alone, whatever `RUST_LOG` says: for
+/// records that must be written (a command that cannot start says why).
+pub fn init_with(format: LogFormat, filter: &str) {
+    install(format, EnvFilter::new(filter));
+}
+
+fn install(format: LogFormat, filter: EnvFilter) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

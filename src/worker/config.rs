@@ -11,10 +11,14 @@ pub enum ChannelError {
     /// An empty unix socket path.
     #[error("the unix socket path is empty")]
     EmptyPath,
-    /// A URL given with the unix socket type: the socket type was most likely left at its
-    /// default. (A relative path `http:/...` is never what an operator means.)
+    /// An `http:` or `https:` address given with the unix socket type: the socket type was
+    /// most likely left at its default. (A relative path `http:/...` is never what an
+    /// operator means.)
     #[error("`{0}` is a URL, not a unix socket path (for TCP, set the socket type to Tcp)")]
     UrlForUnixSocket(String),
+    /// Another URL scheme than `unix:` with the unix socket type.
+    #[error("`{0}` is not a unix socket path (a path, or gRPC's unix:PATH)")]
+    NotAPath(String),
 }
 
 /// How a channel is carried: ArmoniK's `ComputePlane__*Channel__SocketType`, matched in any
@@ -46,7 +50,8 @@ pub enum ChannelAddress {
 }
 
 impl ChannelAddress {
-    /// Parses an address as ArmoniK configures it (`ComputePlane__*Channel__Address`).
+    /// Parses an address as ArmoniK configures it (`ComputePlane__*Channel__Address`): for a
+    /// unix socket a path, also in gRPC's `unix:PATH` and `unix://PATH` forms.
     ///
     /// # Errors
     /// An empty path, a URL given for a unix socket, or a TCP address not of the form
@@ -54,13 +59,25 @@ impl ChannelAddress {
     pub fn parse(address: &str, socket_type: SocketType) -> Result<Self, ChannelError> {
         match socket_type {
             SocketType::UnixDomainSocket => {
-                if address.is_empty() {
-                    return Err(ChannelError::EmptyPath);
-                }
-                if address.contains("://") {
+                // gRPC's own spellings of a unix socket, `unix:PATH` and `unix://PATH`, which
+                // this host writes in its log.
+                let path = address
+                    .strip_prefix("unix://")
+                    .or_else(|| address.strip_prefix("unix:"))
+                    .unwrap_or(address);
+                let scheme = address
+                    .split_once(':')
+                    .map(|(scheme, _)| scheme.to_ascii_lowercase());
+                if matches!(scheme.as_deref(), Some("http" | "https")) {
                     return Err(ChannelError::UrlForUnixSocket(address.to_owned()));
                 }
-                Ok(Self::Unix(PathBuf::from(address)))
+                if path.contains("://") {
+                    return Err(ChannelError::NotAPath(address.to_owned()));
+                }
+                if path.is_empty() {
+                    return Err(ChannelError::EmptyPath);
+                }
+                Ok(Self::Unix(PathBuf::from(path)))
             }
             SocketType::Tcp => {
                 let bad = || ChannelError::BadTcpAddress(address.to_owned());
@@ -130,7 +147,8 @@ mod tests {
         for url in [
             "http://localhost:6666",
             "https://agent:443",
-            "unix:///x.sock",
+            "HTTP://x:1",
+            "http:/x",
         ] {
             assert!(
                 matches!(
@@ -141,9 +159,36 @@ mod tests {
             );
         }
         assert!(matches!(
-            ChannelAddress::parse("", SocketType::UnixDomainSocket),
-            Err(ChannelError::EmptyPath)
+            ChannelAddress::parse("dns://agent:1", SocketType::UnixDomainSocket),
+            Err(ChannelError::NotAPath(_))
         ));
+        for empty in ["", "unix:", "unix://"] {
+            assert!(
+                matches!(
+                    ChannelAddress::parse(empty, SocketType::UnixDomainSocket),
+                    Err(ChannelError::EmptyPath)
+                ),
+                "{empty}"
+            );
+        }
+        // gRPC's spellings, and what this host logs (`Display`), read back.
+        let socket = || Some(ChannelAddress::Unix("/cache/a.sock".into()));
+        for spelling in [
+            "/cache/a.sock",
+            "unix:/cache/a.sock",
+            "unix:///cache/a.sock",
+        ] {
+            let address = ChannelAddress::parse(spelling, SocketType::UnixDomainSocket);
+            assert_eq!(address.ok(), socket(), "{spelling}");
+        }
+        let logged = socket().map(|a| a.to_string()).unwrap_or_default();
+        let address = ChannelAddress::parse(&logged, SocketType::UnixDomainSocket);
+        assert_eq!(address.ok(), socket());
+        // A relative path with a colon is still a path.
+        assert_eq!(
+            ChannelAddress::parse("sockets/a:b.sock", SocketType::UnixDomainSocket).ok(),
+            Some(ChannelAddress::Unix("sockets/a:b.sock".into()))
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use futures::Stream;
 
 use super::SubmitArgs;
 use super::errors::request_error;
-use crate::cli::{seconds, split_pair};
+use crate::cli::split_pair;
 use crate::sandbox::components::{CONVENTION_VERSION, LIBRARY_BLOB_ID, Origin, check_header};
 
 /// A file to upload as a result: its name in the session, its path, and the open file.
@@ -99,7 +99,7 @@ impl Inputs {
             }
             options.insert(key.to_owned(), value.to_owned());
         }
-        let max_duration = seconds(args.max_duration, "--max-duration")?;
+        let max_duration = args.max_duration;
         let session_options = TaskOptions {
             options,
             max_duration: prost_types::Duration::try_from(max_duration)

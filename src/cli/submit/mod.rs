@@ -81,9 +81,10 @@ pub struct ConnectionArgs {
         long,
         env = "GrpcClient__ConnectTimeout",
         default_value = DEFAULT_CONNECT_TIMEOUT,
-        value_name = "DURATION"
+        value_name = "DURATION",
+        value_parser = connect_timeout
     )]
-    pub connect_timeout: String,
+    pub connect_timeout: Duration,
 }
 
 impl ConnectionArgs {
@@ -105,14 +106,20 @@ impl ConnectionArgs {
         config.cert_pem = path(&self.cert_pem);
         config.key_pem = path(&self.key_pem);
         config.allow_unsafe_connection |= self.allow_unsafe_connection;
-        // Plain seconds too, as `--max-duration` takes them.
-        config.connect_timeout = match self.connect_timeout.parse::<f64>() {
-            Ok(seconds) => format!("{}ms", (seconds * 1000.0).round()),
-            Err(_) => self.connect_timeout.clone(),
-        };
+        config.connect_timeout = format!("{}ms", self.connect_timeout.as_millis());
         ClientConfig::from_config_args(config)
             .map_err(|error| anyhow::anyhow!("invalid connection settings: {}", causes(&error)))
     }
+}
+
+/// A connection timeout: plain seconds, as `--max-duration` takes them, or a duration with a
+/// unit as armonik-transport reads `GrpcClient__ConnectTimeout` (humantime's syntax).
+fn connect_timeout(value: &str) -> Result<Duration, String> {
+    if value.trim().parse::<f64>().is_ok() {
+        return crate::cli::seconds_from_zero(value);
+    }
+    humantime::parse_duration(value.trim())
+        .map_err(|error| format!("`{value}` is not a duration (3, 10s, 500ms, 1m): {error}"))
 }
 
 /// Settings of `submit`.
@@ -162,8 +169,8 @@ pub struct SubmitArgs {
     pub max_retries: i32,
 
     /// Time budget of each task, in seconds (the session's `max_duration`).
-    #[arg(long, value_name = "SECS", default_value_t = 3600.0)]
-    pub max_duration: f64,
+    #[arg(long, value_name = "SECS", default_value = "3600", value_parser = crate::cli::seconds_from_zero)]
+    pub max_duration: Duration,
 }
 
 /// `submit`: sends the component and its inputs, follows the session until every root output
