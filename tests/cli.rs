@@ -180,7 +180,7 @@ fn submit_refuses_bad_arguments_before_connecting() {
         (&["--option", "LibraryBlobId=x"], "set by submit itself"),
         (
             &["--max-duration=-1"],
-            "invalid value '-1' for '--max-duration <SECS>': -1 is not a duration",
+            "invalid value '-1' for '--max-duration <SECS>': -1 is negative",
         ),
         (
             &["--connect-timeout", "abc"],
@@ -188,7 +188,7 @@ fn submit_refuses_bad_arguments_before_connecting() {
         ),
         (
             &["--connect-timeout=nan"],
-            "invalid value 'nan' for '--connect-timeout <DURATION>': nan is not a duration",
+            "invalid value 'nan' for '--connect-timeout <DURATION>': `nan` is not a number of seconds",
         ),
     ];
     for (extra, expected) in cases {

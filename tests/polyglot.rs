@@ -620,7 +620,10 @@ async fn instantiation_cost() {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let component = disk.load(sandbox.engine(), &digest).unwrap_or_else(|| {
+        let cached = disk
+            .load(sandbox.engine(), &digest)
+            .expect("a loadable entry");
+        let component = cached.unwrap_or_else(|| {
             wasmtime::component::Component::new(sandbox.engine(), &bytes).expect("compiles")
         });
         let pre = sandbox.prepare(&component).expect("fits the world");

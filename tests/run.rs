@@ -385,6 +385,8 @@ fn a_cache_entry_survives_a_host_whose_settings_refuse_its_component() {
             .args(["run", path(&guest("echo")), "--payload-text", "cached"])
             .args(["--outputs", path(&out), "--cache-dir", path(&cache)])
             .args(extra)
+            // Shows whether the component is compiled.
+            .env("RUST_LOG", "info")
             .output()
             .expect("armonik-wasm starts")
     };
@@ -405,6 +407,9 @@ fn a_cache_entry_survives_a_host_whose_settings_refuse_its_component() {
             && stderr.contains("exceeds the limit"),
         "{stderr}"
     );
+    // Refused from the entry: not taken for a damaged one, nor compiled again to find out.
+    assert!(!stderr.contains("ignoring a cache entry"), "{stderr}");
+    assert!(!stderr.contains("component compiled"), "{stderr}");
     assert_eq!(entry(), compiled, "the entry is left as it was");
     let again = run(&[]);
     assert!(again.status.success(), "{again:?}");

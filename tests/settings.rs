@@ -107,22 +107,22 @@ fn settings_out_of_range_are_refused_with_the_flag_named() {
         (
             &["run", echo, "--default-max-duration", "0"],
             &[],
-            "invalid value '0' for '--default-max-duration <DEFAULT_MAX_DURATION>': must be more than 0 seconds",
+            "invalid value '0' for '--default-max-duration <DEFAULT_MAX_DURATION>': 0 is no time: this setting takes more than 0 seconds",
         ),
         (
             &["run", echo],
             &[("ArmonikWasm__DefaultMaxDurationSeconds", "-1")],
-            "invalid value '-1' for '--default-max-duration <DEFAULT_MAX_DURATION>': -1 is not a duration",
+            "invalid value '-1' for '--default-max-duration <DEFAULT_MAX_DURATION>': -1 is negative",
         ),
         (
             &["serve"],
             &[("ArmonikWasm__ShutdownGraceSeconds", "NaN")],
-            "invalid value 'NaN' for '--shutdown-grace <SHUTDOWN_GRACE>': NaN is not a duration",
+            "invalid value 'NaN' for '--shutdown-grace <SHUTDOWN_GRACE>': `NaN` is not a number of seconds",
         ),
         (
-            &["serve", "--shutdown-grace", "1e400"],
+            &["serve", "--shutdown-grace", "15s"],
             &[],
-            "invalid value '1e400' for '--shutdown-grace",
+            "invalid value '15s' for '--shutdown-grace <SHUTDOWN_GRACE>': `15s` is not a number of seconds",
         ),
     ];
     for (args, envs, expected) in cases {
@@ -362,9 +362,10 @@ fn refused_settings_are_one_record_in_the_log_format() {
 }
 
 /// An empty `RUST_LOG` counts as unset, as every variable does: the default filter applies
-/// (an empty filter would drop every record, the warnings of a failed task included).
+/// (an empty filter would drop every record, the warnings of a failed task included). A
+/// directive that cannot be read is left out with a warning, the others kept.
 #[test]
-fn an_empty_rust_log_keeps_the_default_records() {
+fn rust_log_empty_or_partly_unreadable_keeps_what_it_can() {
     let dir = tempfile::tempdir().expect("temp dir");
     let fail = guest("fail");
     let args = [
@@ -378,6 +379,20 @@ fn an_empty_rust_log_keeps_the_default_records() {
     let (status, stderr) = with_env(&args, &[("RUST_LOG", "")]);
     assert!(!status.success());
     assert!(stderr.contains("fails on purpose"), "{stderr}");
+    // `error` kept: the failed task's warnings are not written, only the one warning that
+    // says which directive was left out.
+    let (status, stderr) = with_env(&args, &[("RUST_LOG", "error,armonik_wasm=notalevel")]);
+    assert!(!status.success());
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains(" WARN "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("RUST_LOG: a directive that cannot be read was left out")
+            && warnings[0].contains("`armonik_wasm=notalevel`"),
+        "{stderr}"
+    );
 }
 
 /// A variable's name matches in any case, as .NET configuration keys do (ArmoniK's agent,
@@ -410,6 +425,90 @@ fn variable_names_match_in_any_case() {
         stderr.contains("invalid value 'pipe' for '--worker-socket-type"),
         "{stderr}"
     );
+    // An empty spelling does not hide another's value, whichever sorts first.
+    for empty in ["ArmonikWasm__MemoryLimitMiB", "ARMONIKWASM__MEMORYLIMITMIB"] {
+        let (status, stderr) = with_env(
+            &["inspect", echo],
+            &[(empty, ""), ("armonikwasm__memorylimitmib", "abc")],
+        );
+        assert_eq!(status.code(), Some(2), "{empty}: {stderr}");
+        assert!(stderr.contains("armonikwasm__memorylimitmib"), "{stderr}");
+    }
+}
+
+/// Settings refused once they are combined or their files opened name the flag and the
+/// variable too.
+#[test]
+fn settings_refused_after_reading_name_their_flag_and_variable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing_folder = dir.path().join("missing").join("worker.sock");
+    let echo = guest("echo");
+    for (args, named) in [
+        (
+            vec!["serve", "--component", MISSING],
+            "the default component (--component, ArmonikWasm__Component)",
+        ),
+        (
+            vec![
+                "serve",
+                "--component",
+                path(&echo),
+                "--worker-address",
+                path(&missing_folder),
+            ],
+            "the worker channel (--worker-address, ComputePlane__WorkerChannel__Address)",
+        ),
+    ] {
+        let (status, stderr) = with_env(&args, &[]);
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(named), "{args:?}: {stderr}");
+    }
+    // A cache folder that cannot be used: the command goes on without it, and says which.
+    let (status, stderr) = with_env(&["inspect", path(&echo), "--cache-dir", "/proc/nope"], &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(--cache-dir, ArmonikWasm__CacheDir) cannot be used"),
+        "{stderr}"
+    );
+}
+
+/// Numbers given as separate arguments reach their setting's check, negative ones too
+/// (clap would take `-5` for a flag), and counts have their ranges.
+#[test]
+fn negative_numbers_get_their_setting_s_reason() {
+    let echo = guest("echo");
+    let echo = path(&echo);
+    let cases: [Case; 4] = [
+        (
+            &["run", echo, "--default-max-duration", "-5"],
+            &[],
+            "invalid value '-5' for '--default-max-duration <DEFAULT_MAX_DURATION>': -5 is negative",
+        ),
+        (
+            &["serve", "--shutdown-grace", "-1"],
+            &[],
+            "invalid value '-1' for '--shutdown-grace <SHUTDOWN_GRACE>': -1 is negative",
+        ),
+        (
+            &["run", echo, "--max-retries", "-3"],
+            &[],
+            "invalid value '-3' for '--max-retries <MAX_RETRIES>': -3 is not in 0..=2147483647",
+        ),
+        (
+            &["submit", echo, "--max-retries", "0"],
+            &[],
+            "invalid value '0' for '--max-retries <MAX_RETRIES>': 0 is not in 1..=2147483647",
+        ),
+    ];
+    for (args, envs, expected) in cases {
+        let (status, stderr) = with_env(args, envs);
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    // Mutual TLS needs both files: refused as the command line is read, naming the flags.
+    let (status, stderr) = with_env(&["submit", echo, "--cert-pem", "/x.pem"], &[]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--key-pem"), "{stderr}");
 }
 
 /// A URL as a unix socket path is an operator who left the socket type at its default: the

@@ -36,7 +36,7 @@ pub struct DevArgs {
     pub data_dir: Option<PathBuf>,
 
     /// Tasks run at once [default: the number of CPUs].
-    #[arg(long, env = "ArmonikWasm__Parallelism", value_parser = crate::cli::tasks_at_once::<usize>())]
+    #[arg(long, env = "ArmonikWasm__Parallelism", value_parser = crate::cli::values::tasks_at_once::<usize>())]
     pub parallelism: Option<usize>,
 
     /// A partition sessions may use besides `default`; repeat it for more.

@@ -9,6 +9,7 @@ pub mod run_outputs;
 pub mod settings;
 #[cfg(feature = "control-plane")]
 pub mod submit;
+pub(crate) mod values;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::agent::grpc::GrpcAgent;
 use crate::outln;
 use crate::sandbox::compile_cache::{self, CacheLimits, DiskCache};
-use crate::sandbox::components::{self, Components, Origin, check_header};
+use crate::sandbox::components::{self, Components, LoadError, Origin, check_header};
 use crate::sandbox::{DEFAULT_KEEP_RESIDENT, Sandbox, SandboxConfig};
 use crate::telemetry::logs::LogFormat;
 use crate::telemetry::metrics;
@@ -91,7 +92,7 @@ pub enum Command {
 pub struct SandboxArgs {
     /// Linear memory one task may use, in MiB: half of what wasm32 can address, so a task
     /// still being stopped and the next one fit in a 4 GiB worker.
-    #[arg(long, env = "ArmonikWasm__MemoryLimitMiB", default_value_t = 2048, value_parser = mib(1))]
+    #[arg(long, env = "ArmonikWasm__MemoryLimitMiB", default_value_t = 2048, value_parser = values::mib(1))]
     pub memory_limit_mib: usize,
 
     /// Linear memory kept resident between tasks, in MiB per memory: reset in place rather
@@ -99,16 +100,18 @@ pub struct SandboxArgs {
     /// move large data (their buffers stay mapped), at the cost of that much RAM kept per
     /// pool slot once a task grew its memory so far. Only with the pooling allocator, and at
     /// most the memory limit [default: 256].
-    #[arg(long, env = "ArmonikWasm__KeepResidentMiB", value_parser = mib(0))]
+    #[arg(long, env = "ArmonikWasm__KeepResidentMiB", value_parser = values::mib(0))]
     pub keep_resident_mib: Option<usize>,
 
     /// Time budget, in seconds, of a task whose options set no max_duration. More than 0:
-    /// zero would stop every such task at once (a task's own zero means "the default").
+    /// zero would stop every such task at once (a task's own zero means "the default");
+    /// longer than a year is a year.
     #[arg(
         long,
         env = "ArmonikWasm__DefaultMaxDurationSeconds",
         default_value = "3600",
-        value_parser = seconds_above_zero
+        allow_negative_numbers = true,
+        value_parser = values::seconds_above_zero
     )]
     pub default_max_duration: Duration,
 
@@ -123,12 +126,12 @@ pub struct SandboxArgs {
 
     /// Size of the on-disk cache, in MiB, past which the least recently used entries are
     /// evicted: about 30 Python components. At least 1 (`--no-cache` turns the cache off).
-    #[arg(long, env = "ArmonikWasm__CacheMaxMiB", default_value_t = compile_cache::DEFAULT_MAX_MIB, value_parser = cache_limit::<u64>)]
+    #[arg(long, env = "ArmonikWasm__CacheMaxMiB", default_value_t = compile_cache::DEFAULT_MAX_MIB, value_parser = values::cache_limit::<u64>)]
     pub cache_max_mib: u64,
 
     /// Entries of the on-disk cache past which the least recently used are evicted. At
     /// least 1 (`--no-cache` turns the cache off).
-    #[arg(long, env = "ArmonikWasm__CacheMaxEntries", default_value_t = compile_cache::DEFAULT_MAX_ENTRIES, value_parser = cache_limit::<usize>)]
+    #[arg(long, env = "ArmonikWasm__CacheMaxEntries", default_value_t = compile_cache::DEFAULT_MAX_ENTRIES, value_parser = values::cache_limit::<usize>)]
     pub cache_max_entries: usize,
 
     /// Allocate instances on demand instead of from the pooling allocator (which reserves
@@ -193,7 +196,11 @@ impl SandboxArgs {
             |root| match DiskCache::open(&root, sandbox.engine(), limits) {
                 Ok(cache) => Some(cache),
                 Err(error) => {
-                    tracing::warn!(root = %root.display(), %error, "compilation cache disabled");
+                    tracing::warn!(
+                        root = %root.display(),
+                        %error,
+                        "compilation cache disabled: its folder (--cache-dir, ArmonikWasm__CacheDir) cannot be used"
+                    );
                     None
                 }
             },
@@ -248,7 +255,7 @@ pub struct ServeArgs {
 
     /// Tasks that may run at once; one more is refused with UNAVAILABLE. ArmoniK sends one at
     /// a time; the spare slots cover a guest still being stopped after a timeout.
-    #[arg(long, env = "ArmonikWasm__MaxConcurrentTasks", default_value_t = 4, value_parser = tasks_at_once::<u32>())]
+    #[arg(long, env = "ArmonikWasm__MaxConcurrentTasks", default_value_t = 4, value_parser = values::tasks_at_once::<u32>())]
     pub max_concurrent_tasks: u32,
 
     /// Sandbox settings.
@@ -261,7 +268,8 @@ pub struct ServeArgs {
         long,
         env = "ArmonikWasm__ShutdownGraceSeconds",
         default_value = "15",
-        value_parser = seconds_from_zero
+        allow_negative_numbers = true,
+        value_parser = values::seconds_from_zero
     )]
     pub shutdown_grace: Duration,
 
@@ -321,7 +329,13 @@ pub async fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()>
         args.sandbox.components_dir.as_deref(),
         disk,
     )
-    .await?;
+    .await
+    .map_err(|error| match error {
+        // Names its setting already.
+        LoadError::ComponentsDir { .. } => anyhow::Error::new(error),
+        error => anyhow::Error::new(error)
+            .context("the default component (--component, ArmonikWasm__Component)"),
+    })?;
     let guest_thread = GuestThread::start().context("cannot start the guest thread")?;
     // The agent's channel runs on the guest thread, where the calls come from.
     let agent = {
@@ -372,7 +386,9 @@ pub async fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()>
     };
     let server = transport::serve(&worker_address, service, drain);
     tokio::select! {
-        served = server => served?,
+        served = server => served.context(
+            "the worker channel (--worker-address, ComputePlane__WorkerChannel__Address)",
+        )?,
         // A task still running past the grace period must not hold the exit.
         () = async {
             drained.notified().await;
@@ -381,57 +397,6 @@ pub async fn serve(args: ServeArgs, log_format: LogFormat) -> anyhow::Result<()>
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Tasks at once a host takes at most (`--max-concurrent-tasks`, `--parallelism`): far more
-/// than its cores can run, and small enough that the pool's counts, a multiple of it, cannot
-/// overflow.
-pub(crate) const MAX_TASKS_AT_ONCE: u32 = 4096;
-
-/// A count of tasks at once, from 1 to [`MAX_TASKS_AT_ONCE`], as `T`.
-pub(crate) fn tasks_at_once<T: TryFrom<u64> + Clone + Send + Sync + 'static>()
--> clap::builder::RangedU64ValueParser<T> {
-    clap::builder::RangedU64ValueParser::new().range(1..=u64::from(MAX_TASKS_AT_ONCE))
-}
-
-/// A size in MiB of linear memory, from `min` to 4,096 (what wasm32 addresses).
-fn mib(min: u64) -> clap::builder::RangedU64ValueParser<usize> {
-    clap::builder::RangedU64ValueParser::new().range(min..=4096)
-}
-
-/// A limit of the on-disk cache: a whole number of at least 1. Zero would evict every entry
-/// as it is written, a cache turned off without saying so.
-fn cache_limit<T: std::str::FromStr + PartialEq + From<u8>>(value: &str) -> Result<T, String> {
-    let limit: T = value
-        .parse()
-        .map_err(|_| format!("`{value}` is not a whole number"))?;
-    if limit == T::from(0) {
-        return Err(
-            "0 would keep nothing: to compile without the cache, use --no-cache \
-             (ArmonikWasm__NoCache=true)"
-                .to_owned(),
-        );
-    }
-    Ok(limit)
-}
-
-/// A duration given in seconds (`3600`, `0.5`), 0 or more.
-pub(crate) fn seconds_from_zero(value: &str) -> Result<Duration, String> {
-    let seconds: f64 = value
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{value}` is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("{value} is not a duration: 0 seconds or more, finite"))
-}
-
-/// A duration given in seconds, more than 0.
-pub(crate) fn seconds_above_zero(value: &str) -> Result<Duration, String> {
-    let duration = seconds_from_zero(value)?;
-    if duration.is_zero() {
-        return Err("must be more than 0 seconds".into());
-    }
-    Ok(duration)
 }
 
 /// Listens for SIGTERM, SIGINT and SIGHUP from this call on (not from the first poll: a

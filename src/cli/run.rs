@@ -113,12 +113,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub all_results: bool,
 
-    /// Retries of a task that traps (the session's `max_retries`).
-    #[arg(long, default_value_t = 2)]
+    /// Retries of a task that traps (the session's `max_retries`), 0 or more.
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = super::values::retries(0))]
     pub max_retries: i32,
 
     /// Tasks run at once [default: the number of CPUs].
-    #[arg(long, env = "ArmonikWasm__Parallelism", value_parser = super::tasks_at_once::<usize>())]
+    #[arg(long, env = "ArmonikWasm__Parallelism", value_parser = super::values::tasks_at_once::<usize>())]
     pub parallelism: Option<usize>,
 
     /// Sandbox settings.

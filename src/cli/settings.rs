@@ -17,9 +17,9 @@ use crate::telemetry::logs::{self, LogFormat};
 /// - A variable's name matches in any case (`COMPUTEPLANE__WORKERCHANNEL__ADDRESS`), as
 ///   .NET's configuration keys do: ArmoniK's polling agent, beside this worker, reads the same
 ///   `ComputePlane__*` keys that way. The exact spelling wins over another.
-/// - An empty variable counts as unset, so the setting keeps its default. Helm templates and
-///   compose files write `KEY=` for a value left out; clap would stop the worker with "a
-///   value is required" (or take an empty path).
+/// - An empty variable counts as unset: another spelling's value, else the default, applies.
+///   Helm templates and compose files write `KEY=` for a value left out; clap would stop the
+///   worker with "a value is required" (or take an empty path).
 /// - An invalid value read from a variable is reported with the variable's name, as a tip:
 ///   clap names the flag, which the operator never wrote.
 ///
@@ -79,22 +79,21 @@ fn resolve_variables(command: Command, names: &[OsString]) -> Command {
         let Some(wanted) = arg.get_env().map(OsStr::to_owned) else {
             return arg;
         };
-        let set = if std::env::var_os(&wanted).is_some() {
-            Some(wanted)
-        } else {
-            let mut spellings: Vec<&OsString> = names
-                .iter()
-                .filter(|name| name.eq_ignore_ascii_case(&wanted))
-                .collect();
-            spellings.sort();
-            spellings.first().map(|name| (*name).clone())
-        };
-        match set {
-            Some(name) if std::env::var_os(&name).is_some_and(|value| value.is_empty()) => {
-                arg.env(None::<&str>)
-            }
-            Some(name) => arg.env(name),
-            None => arg,
+        // The spellings set, the exact one first: the first with a value is read; all
+        // empty is unset (an empty one does not hide another's value).
+        let mut spellings: Vec<&OsString> = names
+            .iter()
+            .filter(|name| name.eq_ignore_ascii_case(&wanted))
+            .collect();
+        spellings.sort();
+        spellings.sort_by_key(|name| **name != wanted);
+        let with_value = spellings
+            .iter()
+            .find(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty()));
+        match with_value {
+            Some(name) => arg.env((*name).clone()),
+            None if spellings.is_empty() => arg,
+            None => arg.env(None::<&str>),
         }
     });
     let subcommands: Vec<String> = command
@@ -168,7 +167,7 @@ fn log_format(args: &[OsString]) -> Option<LogFormat> {
         let variable = variable_of(&command(), "log-format")?;
         std::env::var(variable).ok()
     })?;
-    LogFormat::from_str(value.trim(), true).ok()
+    LogFormat::from_str(&value, true).ok()
 }
 
 #[cfg(test)]

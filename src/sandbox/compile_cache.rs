@@ -102,12 +102,14 @@ impl DiskCache {
     }
 
     /// The cached compilation of the component with this content digest, if there is one the
-    /// host wrote and this engine can load. An entry it cannot load is left in place: a
-    /// damaged one is replaced by the next compilation's [`store`](Self::store), and one this
-    /// engine refuses for its own settings (a memory limit below the component's memory, as
-    /// the source would be refused too) stays for the hosts whose settings fit. One that is
-    /// not the host's own is ignored likewise.
-    pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
+    /// host wrote (one that is not the host's own is ignored, with a warning).
+    ///
+    /// # Errors
+    /// wasmtime's reason when this engine cannot load the entry. The entry is left in place:
+    /// a damaged one is replaced by the next compilation's [`store`](Self::store), and one
+    /// this engine refuses for its own settings (a memory limit below the component's memory,
+    /// as the source would be refused too) stays for the hosts whose settings fit.
+    pub fn load(&self, engine: &Engine, digest: &str) -> wasmtime::Result<Option<Component>> {
         let name = Self::entry(digest);
         let bytes = match self.folder.open_own_file(&name).and_then(|mut file| {
             let mut bytes = Vec::new();
@@ -117,23 +119,19 @@ impl DiskCache {
             Ok(bytes)
         }) {
             Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(error) => {
                 tracing::warn!(%error, "ignoring a compile cache entry that is not the host's own");
-                return None;
+                return Ok(None);
             }
         };
         // SAFETY: the bytes come from a regular file of a folder only this user can write,
         // owned by this user and writable by no one else: one `store` below wrote, from
         // wasmtime's own serialization of a component this host compiled, in a folder keyed
         // by the engine's compatibility hash. wasmtime checks its header and version again.
-        match unsafe { Component::deserialize(engine, &bytes) } {
-            Ok(component) => Some(component),
-            Err(error) => {
-                tracing::warn!(entry = %name, %error, "ignoring a cache entry this engine cannot load");
-                None
-            }
-        }
+        unsafe { Component::deserialize(engine, &bytes) }
+            .map(Some)
+            .map_err(|error| error.context(format!("cache entry {name}")))
     }
 
     /// Saves a compiled component, atomically (written aside, then renamed into place).

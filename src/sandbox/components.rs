@@ -465,10 +465,10 @@ fn load(
             // trust this binary (see `Origin::File`); wasmtime checks that it was made by a
             // compatible engine.
             return unsafe { Component::deserialize(engine, bytes) }.map_err(|e| {
-                refused(e, origin, |reason| LoadError::Precompiled {
+                memory_limit(&e, origin).unwrap_or_else(|| LoadError::Precompiled {
                     origin: origin.clone(),
                     reason: format!(
-                        "{reason}; compile it again with this host's `armonik-wasm compile`"
+                        "{e:#}; compile it again with this host's `armonik-wasm compile`"
                     ),
                 })
             });
@@ -484,16 +484,26 @@ fn load(
         }
         None => check_header(bytes, origin)?,
     }
-    if let Some(component) = disk.and_then(|(disk, digest)| disk.load(engine, digest)) {
-        metrics::cache_lookup(CacheLookup::Disk);
-        return Ok(component);
+    match disk.map(|(disk, digest)| disk.load(engine, digest)) {
+        Some(Ok(Some(component))) => {
+            metrics::cache_lookup(CacheLookup::Disk);
+            return Ok(component);
+        }
+        Some(Err(error)) => {
+            // The source would be refused for the same reason: no compiling it to find out.
+            if let Some(refused) = memory_limit(&error, origin) {
+                return Err(refused);
+            }
+            tracing::warn!(%error, "ignoring a cache entry this engine cannot load");
+        }
+        Some(Ok(None)) | None => {}
     }
     metrics::cache_lookup(CacheLookup::Miss);
     let started = std::time::Instant::now();
     let component = Component::new(engine, bytes).map_err(|e| {
-        refused(e, origin, |reason| LoadError::Invalid {
+        memory_limit(&e, origin).unwrap_or_else(|| LoadError::Invalid {
             origin: origin.clone(),
-            reason,
+            reason: format!("{e:#}"),
         })
     })?;
     tracing::info!(elapsed = ?started.elapsed(), "component compiled");
@@ -503,23 +513,16 @@ fn load(
     Ok(component)
 }
 
-/// Why wasmtime refused a component: [`LoadError::MemoryLimit`] when its memory does not fit
-/// the pooling allocator's slots (wasmtime 48's `MemoryPool::validate_memory`, matched by its
-/// message: the error has no type of its own), else what `other` makes of the reason.
-fn refused(
-    error: wasmtime::Error,
-    origin: &Origin,
-    other: impl FnOnce(String) -> LoadError,
-) -> LoadError {
+/// [`LoadError::MemoryLimit`] when wasmtime refused a component because a memory does not
+/// fit the pooling allocator's slots (wasmtime 48's `MemoryPool::validate_memory`, matched by
+/// its message: the error has no type of its own).
+fn memory_limit(error: &wasmtime::Error, origin: &Origin) -> Option<LoadError> {
     let reason = format!("{error:#}");
-    if reason.contains("memory has a minimum byte size of") && reason.contains("exceeds the limit")
-    {
-        return LoadError::MemoryLimit {
+    (reason.contains("memory has a minimum byte size of") && reason.contains("exceeds the limit"))
+        .then(|| LoadError::MemoryLimit {
             origin: origin.clone(),
             reason,
-        };
-    }
-    other(reason)
+        })
 }
 
 /// Tells a core module or random bytes from a component before wasmtime gives a less direct

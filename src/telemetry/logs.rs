@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Directive;
 use tracing_subscriber::fmt::format::JsonFields;
 
 use crate::telemetry::clef::Clef;
@@ -25,21 +26,47 @@ pub enum LogFormat {
 /// `default_filter`'s, written to stderr in `format`. An empty `RUST_LOG` counts as unset,
 /// as every variable does (see `cli::settings`): an empty filter would drop every record,
 /// errors included.
+///
+/// A directive of `RUST_LOG` that cannot be read is left out, the others kept, and a warning
+/// says so (as `env_logger` does; `EnvFilter` would otherwise refuse the whole variable).
 pub fn init(format: LogFormat, default_filter: &str) {
-    let filter = std::env::var(EnvFilter::DEFAULT_ENV)
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV)
         .ok()
-        .filter(|directives| !directives.trim().is_empty())
-        .and_then(|directives| EnvFilter::try_new(directives).ok())
-        .unwrap_or_else(|| EnvFilter::new(default_filter));
+        .filter(|directives| !directives.trim().is_empty());
+    let (filter, unread) = match directives {
+        None => (EnvFilter::new(default_filter), Vec::new()),
+        Some(directives) => {
+            let (read, unread): (Vec<_>, Vec<_>) = directives
+                .split(',')
+                .filter(|directive| !directive.trim().is_empty())
+                .map(|directive| (directive, directive.parse::<Directive>()))
+                .partition(|(_, parsed)| parsed.is_ok());
+            let filter = read
+                .into_iter()
+                .filter_map(|(_, parsed)| parsed.ok())
+                .fold(EnvFilter::default(), EnvFilter::add_directive);
+            let unread: Vec<String> = unread
+                .into_iter()
+                .filter_map(|(directive, parsed)| {
+                    parsed.err().map(|error| format!("`{directive}`: {error}"))
+                })
+                .collect();
+            (filter, unread)
+        }
+    };
     // Whatever `RUST_LOG` keeps, the reason a command stopped is written.
-    let filter = match format!("{COMMAND_TARGET}=error").parse() {
+    let filter = match format!("{COMMAND_TARGET}=warn").parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };
     install(format, filter);
+    for error in unread {
+        tracing::warn!(target: COMMAND_TARGET, %error, "RUST_LOG: a directive that cannot be read was left out");
+    }
 }
 
-/// The target of the record that says why a command stopped: kept at any `RUST_LOG`.
+/// The target of the records about the command itself (why it stopped, a `RUST_LOG` it
+/// could not read in full): kept at any `RUST_LOG`.
 pub const COMMAND_TARGET: &str = "armonik_wasm::command";
 
 /// Installs the process's subscriber with `filter` alone, whatever `RUST_LOG` says: for

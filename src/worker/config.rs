@@ -16,8 +16,9 @@ pub enum ChannelError {
     /// operator means.)
     #[error("`{0}` is a URL, not a unix socket path (for TCP, set the socket type to Tcp)")]
     UrlForUnixSocket(String),
-    /// Another URL scheme than `unix:` with the unix socket type.
-    #[error("`{0}` is not a unix socket path (a path, or gRPC's unix:PATH)")]
+    /// Another URL scheme than `unix:` with the unix socket type, or `unix://` without an
+    /// absolute path.
+    #[error("`{0}` is not a unix socket path (a path, unix:PATH or unix:///absolute/path)")]
     NotAPath(String),
 }
 
@@ -59,21 +60,34 @@ impl ChannelAddress {
     pub fn parse(address: &str, socket_type: SocketType) -> Result<Self, ChannelError> {
         match socket_type {
             SocketType::UnixDomainSocket => {
-                // gRPC's own spellings of a unix socket, `unix:PATH` and `unix://PATH`, which
-                // this host writes in its log.
-                let path = address
-                    .strip_prefix("unix://")
-                    .or_else(|| address.strip_prefix("unix:"))
-                    .unwrap_or(address);
+                // gRPC's own spellings of a unix socket, `unix:PATH` and `unix://ABSOLUTE_PATH`
+                // (which this host writes in its log), the scheme in any case as URIs have it.
                 let scheme = address
                     .split_once(':')
                     .map(|(scheme, _)| scheme.to_ascii_lowercase());
-                if matches!(scheme.as_deref(), Some("http" | "https")) {
-                    return Err(ChannelError::UrlForUnixSocket(address.to_owned()));
-                }
-                if path.contains("://") {
-                    return Err(ChannelError::NotAPath(address.to_owned()));
-                }
+                let path = match scheme.as_deref() {
+                    Some("unix") => {
+                        let rest = &address["unix:".len()..];
+                        match rest.strip_prefix("//") {
+                            Some(absolute) if absolute.is_empty() || absolute.starts_with('/') => {
+                                absolute
+                            }
+                            Some(_) => return Err(ChannelError::NotAPath(address.to_owned())),
+                            None => rest,
+                        }
+                    }
+                    Some("http" | "https") => {
+                        return Err(ChannelError::UrlForUnixSocket(address.to_owned()));
+                    }
+                    // gRPC's other name schemes: none is a file.
+                    Some("dns" | "ipv4" | "ipv6" | "unix-abstract" | "vsock" | "xds") => {
+                        return Err(ChannelError::NotAPath(address.to_owned()));
+                    }
+                    _ if address.contains("://") => {
+                        return Err(ChannelError::NotAPath(address.to_owned()));
+                    }
+                    _ => address,
+                };
                 if path.is_empty() {
                     return Err(ChannelError::EmptyPath);
                 }
@@ -81,14 +95,16 @@ impl ChannelAddress {
             }
             SocketType::Tcp => {
                 let bad = || ChannelError::BadTcpAddress(address.to_owned());
-                let authority = address
-                    .strip_prefix("http://")
+                let scheme_ends = address
+                    .get(..7)
+                    .filter(|scheme| scheme.eq_ignore_ascii_case("http://"))
                     .ok_or_else(bad)?
-                    .trim_end_matches('/');
+                    .len();
+                let authority = address[scheme_ends..].trim_end_matches('/');
                 let (_, port) = authority.rsplit_once(':').ok_or_else(bad)?;
                 let port = port.parse().map_err(|_| bad())?;
                 Ok(Self::Tcp {
-                    uri: address.trim_end_matches('/').to_owned(),
+                    uri: format!("http://{authority}"),
                     port,
                 })
             }
@@ -124,7 +140,7 @@ mod tests {
             Some(ChannelAddress::Unix("/cache/armonik_worker.sock".into()))
         );
         assert_eq!(
-            ChannelAddress::parse("http://localhost:6666/", SocketType::Tcp).ok(),
+            ChannelAddress::parse("HTTP://localhost:6666/", SocketType::Tcp).ok(),
             Some(ChannelAddress::Tcp {
                 uri: "http://localhost:6666".into(),
                 port: 6666
@@ -158,10 +174,22 @@ mod tests {
                 "{url}"
             );
         }
-        assert!(matches!(
-            ChannelAddress::parse("dns://agent:1", SocketType::UnixDomainSocket),
-            Err(ChannelError::NotAPath(_))
-        ));
+        for not_a_path in [
+            "dns://agent:1",
+            "dns:agent",
+            "unix-abstract:x",
+            "vsock:3:1",
+            "unix://rel.sock",
+            "ftp://x",
+        ] {
+            assert!(
+                matches!(
+                    ChannelAddress::parse(not_a_path, SocketType::UnixDomainSocket),
+                    Err(ChannelError::NotAPath(_))
+                ),
+                "{not_a_path}"
+            );
+        }
         for empty in ["", "unix:", "unix://"] {
             assert!(
                 matches!(
@@ -177,6 +205,7 @@ mod tests {
             "/cache/a.sock",
             "unix:/cache/a.sock",
             "unix:///cache/a.sock",
+            "UNIX:/cache/a.sock",
         ] {
             let address = ChannelAddress::parse(spelling, SocketType::UnixDomainSocket);
             assert_eq!(address.ok(), socket(), "{spelling}");

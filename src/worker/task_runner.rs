@@ -34,7 +34,7 @@ const DEFAULT_CHUNK_SIZE: usize = 2 * 1024 * 1024;
 
 /// The longest time budget the host honours. ArmoniK's "infinite" default is 10,000 years,
 /// which no clock can add to `now`; a year is as good as forever for a task.
-const MAX_TASK_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const MAX_TASK_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Settings of the task runner.
 #[derive(Debug, Clone)]

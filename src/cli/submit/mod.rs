@@ -64,11 +64,21 @@ pub struct ConnectionArgs {
     pub ca_cert: Option<PathBuf>,
 
     /// PEM file of the client certificate, for mutual TLS (with --key-pem).
-    #[arg(long, env = "GrpcClient__CertPem", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "GrpcClient__CertPem",
+        value_name = "FILE",
+        requires = "key_pem"
+    )]
     pub cert_pem: Option<PathBuf>,
 
     /// PEM file of the client certificate's private key, for mutual TLS (with --cert-pem).
-    #[arg(long, env = "GrpcClient__KeyPem", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "GrpcClient__KeyPem",
+        value_name = "FILE",
+        requires = "cert_pem"
+    )]
     pub key_pem: Option<PathBuf>,
 
     /// Accept any server certificate (also set by GrpcClient__AllowUnsafeConnection=true).
@@ -82,7 +92,8 @@ pub struct ConnectionArgs {
         env = "GrpcClient__ConnectTimeout",
         default_value = DEFAULT_CONNECT_TIMEOUT,
         value_name = "DURATION",
-        value_parser = connect_timeout
+        allow_negative_numbers = true,
+        value_parser = crate::cli::values::connect_timeout
     )]
     pub connect_timeout: Duration,
 }
@@ -110,16 +121,6 @@ impl ConnectionArgs {
         ClientConfig::from_config_args(config)
             .map_err(|error| anyhow::anyhow!("invalid connection settings: {}", causes(&error)))
     }
-}
-
-/// A connection timeout: plain seconds, as `--max-duration` takes them, or a duration with a
-/// unit as armonik-transport reads `GrpcClient__ConnectTimeout` (humantime's syntax).
-fn connect_timeout(value: &str) -> Result<Duration, String> {
-    if value.trim().parse::<f64>().is_ok() {
-        return crate::cli::seconds_from_zero(value);
-    }
-    humantime::parse_duration(value.trim())
-        .map_err(|error| format!("`{value}` is not a duration (3, 10s, 500ms, 1m): {error}"))
 }
 
 /// Settings of `submit`.
@@ -165,11 +166,12 @@ pub struct SubmitArgs {
 
     /// Retries of a task that fails with an error status (the session's `max_retries`;
     /// ArmoniK takes 1 or more).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, allow_negative_numbers = true, value_parser = crate::cli::values::retries(1))]
     pub max_retries: i32,
 
-    /// Time budget of each task, in seconds (the session's `max_duration`).
-    #[arg(long, value_name = "SECS", default_value = "3600", value_parser = crate::cli::seconds_from_zero)]
+    /// Time budget of each task, in seconds (the session's `max_duration`): more than 0;
+    /// longer than a year is a year.
+    #[arg(long, value_name = "SECS", default_value = "3600", allow_negative_numbers = true, value_parser = crate::cli::values::seconds_above_zero)]
     pub max_duration: Duration,
 }
 
