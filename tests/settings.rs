@@ -436,6 +436,46 @@ fn variable_names_match_in_any_case() {
     }
 }
 
+/// Values other than paths and addresses may carry surrounding whitespace, as .NET reads
+/// them (a YAML block scalar ends with a newline): numbers, on/off values, durations, named
+/// values, the metrics address.
+#[test]
+fn values_read_as_dotnet_reads_them_with_surrounding_whitespace() {
+    let (status, stderr) = with_env(
+        &["serve", "--component", MISSING],
+        &[
+            ("ArmonikWasm__MemoryLimitMiB", " 512\n"),
+            ("ArmonikWasm__NoPooling", " true "),
+            ("ArmonikWasm__DefaultMaxDurationSeconds", "60\n"),
+            ("ArmonikWasm__MaxConcurrentTasks", "\t2"),
+            ("ArmonikWasm__Isolation", " Process "),
+            ("ArmonikWasm__MetricsAddress", " 127.0.0.1:0\n"),
+            ("ComputePlane__AgentChannel__SocketType", " Tcp\n"),
+            ("ComputePlane__AgentChannel__Address", "http://localhost:1"),
+        ],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains(AFTER_PARSING), "{stderr}");
+    // The format a refusal is written in reads the same way as the setting itself.
+    let (status, stderr) = with_env(
+        &["inspect", MISSING],
+        &[
+            ("ArmonikWasm__LogFormat", " json\n"),
+            ("ArmonikWasm__CacheMaxMiB", " 0 "),
+        ],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    let record: serde_json::Value =
+        serde_json::from_str(stderr.trim()).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert!(
+        record["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("0 would keep nothing"),
+        "{record}"
+    );
+}
+
 /// Settings refused once they are combined or their files opened name the flag and the
 /// variable too.
 #[test]

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::agent::grpc::GrpcAgent;
@@ -50,9 +49,9 @@ pub struct Cli {
         long,
         global = true,
         env = "ArmonikWasm__LogFormat",
-        value_enum,
+        value_parser = values::named::<LogFormat>(),
         ignore_case = true,
-        default_value_t = LogFormat::Text
+        default_value = "text"
     )]
     pub log_format: LogFormat,
 }
@@ -111,7 +110,7 @@ pub struct SandboxArgs {
         env = "ArmonikWasm__DefaultMaxDurationSeconds",
         default_value = "3600",
         allow_negative_numbers = true,
-        value_parser = values::seconds_above_zero
+        value_parser = values::Trimmed(values::seconds_above_zero)
     )]
     pub default_max_duration: Duration,
 
@@ -121,27 +120,27 @@ pub struct SandboxArgs {
     pub cache_dir: Option<PathBuf>,
 
     /// Compile components in memory only, without the on-disk cache.
-    #[arg(long, env = "ArmonikWasm__NoCache", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "ArmonikWasm__NoCache", value_parser = values::on_off())]
     pub no_cache: bool,
 
     /// Size of the on-disk cache, in MiB, past which the least recently used entries are
     /// evicted: about 30 Python components. At least 1 (`--no-cache` turns the cache off).
-    #[arg(long, env = "ArmonikWasm__CacheMaxMiB", default_value_t = compile_cache::DEFAULT_MAX_MIB, value_parser = values::cache_limit::<u64>)]
+    #[arg(long, env = "ArmonikWasm__CacheMaxMiB", default_value_t = compile_cache::DEFAULT_MAX_MIB, value_parser = values::Trimmed(values::cache_limit::<u64>))]
     pub cache_max_mib: u64,
 
     /// Entries of the on-disk cache past which the least recently used are evicted. At
     /// least 1 (`--no-cache` turns the cache off).
-    #[arg(long, env = "ArmonikWasm__CacheMaxEntries", default_value_t = compile_cache::DEFAULT_MAX_ENTRIES, value_parser = values::cache_limit::<usize>)]
+    #[arg(long, env = "ArmonikWasm__CacheMaxEntries", default_value_t = compile_cache::DEFAULT_MAX_ENTRIES, value_parser = values::Trimmed(values::cache_limit::<usize>))]
     pub cache_max_entries: usize,
 
     /// Allocate instances on demand instead of from the pooling allocator (which reserves
     /// address space up front, and is faster to instantiate from).
-    #[arg(long, env = "ArmonikWasm__NoPooling", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "ArmonikWasm__NoPooling", value_parser = values::on_off())]
     pub no_pooling: bool,
 
     /// Instantiate each task's component when the task arrives, instead of making the next
     /// instance while the worker waits for it (which keeps one idle instance in memory).
-    #[arg(long, env = "ArmonikWasm__NoInstantiateAhead", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "ArmonikWasm__NoInstantiateAhead", value_parser = values::on_off())]
     pub no_instantiate_ahead: bool,
 
     /// Components by application: DIR/<application_name>/<application_version>.wasm, chosen
@@ -228,7 +227,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ComputePlane__WorkerChannel__SocketType",
-        value_enum,
+        value_parser = values::named::<SocketType>(),
         ignore_case = true,
         default_value = "UnixDomainSocket"
     )]
@@ -247,7 +246,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ComputePlane__AgentChannel__SocketType",
-        value_enum,
+        value_parser = values::named::<SocketType>(),
         ignore_case = true,
         default_value = "UnixDomainSocket"
     )]
@@ -269,7 +268,7 @@ pub struct ServeArgs {
         env = "ArmonikWasm__ShutdownGraceSeconds",
         default_value = "15",
         allow_negative_numbers = true,
-        value_parser = values::seconds_from_zero
+        value_parser = values::Trimmed(values::seconds_from_zero)
     )]
     pub shutdown_grace: Duration,
 
@@ -279,15 +278,15 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ArmonikWasm__Isolation",
-        value_enum,
+        value_parser = values::named::<Isolation>(),
         ignore_case = true,
-        default_value_t = Isolation::InProcess
+        default_value = "in-process"
     )]
     pub isolation: Isolation,
 
     /// Serve Prometheus metrics at http://ADDRESS/metrics (for example 0.0.0.0:9090; port 0
     /// picks a free one, logged at start). Off when unset.
-    #[arg(long, env = "ArmonikWasm__MetricsAddress")]
+    #[arg(long, env = "ArmonikWasm__MetricsAddress", value_parser = values::socket_address())]
     pub metrics_address: Option<std::net::SocketAddr>,
 }
 

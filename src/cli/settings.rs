@@ -167,7 +167,7 @@ fn log_format(args: &[OsString]) -> Option<LogFormat> {
         let variable = variable_of(&command(), "log-format")?;
         std::env::var(variable).ok()
     })?;
-    LogFormat::from_str(&value, true).ok()
+    LogFormat::from_str(value.trim(), true).ok()
 }
 
 #[cfg(test)]

@@ -4,9 +4,54 @@
 
 use std::time::Duration;
 
-use clap::builder::{RangedI64ValueParser, RangedU64ValueParser};
+use std::ffi::OsStr;
+
+use clap::builder::{PossibleValue, RangedI64ValueParser, RangedU64ValueParser, TypedValueParser};
 
 use crate::worker::task_runner::MAX_TASK_DURATION;
+
+/// `P`, given the value without its surrounding whitespace, as .NET's configuration binder
+/// reads numbers, booleans and enums, and so ArmoniK's polling agent the keys beside this
+/// worker's: a YAML block scalar (`value: |`) ends with a newline. For every setting but
+/// paths and addresses, which are taken as written.
+#[derive(Debug, Clone)]
+pub(crate) struct Trimmed<P>(pub(crate) P);
+
+impl<P: TypedValueParser> TypedValueParser for Trimmed<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        command: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        match value.to_str() {
+            Some(text) => self.0.parse_ref(command, arg, OsStr::new(text.trim())),
+            None => self.0.parse_ref(command, arg, value),
+        }
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        self.0.possible_values()
+    }
+}
+
+/// A named value of `E` (any case when the argument ignores case), trimmed.
+pub(crate) fn named<E: clap::ValueEnum + Clone + Send + Sync + 'static>()
+-> Trimmed<clap::builder::EnumValueParser<E>> {
+    Trimmed(clap::builder::EnumValueParser::new())
+}
+
+/// An on/off value (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case), trimmed.
+pub(crate) fn on_off() -> Trimmed<clap::builder::BoolishValueParser> {
+    Trimmed(clap::builder::BoolishValueParser::new())
+}
+
+/// An IP address and port (`0.0.0.0:9090`), trimmed.
+pub(crate) fn socket_address() -> Trimmed<impl TypedValueParser<Value = std::net::SocketAddr>> {
+    Trimmed(|value: &str| value.parse::<std::net::SocketAddr>())
+}
 
 /// Tasks at once a host takes at most (`--max-concurrent-tasks`, `--parallelism`): far more
 /// than its cores can run, and small enough that the pool's counts, a multiple of it, cannot
@@ -15,18 +60,18 @@ pub(crate) const MAX_TASKS_AT_ONCE: u32 = 4096;
 
 /// A count of tasks at once, from 1 to [`MAX_TASKS_AT_ONCE`], as `T`.
 pub(crate) fn tasks_at_once<T: TryFrom<u64> + Clone + Send + Sync + 'static>()
--> RangedU64ValueParser<T> {
-    RangedU64ValueParser::new().range(1..=u64::from(MAX_TASKS_AT_ONCE))
+-> Trimmed<RangedU64ValueParser<T>> {
+    Trimmed(RangedU64ValueParser::new().range(1..=u64::from(MAX_TASKS_AT_ONCE)))
 }
 
 /// A size in MiB of linear memory, from `min` to 4,096 (what wasm32 addresses).
-pub(crate) fn mib(min: u64) -> RangedU64ValueParser<usize> {
-    RangedU64ValueParser::new().range(min..=4096)
+pub(crate) fn mib(min: u64) -> Trimmed<RangedU64ValueParser<usize>> {
+    Trimmed(RangedU64ValueParser::new().range(min..=4096))
 }
 
 /// Retries of a task, from `min`: ArmoniK's `max_retries`, an `i32` in its task options.
-pub(crate) fn retries(min: i64) -> RangedI64ValueParser<i32> {
-    RangedI64ValueParser::new().range(min..=i64::from(i32::MAX))
+pub(crate) fn retries(min: i64) -> Trimmed<RangedI64ValueParser<i32>> {
+    Trimmed(RangedI64ValueParser::new().range(min..=i64::from(i32::MAX)))
 }
 
 /// A limit of the on-disk cache: a whole number of at least 1. Zero would evict every entry

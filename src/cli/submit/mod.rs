@@ -93,7 +93,7 @@ pub struct ConnectionArgs {
         default_value = DEFAULT_CONNECT_TIMEOUT,
         value_name = "DURATION",
         allow_negative_numbers = true,
-        value_parser = crate::cli::values::connect_timeout
+        value_parser = crate::cli::values::Trimmed(crate::cli::values::connect_timeout)
     )]
     pub connect_timeout: Duration,
 }
