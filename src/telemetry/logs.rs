@@ -33,25 +33,22 @@ pub fn init(format: LogFormat, default_filter: &str) {
     let directives = std::env::var(EnvFilter::DEFAULT_ENV)
         .ok()
         .filter(|directives| !directives.trim().is_empty());
-    let (filter, unread) = match directives {
-        None => (EnvFilter::new(default_filter), Vec::new()),
+    let mut unread = Vec::new();
+    let filter = match directives {
+        None => EnvFilter::new(default_filter),
         Some(directives) => {
-            let (read, unread): (Vec<_>, Vec<_>) = directives
+            let mut filter = EnvFilter::default();
+            for directive in directives
                 .split(',')
-                .filter(|directive| !directive.trim().is_empty())
-                .map(|directive| (directive, directive.parse::<Directive>()))
-                .partition(|(_, parsed)| parsed.is_ok());
-            let filter = read
-                .into_iter()
-                .filter_map(|(_, parsed)| parsed.ok())
-                .fold(EnvFilter::default(), EnvFilter::add_directive);
-            let unread: Vec<String> = unread
-                .into_iter()
-                .filter_map(|(directive, parsed)| {
-                    parsed.err().map(|error| format!("`{directive}`: {error}"))
-                })
-                .collect();
-            (filter, unread)
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+            {
+                match directive.parse::<Directive>() {
+                    Ok(parsed) => filter = filter.add_directive(parsed),
+                    Err(error) => unread.push(format!("`{directive}`: {error}")),
+                }
+            }
+            filter
         }
     };
     // Whatever `RUST_LOG` keeps, the reason a command stopped is written.

@@ -146,59 +146,50 @@ mod tests {
                 port: 6666
             })
         );
-        for tcp in [
+        // Each address of a list is refused with the error `expected` says.
+        let refused = |socket_type, addresses: &[&str], expected: fn(&ChannelError) -> bool| {
+            for address in addresses {
+                let parsed = ChannelAddress::parse(address, socket_type);
+                assert!(
+                    parsed.as_ref().err().is_some_and(expected),
+                    "{address}: {parsed:?}"
+                );
+            }
+        };
+        let tcp = [
             "localhost:6666",
             "http://localhost",
             "http://localhost:x",
             "/x.sock",
-        ] {
-            assert!(
-                matches!(
-                    ChannelAddress::parse(tcp, SocketType::Tcp),
-                    Err(ChannelError::BadTcpAddress(_))
-                ),
-                "{tcp}"
-            );
-        }
-        for url in [
+        ];
+        refused(SocketType::Tcp, &tcp, |e| {
+            matches!(e, ChannelError::BadTcpAddress(_))
+        });
+        let urls = [
             "http://localhost:6666",
             "https://agent:443",
             "HTTP://x:1",
             "http:/x",
-        ] {
-            assert!(
-                matches!(
-                    ChannelAddress::parse(url, SocketType::UnixDomainSocket),
-                    Err(ChannelError::UrlForUnixSocket(_))
-                ),
-                "{url}"
-            );
-        }
-        for not_a_path in [
+        ];
+        refused(SocketType::UnixDomainSocket, &urls, |e| {
+            matches!(e, ChannelError::UrlForUnixSocket(_))
+        });
+        let not_paths = [
             "dns://agent:1",
             "dns:agent",
             "unix-abstract:x",
             "vsock:3:1",
             "unix://rel.sock",
             "ftp://x",
-        ] {
-            assert!(
-                matches!(
-                    ChannelAddress::parse(not_a_path, SocketType::UnixDomainSocket),
-                    Err(ChannelError::NotAPath(_))
-                ),
-                "{not_a_path}"
-            );
-        }
-        for empty in ["", "unix:", "unix://"] {
-            assert!(
-                matches!(
-                    ChannelAddress::parse(empty, SocketType::UnixDomainSocket),
-                    Err(ChannelError::EmptyPath)
-                ),
-                "{empty}"
-            );
-        }
+        ];
+        refused(SocketType::UnixDomainSocket, &not_paths, |e| {
+            matches!(e, ChannelError::NotAPath(_))
+        });
+        refused(
+            SocketType::UnixDomainSocket,
+            &["", "unix:", "unix://"],
+            |e| matches!(e, ChannelError::EmptyPath),
+        );
         // gRPC's spellings, and what this host logs (`Display`), read back.
         let socket = || Some(ChannelAddress::Unix("/cache/a.sock".into()));
         for spelling in [
