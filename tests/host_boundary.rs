@@ -358,6 +358,47 @@ async fn serve_data_folder_calls_stay_in_the_data_folder() {
             ("write \"fresh\": ".into(), "ok"),
             ("fresh-back=".into(), "same"),
         ]);
+        // Parts: the same names refused, a part of a file too large to read whole, ranges
+        // in, across the end of and past a mapped file (`fresh`, 200,000 bytes) and a read one
+        // (the payload), at unaligned offsets.
+        let parts = [
+            ("\"../x\" 0+16", "err invalid-name: ".to_owned()),
+            ("\"link-part\" 0+16", "err invalid-name: ".into()),
+            ("\"dir\" 0+16", "err invalid-name: ".into()),
+            ("\"missing\" 0+16", "err not-found: ".into()),
+            (
+                "\"sparse\" 42949672960+1048576",
+                "ok 1048576 bytes zero".into(),
+            ),
+            (
+                "\"fresh\" 0+18446744073709551615",
+                "ok 200000 bytes same".into(),
+            ),
+            ("\"fresh\" 4097+150000", "ok 150000 bytes same".into()),
+            (
+                "\"fresh\" 199990+18446744073709551615",
+                "ok 10 bytes same".into(),
+            ),
+            ("\"fresh\" 200000+1", "ok 0 bytes same".into()),
+            ("\"fresh\" 300000+5", "ok 0 bytes same".into()),
+        ]
+        .map(|(call, outcome)| (format!("read-part {call}: "), outcome));
+        let payload_parts = [
+            (format!("{payload_id:?} 0+3"), "ok 3 bytes same".to_owned()),
+            (
+                format!("{payload_id:?} 1+18446744073709551615"),
+                format!("ok {} bytes same", size - 1),
+            ),
+            (format!("{payload_id:?} {size}+1"), "ok 0 bytes same".into()),
+            (format!("{payload_id:?} 0+0"), "ok 0 bytes same".into()),
+        ]
+        .map(|(call, outcome)| (format!("read-part {call}: "), outcome));
+        expected.extend(
+            parts
+                .iter()
+                .chain(&payload_parts)
+                .map(|(prefix, outcome)| (prefix.clone(), outcome.as_str())),
+        );
         let lines: Vec<&str> = report.lines().collect();
         assert_eq!(lines.len(), expected.len(), "{report}");
         for (line, (prefix, outcome)) in lines.iter().zip(&expected) {

@@ -1,5 +1,6 @@
 //! The host side of the `data-folder` interface (`wit/worker.wit`): a task's data folder a
-//! whole file per call, for interpreters whose WASI file calls would move it 64 KiB at a time.
+//! whole file, or a part of any size of one (`read-part`), per call, for interpreters whose
+//! WASI file calls would move it 64 KiB at a time.
 //!
 //! Every call goes through the task's [`Folder`] handle (`host_files`): the guest's name is one
 //! plain file name inside it, no link is followed, a write replaces its file atomically.
@@ -13,7 +14,7 @@
 //! SDK worker's throughput; with these, 0.6x (BENCHMARKS.md).
 
 use std::fs::File;
-use std::io::{self, Read as _};
+use std::io::{self, Read as _, Seek as _};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -90,8 +91,7 @@ fn read_whole(
     limit: u64,
     maps_files: &OnceLock<bool>,
 ) -> Result<Bytes, FileError> {
-    let file = folder.open_file(name).map_err(file_error)?;
-    let size = file.metadata().map_err(file_error)?.len();
+    let (file, size) = folder.open_file_sized(name).map_err(file_error)?;
     if size > limit {
         return Err(FileError::TooLarge(format!(
             "`{}` holds {size} bytes, more than the {limit} bytes this read may take (the smaller of its max-size and the task's memory limit)",
@@ -99,6 +99,34 @@ fn read_whole(
         )));
     }
     let length = usize::try_from(size).map_err(|_| FileError::TooLarge(name.into()))?;
+    read_range(file, 0, length, maps_files)
+}
+
+/// At most `length` bytes of `name` in `folder` from byte `offset` (fewer at its end, none
+/// past it), and at most `limit`.
+fn read_part(
+    folder: &Folder,
+    name: &str,
+    offset: u64,
+    length: u64,
+    limit: u64,
+    maps_files: &OnceLock<bool>,
+) -> Result<Bytes, FileError> {
+    let (file, size) = folder.open_file_sized(name).map_err(file_error)?;
+    let length = size.saturating_sub(offset).min(length).min(limit);
+    let length = usize::try_from(length).map_err(|_| FileError::TooLarge(name.into()))?;
+    read_range(file, offset, length, maps_files)
+}
+
+/// `length` bytes of `file` from byte `offset`, which the caller found within the file:
+/// mapped where the folder's file system allows it (`maps_files`, its answer found on the
+/// first file a read opens), else read.
+fn read_range(
+    file: File,
+    offset: u64,
+    length: usize,
+    maps_files: &OnceLock<bool>,
+) -> Result<Bytes, FileError> {
     if length == 0 {
         return Ok(Bytes::new());
     }
@@ -116,12 +144,13 @@ fn read_whole(
         );
         maps
     });
-    let mapped = (maps && length >= MAP_FROM).then(|| map(&file, length));
-    contents(file, length, mapped)
+    let mapped = (maps && length >= MAP_FROM).then(|| map(&file, offset, length));
+    contents(file, offset, length, mapped)
 }
 
-/// Maps the first `length` bytes of `file`, which lies on one of [`MAPPED_FILE_SYSTEMS`].
-fn map(file: &File, length: usize) -> io::Result<Mmap> {
+/// Maps `length` bytes of `file` from byte `offset`; the file lies on one of
+/// [`MAPPED_FILE_SYSTEMS`].
+fn map(file: &File, offset: u64, length: usize) -> io::Result<Mmap> {
     // SAFETY: a mapping faults (SIGBUS) when the file shrinks under it, or when a page
     // cannot be brought in. Neither is in a task's or a client's hands during this call:
     // the guest is blocked in it, the only writes it can leave running (output streams)
@@ -130,14 +159,21 @@ fn map(file: &File, length: usize) -> io::Result<Mmap> {
     // What remains is a disk's I/O error or another process of this user truncating the
     // file, which could kill the host in many other ways. Populated up front: one walk of
     // the page cache instead of a fault per page.
-    unsafe { memmap2::MmapOptions::new().len(length).populate().map(file) }
+    unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(length)
+            .populate()
+            .map(file)
+    }
 }
 
-/// The first `length` bytes of `file`: the mapping when one was made (`mapped`), else read,
-/// when none was tried or the kernel refused it (a file system without `mmap`, the address
-/// space or the map count of the process exhausted).
+/// `length` bytes of `file` from byte `offset`: the mapping when one was made (`mapped`),
+/// else read, when none was tried or the kernel refused it (a file system without `mmap`, the
+/// address space or the map count of the process exhausted).
 fn contents(
     mut file: File,
+    offset: u64,
     length: usize,
     mapped: Option<io::Result<Mmap>>,
 ) -> Result<Bytes, FileError> {
@@ -147,9 +183,10 @@ fn contents(
         None => {}
     }
     let mut bytes = Vec::with_capacity(length);
-    // The file may have grown since: `take` keeps the bound.
-    (&mut file)
-        .take(length as u64)
+    // The file may have changed size since: `take` keeps the bound, and a shorter file gives
+    // fewer bytes.
+    file.seek(io::SeekFrom::Start(offset)).map_err(file_error)?;
+    file.take(length as u64)
         .read_to_end(&mut bytes)
         .map_err(file_error)?;
     Ok(Bytes::from(bytes))
@@ -196,7 +233,7 @@ fn file_error(error: io::Error) -> FileError {
     }
 }
 
-/// Links `read` and `write` of the `data-folder` interface to each task's [`DataFolder`].
+/// Links `read`, `read-part` and `write` of the `data-folder` interface to each task's [`DataFolder`].
 ///
 /// # Errors
 /// The linker already holds the interface.
@@ -215,6 +252,20 @@ pub(super) fn add_to_linker(linker: &mut Linker<TaskState>) -> wasmtime::Result<
                     let name = name.to_str(&store)?;
                     let maps_files = &store.data().files.maps_files;
                     read_whole(&folder, &name, limit.min(max_size), maps_files)
+                }
+                Err(error) => Err(error),
+            };
+            Ok((read,))
+        },
+    )?;
+    interface.func_wrap(
+        "read-part",
+        |mut store: StoreContextMut<'_, TaskState>, (name, offset, length): (WasmStr, u64, u64)| {
+            let read = match store.data_mut().files.access() {
+                Ok((folder, limit)) => {
+                    let name = name.to_str(&store)?;
+                    let maps_files = &store.data().files.maps_files;
+                    read_part(&folder, &name, offset, length, limit, maps_files)
                 }
                 Err(error) => Err(error),
             };
@@ -357,6 +408,62 @@ mod tests {
         assert!(bound.was_called());
     }
 
+    /// A part is the file's bytes from its offset, at most its length and the limit: fewer at
+    /// the end, none past it, unaligned offsets included, whether the range is mapped (large,
+    /// where the file system allows it) or read (small, or a refused mapping).
+    #[test]
+    fn parts_are_the_bytes_in_range() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let size = 3 * MAP_FROM + 123;
+        let bytes: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        std::fs::write(root.path().join("data"), &bytes).expect("write");
+        let folder = folder_with(root.path(), &[]);
+        let maps = OnceLock::new();
+        let size = size as u64;
+        let cases: [(u64, u64, u64); 9] = [
+            (0, u64::MAX, u64::MAX),
+            (0, 10, u64::MAX),
+            (4097, MAP_FROM as u64 + 5, u64::MAX),
+            (1, u64::MAX, u64::MAX),
+            (size - 7, u64::MAX, u64::MAX),
+            (size, 1, u64::MAX),
+            (size + 4096, 1, u64::MAX),
+            (5, 0, u64::MAX),
+            // The limit (the task's memory) caps a part as it caps a whole read.
+            (3, u64::MAX, MAP_FROM as u64 + 1),
+        ];
+        for (offset, length, limit) in cases {
+            let start = usize::try_from(offset.min(size)).expect("start");
+            let end = usize::try_from(offset.saturating_add(length.min(limit)).min(size))
+                .expect("end")
+                .max(start);
+            let part = read_part(&folder, "data", offset, length, limit, &maps)
+                .unwrap_or_else(|e| panic!("{offset}+{length}: {e:?}"));
+            assert_eq!(part, bytes[start..end], "{offset}+{length} (limit {limit})");
+        }
+        // The mapped path with an unaligned offset, where this file system allows a mapping.
+        if maps_on(&folder, "data") {
+            let file = folder.open_file("data").expect("open");
+            let mapped = map(&file, 4097, MAP_FROM);
+            assert!(mapped.is_ok(), "{mapped:?}");
+            assert_eq!(
+                contents(file, 4097, MAP_FROM, Some(mapped)).expect("mapped"),
+                bytes[4097..4097 + MAP_FROM]
+            );
+        }
+        for (name, error) in [("missing", "not-found"), ("../data", "invalid-name")] {
+            let refused = read_part(&folder, name, 0, 1, u64::MAX, &maps);
+            assert!(
+                matches!(
+                    (&refused, error),
+                    (Err(FileError::NotFound(_)), "not-found")
+                        | (Err(FileError::InvalidName(_)), "invalid-name")
+                ),
+                "{name}: {refused:?}"
+            );
+        }
+    }
+
     /// A mapping the kernel refuses (here `mmap` of a file opened write-only: `EACCES`, on
     /// any file system) falls back to reading the file.
     #[test]
@@ -367,11 +474,11 @@ mod tests {
             .write(true)
             .open(root.path().join("data"))
             .expect("open write-only");
-        let refused = map(&write_only, 100_000);
+        let refused = map(&write_only, 0, 100_000);
         assert!(refused.is_err(), "the kernel mapped a write-only file");
         let file = folder.open_file("data").expect("open");
         assert_eq!(
-            contents(file, 100_000, Some(refused)).expect("read instead"),
+            contents(file, 0, 100_000, Some(refused)).expect("read instead"),
             vec![7u8; 100_000]
         );
     }
@@ -384,15 +491,15 @@ mod tests {
         let folder = folder_with(root.path(), &[("holes", 1 << 20, false)]);
         let zeros = vec![0u8; 1 << 20];
         let file = folder.open_file("holes").expect("open");
-        assert_eq!(contents(file, 1 << 20, None).expect("read"), zeros);
+        assert_eq!(contents(file, 0, 1 << 20, None).expect("read"), zeros);
         // Mapped only where the host would map it: elsewhere (tmpfs) a hole read through a
         // mapping can fault.
         if maps_on(&folder, "holes") {
             let file = folder.open_file("holes").expect("open");
-            let mapped = map(&file, 1 << 20);
+            let mapped = map(&file, 0, 1 << 20);
             assert!(mapped.is_ok(), "{mapped:?}");
             assert_eq!(
-                contents(file, 1 << 20, Some(mapped)).expect("mapped"),
+                contents(file, 0, 1 << 20, Some(mapped)).expect("mapped"),
                 zeros
             );
         }

@@ -136,7 +136,13 @@
 //!   bytes zero`), `read` of the payload with a max-size one byte short of it and of exactly
 //!   its size (`ok <n> bytes <same|differs>`, against the payload read through WASI); `write` of `../x`, `` and `a/b`, of `dir`,
 //!   of `link` (`link-now=<file|symlink|...>` after), and of `fresh` (then read back:
-//!   `fresh-back=<same|differs>`). Every report line goes to every expected output.
+//!   `fresh-back=<same|differs>`); then `read-part` (lines `read-part <name:?> <offset>+<length>:
+//!   <outcome>`) of `../x`, `link-part` (planted then, a symlink to `<link target>`), `dir` and
+//!   `missing`, of 1 MiB at 40 GiB into `sparse`
+//!   (`ok <n> bytes zero`: a part of a file too large to read whole), and of parts of `fresh`
+//!   and of the payload, at offsets in and past them, unaligned (`ok <n> bytes <same|differs>`
+//!   against the bytes written or read through WASI). Every report line goes to every
+//!   expected output.
 //! - `data-folder-raw <read|write>`: calls `data-folder`'s `read` (max-size 64) or `write`
 //!   (data `evil`) through its core import, as the canonical ABI lowers it, with a name whose
 //!   bytes are not UTF-8 (`ff fe 6e`), which no bindings would pass: the host traps. If the
@@ -841,6 +847,47 @@ fn probe_data_folder(h: &TaskHandler, link_target: &str) -> Result<String, TaskE
     let back = data_folder::read("fresh", u64::MAX)
         .map_or("err", |data| if data == fresh { "same" } else { "differs" });
     lines.push(format!("fresh-back={back}"));
+
+    let part = |name: &str, offset: u64, length: u64, whole: Option<&[u8]>| {
+        let got = outcome(data_folder::read_part(name, offset, length), |data| {
+            let verdict = match whole {
+                None if data.iter().all(|&b| b == 0) => "zero",
+                None => "not zero",
+                Some(whole) => {
+                    let start = usize::try_from(offset)
+                        .unwrap_or(usize::MAX)
+                        .min(whole.len());
+                    let end = start.saturating_add(usize::try_from(length).unwrap_or(usize::MAX));
+                    if data == whole[start..end.min(whole.len())] {
+                        "same"
+                    } else {
+                        "differs"
+                    }
+                }
+            };
+            format!("ok {} bytes {verdict}", data.len())
+        });
+        format!("read-part {name:?} {offset}+{length}: {got}")
+    };
+    // `link` is a file by now: a second link to the same target.
+    dir.symlink_at(target, "link-part")
+        .map_err(|e| wasi_error("symlink-at", e))?;
+    for name in ["../x", "link-part", "dir", "missing"] {
+        lines.push(part(name, 0, 16, None));
+    }
+    lines.push(part("sparse", 40 << 30, 1 << 20, None));
+    for (offset, length) in [
+        (0, u64::MAX),
+        (4097, 150_000),
+        (199_990, u64::MAX),
+        (200_000, 1),
+        (300_000, 5),
+    ] {
+        lines.push(part("fresh", offset, length, Some(&fresh)));
+    }
+    for (offset, length) in [(0, 3), (1, u64::MAX), (size, 1), (0, 0)] {
+        lines.push(part(&payload_id, offset, length, Some(&on_disk)));
+    }
     Ok(lines.join("\n"))
 }
 

@@ -6,6 +6,7 @@ export const task = armonikWorker((taskHandler) => {
   if (taskHandler.expectedResults.length === 0) {
     return new Output('this task has no expected result');
   }
-  taskHandler.sendResults([[taskHandler.expectedResults[0], taskHandler.payload]]);
+  // The payload's pieces, written as they are read: a payload of any size fits in memory.
+  taskHandler.sendResults([[taskHandler.expectedResults[0], taskHandler.chunksOf(taskHandler.payloadId)]]);
   return new Output();
 });

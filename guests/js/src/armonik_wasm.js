@@ -16,7 +16,9 @@
 // result ids in the data folder (`/data`); `sendResults` writes `<data folder>/<id>` and
 // notifies the agent. Files up to 256 MiB are read and written whole in one host call (the
 // world's `data-folder` interface), larger ones a part at a time through the raw
-// `wasi:filesystem` bindings (the engine has no file API of its own). What a task creates, notifies or submits takes
+// `wasi:filesystem` bindings (the engine has no file API of its own), and `chunksOf(id)` hands
+// a file over in pieces (16 MiB `read-part` calls above 256 MiB) that `sendResults` writes as
+// they come: for data too large to hold twice. What a task creates, notifies or submits takes
 // effect only if it succeeds.
 //
 // Outcomes: returning `new Output()` (or nothing) completes the task; `new Output(message)`
@@ -28,8 +30,11 @@ import * as agent from 'armonik:worker/agent@0.1.0';
 import * as dataFolder from 'armonik:worker/data-folder@0.1.0';
 import { getDirectories } from 'wasi:filesystem/preopens@0.2.12';
 
-/** Size of the pieces files larger than `WHOLE_FILE_MAX` are read and written in. */
+/** Size of the pieces files larger than `WHOLE_FILE_MAX` are written in (WASI calls). */
 const CHUNK = 1 << 20;
+
+/** Size of the pieces a file larger than `WHOLE_FILE_MAX` is read in (`read-part`). */
+const PIECE = 16 << 20;
 
 /**
  * Files up to this size go through one `data-folder` call each, read or written whole; larger
@@ -156,73 +161,70 @@ function fileError(what, id, e) {
   return new ArmoniKWasmError(`I/O error on ${what} ${id}: ${said}`);
 }
 
-/** Reads the whole file `id` of directory `dir`. */
+/**
+ * The whole file `id` of directory `dir`, larger than `WHOLE_FILE_MAX`: as many bytes as its
+ * size when it is opened (WASI), read in `read-part` pieces straight into one array.
+ */
 function readFile(dir, id) {
-  let file;
+  let size;
   try {
-    file = dir.openAt({}, checkId(id), {}, { read: true });
+    const file = dir.openAt({}, checkId(id), {}, { read: true });
+    try {
+      size = Number(file.stat().size);
+    } finally {
+      file[Symbol.dispose]?.();
+    }
   } catch (e) {
     throw fileError('opening', id, e);
   }
-  try {
-    const size = Number(file.stat().size);
-    const data = new Uint8Array(size);
-    let offset = 0;
-    for (;;) {
-      const [chunk, end] = file.read(BigInt(CHUNK), BigInt(offset));
-      if (offset + chunk.length > data.length) {
-        // The file grew since stat: fall back to a growing buffer.
-        const rest = readRest(file, offset);
-        const all = new Uint8Array(offset + rest.length);
-        all.set(data.subarray(0, offset));
-        all.set(rest, offset);
-        return all;
-      }
-      data.set(chunk, offset);
-      offset += chunk.length;
-      if (end || chunk.length === 0) break;
+  const data = new Uint8Array(size);
+  let offset = 0;
+  for (const piece of readParts(id, size)) {
+    data.set(piece, offset);
+    offset += piece.length;
+  }
+  return offset === size ? data : data.subarray(0, offset);
+}
+
+/** File `id` in `read-part` pieces of at most `PIECE` bytes, up to `size` bytes or its end. */
+function* readParts(id, size = Infinity) {
+  for (let offset = 0; offset < size; ) {
+    let piece;
+    try {
+      piece = dataFolder.readPart(id, BigInt(offset), BigInt(Math.min(PIECE, size - offset)));
+    } catch (e) {
+      throw fileError('reading', id, e);
     }
-    return offset === data.length ? data : data.subarray(0, offset);
-  } catch (e) {
-    if (e instanceof ArmoniKWasmError) throw e;
-    throw fileError('reading', id, e);
-  } finally {
-    file[Symbol.dispose]?.();
+    if (piece.length === 0) return;
+    yield piece;
+    offset += piece.length;
   }
 }
 
-function readRest(file, offset) {
-  const pieces = [];
-  let total = 0;
-  for (;;) {
-    const [chunk, end] = file.read(BigInt(CHUNK), BigInt(offset + total));
-    pieces.push(chunk);
-    total += chunk.length;
-    if (end || chunk.length === 0) break;
+/** File `id` of directory `dir`, created or truncated, open for writing. */
+function openForWriting(dir, id) {
+  try {
+    return dir.openAt({}, checkId(id), { create: true, truncate: true }, { write: true });
+  } catch (e) {
+    throw fileError('opening', id, e);
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const piece of pieces) {
-    out.set(piece, at);
-    at += piece.length;
+}
+
+/** Writes `data` at `offset` of `file`, 1 MiB a call; the offset after it. */
+function writeAt(file, data, offset) {
+  let done = 0;
+  while (done < data.length) {
+    const end = Math.min(done + CHUNK, data.length);
+    done += Number(file.write(data.subarray(done, end), BigInt(offset + done)));
   }
-  return out;
+  return offset + done;
 }
 
 /** Writes (creates or truncates) file `id` of directory `dir`. */
 function writeFile(dir, id, data) {
-  let file;
+  const file = openForWriting(dir, id);
   try {
-    file = dir.openAt({}, checkId(id), { create: true, truncate: true }, { write: true });
-  } catch (e) {
-    throw fileError('opening', id, e);
-  }
-  try {
-    let offset = 0;
-    while (offset < data.length) {
-      const end = Math.min(offset + CHUNK, data.length);
-      offset += Number(file.write(data.subarray(offset, end), BigInt(offset)));
-    }
+    writeAt(file, data, 0);
   } catch (e) {
     throw fileError('writing', id, e);
   } finally {
@@ -230,7 +232,31 @@ function writeFile(dir, id, data) {
   }
 }
 
-/** The task's data dependencies, id -> bytes (a read-only Map), each read on first access. */
+/** Whether `data` is pieces of bytes rather than bytes or a string. */
+function isPieces(data) {
+  return (
+    data !== null &&
+    typeof data === 'object' &&
+    !ArrayBuffer.isView(data) &&
+    !(data instanceof ArrayBuffer) &&
+    typeof data[Symbol.iterator] === 'function'
+  );
+}
+
+/** The pieces of one file of the data folder, read as they are asked for (`chunksOf`). */
+class FileChunks {
+  constructor(handler, id) {
+    this._handler = handler;
+    this.id = id;
+  }
+
+  *[Symbol.iterator]() {
+    const whole = this._handler._readWhole(this.id);
+    if (whole !== null) yield whole;
+    else yield* readParts(this.id);
+  }
+}
+
 export class DataDependencies {
   constructor(handler, ids) {
     this._handler = handler;
@@ -298,12 +324,28 @@ export class TaskHandler {
   }
 
   /**
+   * File `id` of the data folder (the payload, a data dependency, a result fetched with
+   * `getResourceData`) as pieces of bytes, each read when the loop over them asks for it: for
+   * data too large to hold at once. A file of at most 256 MiB is one piece (one host call), a
+   * larger one comes in 16 MiB pieces (`read-part`). Give it to `sendResults` to write a result as it is read:
+   * `sendResults([[out, taskHandler.chunksOf(taskHandler.payloadId)]])`.
+   */
+  chunksOf(id) {
+    return new FileChunks(this, checkId(id));
+  }
+
+  /**
    * Writes each result's file (replacing any file there), then notifies them all in one call.
-   * `results`: an object, a Map or [id, data] pairs; data are bytes or strings (UTF-8).
+   * `results`: an object, a Map or [id, data] pairs; data are bytes, a string (UTF-8), or
+   * pieces of bytes (`chunksOf`, or any iterable of them), written one after the other without
+   * holding them all.
    */
   sendResults(results) {
     const entries = entriesOf(results);
-    for (const [id, data] of entries) this._write(id, toBytes(data));
+    for (const [id, data] of entries) {
+      if (isPieces(data)) this._writePieces(id, data);
+      else this._write(id, toBytes(data));
+    }
     if (entries.length > 0) this.notifyResultData(entries.map(([id]) => id));
   }
 
@@ -358,14 +400,47 @@ export class TaskHandler {
   }
 
   _read(id) {
+    return this._readWhole(id) ?? readFile(this._directory(), id);
+  }
+
+  /** File `id` in one host call, or `null` when it is larger than `WHOLE_FILE_MAX`. */
+  _readWhole(id) {
     try {
       return dataFolder.read(checkId(id), BigInt(WHOLE_FILE_MAX));
     } catch (e) {
       if (e instanceof ArmoniKWasmError) throw e;
       const error = e && e.payload !== undefined ? e.payload : e;
       if (error?.tag !== 'too-large') throw fileError('reading', id, error);
+      return null;
     }
-    return readFile(this._directory(), id);
+  }
+
+  /** Writes pieces of bytes as file `id`: one piece in one host call, more through WASI. */
+  _writePieces(id, pieces) {
+    if (pieces instanceof FileChunks && pieces.id === id) {
+      throw new ArmoniKWasmError(`cannot write ${id} from its own pieces: it is read as it is written`);
+    }
+    const iterator = pieces[Symbol.iterator]();
+    const first = iterator.next();
+    const second = first.done ? first : iterator.next();
+    if (second.done) {
+      iterator.return?.();
+      this._write(id, first.done ? new Uint8Array(0) : toBytes(first.value));
+      return;
+    }
+    const file = openForWriting(this._directory(), id);
+    try {
+      let offset = 0;
+      for (let next = first; !next.done; next = next === first ? second : iterator.next()) {
+        offset = writeAt(file, toBytes(next.value), offset);
+      }
+    } catch (e) {
+      if (e instanceof ArmoniKWasmError) throw e;
+      throw fileError('writing', id, e);
+    } finally {
+      iterator.return?.();
+      file[Symbol.dispose]?.();
+    }
   }
 
   _write(id, data) {
